@@ -1,0 +1,47 @@
+/**
+ * Wires the modules together; nothing else.
+ */
+import { Module, RequestMethod, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { DeadlineInterceptor } from './common/context/deadline.interceptor.js';
+import { ProblemDetailsFilter } from './common/errors/problem-details.filter.js';
+import { createValidationPipe } from './common/http/validation.js';
+import type { AppConfig } from './config/app-config.js';
+import { ConfigModule } from './config/config.module.js';
+import { DatabaseModule } from './infrastructure/database/database.module.js';
+import { LmdbModule } from './infrastructure/lmdb/lmdb.module.js';
+import { RedisModule } from './infrastructure/redis/redis.module.js';
+import { HealthModule } from './modules/health/health.module.js';
+import { MIGRATIONS } from '../migrations/index.js';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig, logger: Logger): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        // Requests are logged by Fastify's own pino instance (one line each, in an onResponse
+        // hook); nestjs-pino reuses it so that every log line of a request carries its id.
+        LoggerModule.forRoot({
+          pinoHttp: { logger },
+          useExisting: true,
+          forRoutes: [{ path: '/{*splat}', method: RequestMethod.ALL }],
+        }),
+        DatabaseModule.forRoot({ entities: [], migrations: MIGRATIONS }),
+        RedisModule,
+        LmdbModule,
+        ScheduleModule.forRoot(),
+        HealthModule,
+      ],
+      providers: [
+        { provide: APP_FILTER, useClass: ProblemDetailsFilter },
+        { provide: APP_INTERCEPTOR, useClass: DeadlineInterceptor },
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+      ],
+    };
+  }
+}

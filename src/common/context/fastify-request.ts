@@ -1,0 +1,7 @@
+import type { RequestContext } from './request-context.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ctx: RequestContext;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The context every request carries through use cases and repositories (the plan's
+ * ContextAdapter): who asks, under which request id, and until when. Its `signal` aborts at the
+ * request's deadline or when the client goes away, so that I/O started for a request that can no
+ * longer be answered is cut short.
+ */
+import { RequestTimeoutError } from '../errors/domain-errors.js';
+
+export type AbortCause = 'deadline' | 'client-closed' | 'shutdown';
+
+export class RequestContext {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  /** Set by the authentication guard once the access token is verified. */
+  userId: string | undefined;
+  sessionId: string | undefined;
+
+  private constructor(
+    readonly requestId: string,
+    readonly deadline: number,
+  ) {}
+
+  /** A context bounded by `timeoutMs` from now. */
+  static start(requestId: string, timeoutMs: number): RequestContext {
+    const ctx = new RequestContext(requestId, Date.now() + timeoutMs);
+    ctx.timer = setTimeout(() => ctx.abort('deadline'), timeoutMs);
+    ctx.timer.unref();
+    return ctx;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  /** Why the signal fired, once it has. */
+  get abortCause(): AbortCause | undefined {
+    return this.aborted ? (this.controller.signal.reason as AbortCause) : undefined;
+  }
+
+  /** Milliseconds left before the deadline (never below zero). */
+  remainingMs(): number {
+    return Math.max(0, this.deadline - Date.now());
+  }
+
+  /** Throws `RequestTimeoutError` when the request can no longer be answered in time. */
+  throwIfAborted(): void {
+    if (this.aborted || Date.now() >= this.deadline) throw new RequestTimeoutError();
+  }
+
+  abort(cause: AbortCause): void {
+    this.release();
+    if (!this.controller.signal.aborted) this.controller.abort(cause);
+  }
+
+  /** Stops the deadline timer once the response has been sent. */
+  release(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Typed configuration, built once from the environment at start-up. Everything else receives
+ * `AppConfig` by injection (token `APP_CONFIG`) and never reads `process.env` itself.
+ */
+import { randomBytes } from 'node:crypto';
+import { envSchema, type Env } from './env.schema.js';
+
+export const APP_CONFIG = Symbol('APP_CONFIG');
+
+export interface AppConfig {
+  env: Env['NODE_ENV'];
+  isProduction: boolean;
+  http: {
+    port: number;
+    host: string;
+    bodyLimit: number;
+    requestTimeoutMs: number;
+    corsOrigins: string[] | '*';
+  };
+  database: { url: string; poolSize: number; connectTimeoutMs: number };
+  redis: { url: string };
+  buffer: {
+    path: string;
+    maxEntries: number;
+    maxBytes: number;
+    replayIntervalMs: number;
+    replayBatch: number;
+  };
+  auth: {
+    jwtSecret: string;
+    /** True when no secret was configured and one was generated for this process. */
+    jwtSecretGenerated: boolean;
+    accessTtlMs: number;
+    issuer: string;
+    audience: string;
+    refreshTtlMs: number;
+    sessionMaxTtlMs: number;
+    loginMaxFailuresPerEmail: number;
+    loginMaxFailuresPerIp: number;
+    loginBlockSeconds: number;
+  };
+  shutdown: { drainMs: number; timeoutMs: number };
+  logLevel: Env['LOG_LEVEL'];
+}
+
+/** Raised for an invalid environment; its message is one line naming the variable and rule. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): AppConfig {
+  const parsed = envSchema.safeParse(withoutEmptyValues(source));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = issue.path.join('.') || 'environment';
+    throw new ConfigError(`Invalid configuration: ${variable} ${describe(issue.message)}`);
+  }
+  return toAppConfig(parsed.data);
+}
+
+function toAppConfig(env: Env): AppConfig {
+  const isProduction = env.NODE_ENV === 'production';
+  return {
+    env: env.NODE_ENV,
+    isProduction,
+    http: {
+      port: env.PORT,
+      host: env.HOST,
+      bodyLimit: env.BODY_LIMIT,
+      requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
+      corsOrigins: parseOrigins(env.CORS_ORIGINS),
+    },
+    database: {
+      url: env.DATABASE_URL,
+      poolSize: env.DATABASE_POOL_SIZE,
+      connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
+    },
+    redis: { url: env.REDIS_URL },
+    buffer: {
+      path: env.BUFFER_PATH,
+      maxEntries: env.BUFFER_MAX_ENTRIES,
+      maxBytes: env.BUFFER_MAX_BYTES,
+      replayIntervalMs: env.BUFFER_REPLAY_INTERVAL_MS,
+      replayBatch: env.BUFFER_REPLAY_BATCH,
+    },
+    auth: {
+      jwtSecret: env.JWT_SECRET ?? randomBytes(48).toString('base64url'),
+      jwtSecretGenerated: env.JWT_SECRET === undefined,
+      accessTtlMs: env.JWT_ACCESS_TTL,
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE,
+      refreshTtlMs: env.REFRESH_TTL,
+      sessionMaxTtlMs: env.SESSION_MAX_TTL,
+      loginMaxFailuresPerEmail: env.LOGIN_MAX_FAILURES_PER_EMAIL,
+      loginMaxFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+      loginBlockSeconds: env.LOGIN_BLOCK_SECONDS,
+    },
+    shutdown: {
+      drainMs: env.SHUTDOWN_DRAIN_MS ?? (isProduction ? 5000 : 0),
+      timeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    },
+    logLevel: env.LOG_LEVEL,
+  };
+}
+
+/** An empty variable means "not set", as a shell or an orchestrator usually intends. */
+function withoutEmptyValues(source: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(source)) {
+    if (value !== undefined && value !== '') env[key] = value;
+  }
+  return env;
+}
+
+function parseOrigins(raw: string): string[] | '*' {
+  if (raw === '*') return '*';
+  return raw
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
+}
+
+function describe(message: string): string {
+  // zod phrases some messages as "Invalid input: expected number, received NaN"
+  return message.replace(/^Invalid input: /, 'is invalid: ').replace(/^(?!is |must )/, 'is invalid: ');
+}

@@ -1,0 +1,108 @@
+/**
+ * The one schema for the process environment. Every variable the service reads is declared
+ * here, with its default and its rule; `loadConfig` turns the result into the typed `AppConfig`.
+ */
+import { z } from 'zod';
+
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Parses `15m`, `7d`, `500ms`, … into milliseconds. */
+export function parseDuration(value: string): number {
+  const match = DURATION.exec(value);
+  if (!match) throw new Error(`not a duration: ${value}`);
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+}
+
+const duration = z
+  .string()
+  .trim()
+  .regex(DURATION, 'must be a duration such as 500ms, 30s, 15m, 12h or 7d')
+  .transform(parseDuration)
+  .refine((ms) => ms > 0, 'must be longer than zero');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const url = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const envSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: int(0, 65_535).default(3000),
+    HOST: z.string().trim().min(1).default('0.0.0.0'),
+
+    DATABASE_URL: url(['postgres:', 'postgresql:']).default(
+      'postgres://postgres@127.0.0.1:5432/tasks',
+    ),
+    DATABASE_POOL_SIZE: int(1, 500).default(10),
+    DATABASE_CONNECT_TIMEOUT_MS: int(100, 60_000).default(2000),
+    REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379/0'),
+
+    BUFFER_PATH: z.string().trim().min(1).default('./data/buffer'),
+    BUFFER_MAX_ENTRIES: int(1, 100_000_000).default(100_000),
+    BUFFER_MAX_BYTES: int(1024, 1024 ** 4).default(512 * 1024 * 1024),
+    BUFFER_REPLAY_INTERVAL_MS: int(10, 3_600_000).default(1000),
+    BUFFER_REPLAY_BATCH: int(1, 10_000).default(500),
+
+    JWT_SECRET: z.string().optional(),
+    JWT_ACCESS_TTL: duration.default(parseDuration('15m')),
+    JWT_ISSUER: z.string().trim().min(1).default('taskd'),
+    JWT_AUDIENCE: z.string().trim().min(1).default('taskd-api'),
+    REFRESH_TTL: duration.default(parseDuration('7d')),
+    SESSION_MAX_TTL: duration.default(parseDuration('30d')),
+
+    LOGIN_MAX_FAILURES_PER_EMAIL: int(1, 10_000).default(5),
+    LOGIN_MAX_FAILURES_PER_IP: int(1, 100_000).default(50),
+    LOGIN_BLOCK_SECONDS: int(1, 86_400).default(60),
+
+    REQUEST_TIMEOUT_MS: int(1, 600_000).default(10_000),
+    SHUTDOWN_DRAIN_MS: int(0, 600_000).optional(),
+    SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(25_000),
+    BODY_LIMIT: int(1, 100 * 1024 * 1024).default(102_400),
+    CORS_ORIGINS: z.string().trim().default(''),
+    LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV === 'production') {
+      if (!env.JWT_SECRET || env.JWT_SECRET.length < 32) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['JWT_SECRET'],
+          message: 'is required in production and must be at least 32 characters',
+        });
+      } else if (/change.?me|secret|example|placeholder/i.test(env.JWT_SECRET)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['JWT_SECRET'],
+          message: 'looks like a placeholder; set a random value of at least 32 characters',
+        });
+      }
+    } else if (env.JWT_SECRET !== undefined && env.JWT_SECRET.length < 32) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['JWT_SECRET'],
+        message: 'must be at least 32 characters',
+      });
+    }
+    if (env.SESSION_MAX_TTL < env.REFRESH_TTL) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SESSION_MAX_TTL'],
+        message: 'must not be shorter than REFRESH_TTL',
+      });
+    }
+  });
+
+export type Env = z.infer<typeof envSchema>;

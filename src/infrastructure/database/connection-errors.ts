@@ -1,0 +1,53 @@
+/**
+ * Which database errors mean "PostgreSQL cannot be reached" (and so open the circuit breaker),
+ * as opposed to errors of the statement itself (constraint violations, bad input), which never do.
+ */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
+
+/** SQLSTATEs of a server that is going away or cannot take the connection. */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '3D000']);
+
+const CONNECTION_MESSAGES = [
+  'connection terminated',
+  'timeout exceeded when trying to connect',
+  'query read timeout',
+  'connection timeout',
+  'not queryable',
+  'cannot use a pool after calling end',
+  'the database is not connected',
+];
+
+export function isConnectionError(error: unknown): boolean {
+  const candidates = [error, (error as { driverError?: unknown } | null)?.driverError];
+  return candidates.some((candidate) => {
+    if (typeof candidate !== 'object' || candidate === null) return false;
+    const { code, message } = candidate as { code?: unknown; message?: unknown };
+    if (typeof code === 'string') {
+      if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08')) {
+        return true;
+      }
+    }
+    const text = typeof message === 'string' ? message.toLowerCase() : '';
+    return CONNECTION_MESSAGES.some((fragment) => text.includes(fragment));
+  });
+}
+
+/** The SQLSTATE of a failed statement, when there is one. */
+export function sqlState(error: unknown): string | undefined {
+  const driver = (error as { driverError?: { code?: unknown } } | null)?.driverError ?? error;
+  const code = (driver as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export const UNIQUE_VIOLATION = '23505';
+export const FOREIGN_KEY_VIOLATION = '23503';

@@ -1,0 +1,296 @@
+/**
+ * Owns the PostgreSQL connection (a TypeORM `DataSource` on `pg`) and knows whether the
+ * database can be reached. The service starts without PostgreSQL: it connects, creates the
+ * database outside production and migrates (under an advisory lock) in the background, with
+ * backoff. Connection-class failures open a circuit breaker (`isUp()` false) that a background
+ * probe closes again; statement errors never touch it.
+ */
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { DataSource, type EntityManager, type MixedList } from 'typeorm';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import type { RequestContext } from '../../common/context/request-context.js';
+import {
+  RequestTimeoutError,
+  ServiceUnavailableError,
+} from '../../common/errors/domain-errors.js';
+import { isConnectionError, sqlState } from './connection-errors.js';
+
+export const DATABASE_OPTIONS = Symbol('DATABASE_OPTIONS');
+
+export interface DatabaseOptions {
+  entities: MixedList<Function>;
+  migrations: MixedList<Function>;
+}
+
+export type DatabaseState = 'connecting' | 'up' | 'down';
+
+/** Serialises the migrations of replicas that start together. */
+const MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('taskd:migrations'))";
+const MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('taskd:migrations'))";
+const QUERY_CANCELED = '57014';
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+
+@Injectable()
+export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(DatabaseService.name);
+  private source: DataSource;
+  private state: DatabaseState = 'connecting';
+  private recovering: Promise<void> | undefined;
+  private stopped = false;
+  private readonly stateListeners = new Set<(state: DatabaseState) => void>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(DATABASE_OPTIONS) private readonly options: DatabaseOptions,
+  ) {
+    this.source = this.createDataSource();
+  }
+
+  get dataSource(): DataSource {
+    return this.source;
+  }
+
+  isUp(): boolean {
+    return this.state === 'up';
+  }
+
+  getState(): DatabaseState {
+    return this.state;
+  }
+
+  /** Calls `listener` on every change of state (up, down). */
+  onStateChange(listener: (state: DatabaseState) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  onModuleInit(): void {
+    this.recover();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    await this.recovering?.catch(() => undefined);
+    if (this.source.isInitialized) await this.source.destroy().catch(() => undefined);
+  }
+
+  /** Resolves true once the database is up, false if `timeoutMs` passes first. */
+  async waitUntilUp(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (!this.isUp() && Date.now() < until) await sleep(20);
+    return this.isUp();
+  }
+
+  /** Runs one statement for a request: refused at once while the breaker is open. */
+  async query<T>(ctx: RequestContext, sql: string, params: unknown[] = []): Promise<T[]> {
+    ctx.throwIfAborted();
+    this.assertUp();
+    try {
+      return (await this.source.query(sql, params)) as T[];
+    } catch (error) {
+      throw this.translate(error);
+    }
+  }
+
+  /**
+   * Runs `work` in one transaction whose statements are bounded by the time the request has
+   * left (`SET LOCAL statement_timeout`), so no statement outlives its request.
+   */
+  async transaction<T>(ctx: RequestContext, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    ctx.throwIfAborted();
+    this.assertUp();
+    try {
+      return await this.source.transaction(async (manager) => {
+        await manager.query(`SET LOCAL statement_timeout = ${Math.max(1, ctx.remainingMs())}`);
+        return work(manager);
+      });
+    } catch (error) {
+      throw this.translate(error);
+    }
+  }
+
+  /** A cheap round trip, bounded by `timeoutMs`; feeds the breaker. */
+  async ping(timeoutMs: number): Promise<boolean> {
+    if (!this.source.isInitialized) return false;
+    try {
+      await withTimeout(this.source.query('SELECT 1'), timeoutMs);
+      return true;
+    } catch (error) {
+      this.reportFailure(error);
+      return false;
+    }
+  }
+
+  /** Opens the breaker when `error` says the database cannot be reached. */
+  reportFailure(error: unknown): void {
+    if (!isConnectionError(error) && !(error instanceof TimeoutError)) return;
+    if (this.state === 'up') {
+      this.logger.warn({ err: errorSummary(error) }, 'PostgreSQL unreachable; circuit opened');
+      this.setState('down');
+    }
+    this.recover();
+  }
+
+  /** Applies pending migrations under the advisory lock (idempotent, cheap when none). */
+  async migrate(): Promise<void> {
+    const runner = this.source.createQueryRunner();
+    try {
+      await runner.connect();
+      await runner.query(MIGRATION_LOCK_SQL);
+      try {
+        const applied = await this.source.runMigrations({ transaction: 'each' });
+        for (const migration of applied) this.logger.log(`migration applied: ${migration.name}`);
+      } finally {
+        await runner.query(MIGRATION_UNLOCK_SQL);
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+
+  private assertUp(): void {
+    if (this.state !== 'up') {
+      throw new ServiceUnavailableError('the database is unavailable; try again shortly');
+    }
+  }
+
+  private translate(error: unknown): unknown {
+    if (isConnectionError(error)) {
+      this.reportFailure(error);
+      return new ServiceUnavailableError('the database is unavailable; try again shortly');
+    }
+    if (sqlState(error) === QUERY_CANCELED) return new RequestTimeoutError();
+    return error;
+  }
+
+  private setState(state: DatabaseState): void {
+    if (this.state === state) return;
+    this.state = state;
+    for (const listener of this.stateListeners) listener(state);
+  }
+
+  /** Starts the background connect-and-migrate loop unless one is already running. */
+  private recover(): void {
+    if (this.recovering || this.stopped) return;
+    this.recovering = this.connectLoop().finally(() => {
+      this.recovering = undefined;
+    });
+  }
+
+  private async connectLoop(): Promise<void> {
+    let delay = BACKOFF_MIN_MS;
+    let attempt = 0;
+    while (!this.stopped) {
+      attempt += 1;
+      try {
+        await this.connectOnce();
+        await this.migrate();
+        if (this.stopped) return;
+        this.setState('up');
+        this.logger.log('PostgreSQL connected and migrated');
+        return;
+      } catch (error) {
+        if (this.state !== 'down') this.setState('down');
+        if (attempt === 1 || attempt % 20 === 0) {
+          this.logger.warn({ err: errorSummary(error), attempt }, 'PostgreSQL not reachable; retrying');
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
+  private async connectOnce(): Promise<void> {
+    if (this.source.isInitialized) {
+      await withTimeout(this.source.query('SELECT 1'), this.config.database.connectTimeoutMs);
+      return;
+    }
+    await this.ensureDatabaseExists();
+    const source = this.createDataSource();
+    try {
+      await source.initialize();
+      this.source = source;
+    } catch (error) {
+      await source.destroy().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Outside production, creates the configured database when it does not exist yet. */
+  private async ensureDatabaseExists(): Promise<void> {
+    if (this.config.isProduction) return;
+    const target = new URL(this.config.database.url);
+    const name = decodeURIComponent(target.pathname.slice(1));
+    if (!name) return;
+    const maintenance = new URL(target);
+    maintenance.pathname = '/postgres';
+    const client = new pg.Client({
+      connectionString: maintenance.toString(),
+      connectionTimeoutMillis: this.config.database.connectTimeoutMs,
+    });
+    await client.connect();
+    try {
+      const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      if (rowCount === 0) {
+        await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`).catch((error: unknown) => {
+          if (sqlState(error) !== '42P04') throw error; // created meanwhile by another replica
+        });
+        this.logger.log(`database created: ${name}`);
+      }
+    } finally {
+      await client.end();
+    }
+  }
+
+  private createDataSource(): DataSource {
+    const { url, poolSize, connectTimeoutMs } = this.config.database;
+    const timeoutMs = this.config.http.requestTimeoutMs;
+    return new DataSource({
+      type: 'postgres',
+      url,
+      entities: this.options.entities,
+      migrations: this.options.migrations,
+      migrationsTableName: 'migrations',
+      synchronize: false,
+      logging: false,
+      poolSize,
+      applicationName: 'taskd',
+      extra: {
+        connectionTimeoutMillis: connectTimeoutMs,
+        // No statement may outlive the longest request; a black-holed connection fails too.
+        statement_timeout: timeoutMs,
+        query_timeout: timeoutMs + 1_000,
+        keepAlive: true,
+        idleTimeoutMillis: 30_000,
+      },
+    });
+  }
+}
+
+class TimeoutError extends Error {}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`timed out after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function errorSummary(error: unknown): { message: string; code?: string } {
+  const message = error instanceof Error ? error.message : String(error);
+  return { message, code: sqlState(error) ?? (error as { code?: string } | null)?.code };
+}

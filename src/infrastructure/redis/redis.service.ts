@@ -1,0 +1,90 @@
+/**
+ * The Redis connection (ioredis). Commands fail fast while Redis is unreachable (no offline
+ * queue) so a request answers 503 instead of hanging; the client reconnects by itself with
+ * capped backoff. Features that need pub/sub ask for a `subscriber()` of their own.
+ */
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { Redis, type RedisOptions } from 'ioredis';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+
+const CONNECT_WAIT_MS = 2_000;
+
+@Injectable()
+export class RedisService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(RedisService.name);
+  readonly client: Redis;
+  private readonly subscribers: Redis[] = [];
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    this.client = this.connect('main');
+  }
+
+  /** Waits briefly for the first connection; the service starts without Redis all the same. */
+  async onModuleInit(): Promise<void> {
+    try {
+      await Promise.race([
+        this.client.connect(),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error('timed out')), CONNECT_WAIT_MS).unref(),
+        ),
+      ]);
+    } catch (error) {
+      this.logger.warn({ err: { message: (error as Error).message } }, 'Redis not reachable yet; reconnecting in the background');
+    }
+  }
+
+  isUp(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  async ping(timeoutMs: number): Promise<boolean> {
+    if (!this.isUp()) return false;
+    try {
+      await Promise.race([
+        this.client.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), timeoutMs).unref()),
+      ]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A dedicated connection for SUBSCRIBE (a subscribed connection can issue nothing else). */
+  subscriber(): Redis {
+    const connection = this.connect('subscriber', { enableOfflineQueue: true });
+    connection.connect().catch(() => undefined);
+    this.subscribers.push(connection);
+    return connection;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all(
+      [this.client, ...this.subscribers].map((connection) =>
+        connection.quit().catch(() => connection.disconnect()),
+      ),
+    );
+  }
+
+  private connect(name: string, overrides: Partial<RedisOptions> = {}): Redis {
+    const connection = new Redis(this.config.redis.url, {
+      lazyConnect: true,
+      connectionName: `taskd-${name}`,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2_000,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+      ...overrides,
+    });
+    connection.on('error', (error: Error) => {
+      this.logger.debug({ err: { message: error.message }, connection: name }, 'Redis connection error');
+    });
+    return connection;
+  }
+}

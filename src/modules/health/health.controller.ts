@@ -1,0 +1,46 @@
+/**
+ * Liveness and readiness (Terminus). Liveness checks nothing but that the process answers.
+ * Readiness reports PostgreSQL, Redis and the buffer; it answers 503 while starting, while
+ * shutting down, or when the instance can take neither direct nor buffered writes. PostgreSQL
+ * alone being down keeps it 200: writes are then buffered.
+ */
+import { Controller, Get, HttpCode, Res } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
+import { HealthCheck, HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
+import type { FastifyReply } from 'fastify';
+import { Public } from '../../common/http/public.decorator.js';
+import { ReadinessService } from './readiness.service.js';
+
+@ApiTags('health')
+@Public()
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly readiness: ReadinessService,
+  ) {}
+
+  @Get('live')
+  @HealthCheck({ swaggerDocumentation: false })
+  @ApiOperation({ operationId: 'liveness', summary: 'The process is alive and answering' })
+  @ApiOkResponse({ description: 'Alive' })
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
+  }
+
+  @Get('ready')
+  @HttpCode(200)
+  @ApiOperation({
+    operationId: 'readiness',
+    summary: 'Whether this instance should receive traffic',
+    description:
+      'One entry per dependency (postgres, redis, buffer), each up or down. PostgreSQL alone being down keeps 200: writes are buffered.',
+  })
+  @ApiOkResponse({ description: 'Ready' })
+  @ApiServiceUnavailableResponse({ description: 'Starting, shutting down, or unable to take writes' })
+  async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
+    const { ready, result } = await this.readiness.evaluate();
+    if (!ready) void reply.status(503).header('retry-after', '5');
+    return result;
+  }
+}
