@@ -35,6 +35,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     requestTimeout: config.http.requestTimeoutMs + 5_000,
     connectionTimeout: 0,
     routerOptions: { maxParamLength: 200 },
+    trustProxy: config.http.trustProxy,
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),

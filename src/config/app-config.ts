@@ -16,9 +16,11 @@ export interface AppConfig {
     bodyLimit: number;
     requestTimeoutMs: number;
     corsOrigins: string[] | '*';
+    /** Trust X-Forwarded-For from the load balancer for the client IP. */
+    trustProxy: boolean;
   };
   database: { url: string; poolSize: number; connectTimeoutMs: number };
-  redis: { url: string };
+  redis: { url: string; keyPrefix: string };
   buffer: {
     path: string;
     maxEntries: number;
@@ -69,13 +71,14 @@ function toAppConfig(env: Env): AppConfig {
       bodyLimit: env.BODY_LIMIT,
       requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
       corsOrigins: parseOrigins(env.CORS_ORIGINS),
+      trustProxy: env.TRUST_PROXY,
     },
     database: {
       url: env.DATABASE_URL,
       poolSize: env.DATABASE_POOL_SIZE,
       connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
     },
-    redis: { url: env.REDIS_URL },
+    redis: { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX },
     buffer: {
       path: env.BUFFER_PATH,
       maxEntries: env.BUFFER_MAX_ENTRIES,

@@ -49,6 +49,11 @@ export const envSchema = z
     DATABASE_POOL_SIZE: int(1, 500).default(10),
     DATABASE_CONNECT_TIMEOUT_MS: int(100, 60_000).default(2000),
     REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379/0'),
+    REDIS_KEY_PREFIX: z.string().trim().min(1).max(64).default('taskd:'),
+    TRUST_PROXY: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((value) => value === 'true'),
 
     BUFFER_PATH: z.string().trim().min(1).default('./data/buffer'),
     BUFFER_MAX_ENTRIES: int(1, 100_000_000).default(100_000),

@@ -76,6 +76,7 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
     const connection = new Redis(this.config.redis.url, {
       lazyConnect: true,
       connectionName: `taskd-${name}`,
+      keyPrefix: this.config.redis.keyPrefix,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2_000,

@@ -1,0 +1,107 @@
+/**
+ * Start-up without PostgreSQL, configuration errors, readiness during shutdown, and the built
+ * server's exit on SIGTERM.
+ */
+import { freePort, spawnServer, waitForStatus } from '../support/server-process.js';
+import { databaseUrlFor, dropDatabase, REDIS_URL, startTestApp, uniqueName } from '../support/test-app.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+describe('life cycle (e2e)', () => {
+  it('becomes ready with PostgreSQL unreachable, reporting postgres down; liveness unaffected', async () => {
+    const closedPort = await freePort();
+    const t = await startTestApp({ databaseHostPort: `127.0.0.1:${closedPort}`, waitForDatabase: false });
+    try {
+      const ready = await t.app.inject({ method: 'GET', url: '/health/ready' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toMatchObject({
+        status: 'ok',
+        details: { postgres: { status: 'down' }, redis: { status: 'up' }, buffer: { status: 'up' } },
+      });
+      const live = await t.app.inject({ method: 'GET', url: '/health/live' });
+      expect(live.statusCode).toBe(200);
+    } finally {
+      await t.close({ keepDatabase: true });
+    }
+  });
+
+  it('turns readiness to 503 as soon as shutdown starts, while still serving during the drain', async () => {
+    const t = await startTestApp({ listen: true, env: { SHUTDOWN_DRAIN_MS: '1500' } });
+    const closing = t.app.close();
+    try {
+      await waitForStatus(`${t.url}/health/ready`, 503, 1_000);
+      const body = (await (await fetch(`${t.url}/health/ready`)).json()) as { status: string };
+      expect(body.status).toBe('shutting_down');
+      const live = await fetch(`${t.url}/health/live`);
+      expect(live.status).toBe(200);
+    } finally {
+      await closing;
+      await dropDatabase(t.databaseName);
+      rmSync(t.bufferPath, { recursive: true, force: true });
+    }
+  });
+
+  describe('the built server', () => {
+    let bufferPath: string;
+    const databaseName = uniqueName();
+
+    beforeAll(() => {
+      bufferPath = mkdtempSync(path.join(tmpdir(), 'taskd-buffer-'));
+    });
+
+    afterAll(async () => {
+      rmSync(bufferPath, { recursive: true, force: true });
+      await dropDatabase(databaseName);
+    });
+
+    it.each([
+      ['PORT', 'not-a-port'],
+      ['BUFFER_MAX_ENTRIES', '-3'],
+      ['JWT_ACCESS_TTL', 'soon'],
+      ['DATABASE_URL', 'mysql://nope'],
+    ])('refuses to start when %s=%s, naming the variable', async (name, value) => {
+      const server = spawnServer({ [name]: value, BUFFER_PATH: bufferPath, NODE_ENV: 'development' });
+      const { code } = await server.exited;
+      expect(code).not.toBe(0);
+      const lines = server.output().trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(name);
+    });
+
+    it('refuses a missing JWT_SECRET in production', async () => {
+      const server = spawnServer({ NODE_ENV: 'production', BUFFER_PATH: bufferPath });
+      const { code } = await server.exited;
+      expect(code).not.toBe(0);
+      expect(server.output()).toContain('JWT_SECRET');
+    });
+
+    it('starts, serves, and exits 0 on SIGTERM within SHUTDOWN_TIMEOUT_MS', async () => {
+      const port = await freePort();
+      const server = spawnServer(
+        {
+          NODE_ENV: 'development',
+          DATABASE_URL: databaseUrlFor(databaseName),
+          REDIS_URL,
+          REDIS_KEY_PREFIX: `${databaseName}:`,
+          BUFFER_PATH: bufferPath,
+          SHUTDOWN_DRAIN_MS: '200',
+          SHUTDOWN_TIMEOUT_MS: '5000',
+        },
+        port,
+      );
+      try {
+        await waitForStatus(`${server.url}/health/ready`, 200);
+        expect((await fetch(`${server.url}/docs`)).status).toBe(200);
+        const started = Date.now();
+        server.child.kill('SIGTERM');
+        const { code } = await server.exited;
+        expect(code).toBe(0);
+        expect(Date.now() - started).toBeLessThan(5_000);
+        expect(server.output()).toContain('shutdown complete');
+      } finally {
+        server.child.kill('SIGKILL');
+      }
+    });
+  });
+});

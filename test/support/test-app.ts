@@ -1,0 +1,122 @@
+/**
+ * Starts the real application (Fastify, PostgreSQL, Redis, LMDB) for an e2e suite, isolated:
+ * a database of its own (created by the service itself, dropped at the end), a Redis key
+ * prefix of its own, and a fresh LMDB directory. Only databases named `taskd_test_…` are ever
+ * dropped, so a suite can never touch development data.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import pg from 'pg';
+import pino from 'pino';
+import { createApp } from '../../src/bootstrap.js';
+import { loadConfig, type AppConfig } from '../../src/config/app-config.js';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+
+export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+const TEST_DB_PREFIX = 'taskd_test_';
+
+export interface TestApp {
+  app: NestFastifyApplication;
+  config: AppConfig;
+  databaseName: string;
+  databaseUrl: string;
+  bufferPath: string;
+  /** Base URL when started with `listen: true`. */
+  url: string;
+  close(options?: { keepDatabase?: boolean; keepBuffer?: boolean }): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  /** Reuse an existing suite database (a second instance, a restart). */
+  databaseName?: string;
+  bufferPath?: string;
+  /** Point DATABASE_URL elsewhere (a fault-injection proxy); the database name stays. */
+  databaseHostPort?: string;
+  listen?: boolean;
+  /** Wait for PostgreSQL to be connected and migrated before returning (default true). */
+  waitForDatabase?: boolean;
+}
+
+export function uniqueName(prefix = TEST_DB_PREFIX): string {
+  return `${prefix}${randomBytes(6).toString('hex')}`;
+}
+
+export function databaseUrlFor(name: string, hostPort?: string): string {
+  const url = new URL(PG_URL);
+  if (hostPort) url.host = hostPort;
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const databaseName = options.databaseName ?? uniqueName();
+  const bufferPath = options.bufferPath ?? mkdtempSync(path.join(tmpdir(), 'taskd-buffer-'));
+  const databaseUrl = databaseUrlFor(databaseName, options.databaseHostPort);
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL,
+    REDIS_KEY_PREFIX: `${databaseName}:`,
+    BUFFER_PATH: bufferPath,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    DATABASE_CONNECT_TIMEOUT_MS: '1000',
+    BUFFER_REPLAY_INTERVAL_MS: '100',
+    ...options.env,
+  });
+  const logger = pino({ level: config.logLevel });
+  const { app } = await createApp(config, logger);
+  let url = '';
+  if (options.listen) {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.getHttpServer().address();
+    url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  }
+  if (options.waitForDatabase ?? true) {
+    const up = await app.get(DatabaseService).waitUntilUp(15_000);
+    if (!up) throw new Error(`the test database ${databaseName} did not come up`);
+  }
+  return {
+    app,
+    config,
+    databaseName,
+    databaseUrl,
+    bufferPath,
+    url,
+    async close(closeOptions = {}) {
+      await app.close();
+      if (!closeOptions.keepDatabase) await dropDatabase(databaseName);
+      if (!closeOptions.keepBuffer) rmSync(bufferPath, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  if (!name.startsWith(TEST_DB_PREFIX)) throw new Error(`refusing to drop a non-test database: ${name}`);
+  await withAdminClient((client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+}
+
+/** A short-lived client on the suite's own database, for assertions on what is stored. */
+export async function withDatabase<T>(name: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: databaseUrlFor(name) });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function withAdminClient<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
