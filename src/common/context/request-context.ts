@@ -4,7 +4,7 @@
  * request's deadline or when the client goes away, so that I/O started for a request that can no
  * longer be answered is cut short.
  */
-import { RequestTimeoutError } from '../errors/domain-errors.js';
+import { RequestTimeoutError, UnauthenticatedError } from '../errors/domain-errors.js';
 
 export type AbortCause = 'deadline' | 'client-closed' | 'shutdown';
 
@@ -39,6 +39,17 @@ export class RequestContext {
   /** Why the signal fired, once it has. */
   get abortCause(): AbortCause | undefined {
     return this.aborted ? (this.controller.signal.reason as AbortCause) : undefined;
+  }
+
+  /** The authenticated user's id; only routes behind the access-token guard may call this. */
+  requireUserId(): string {
+    if (!this.userId) throw new UnauthenticatedError();
+    return this.userId;
+  }
+
+  /** A context for work that no request started (scheduled replay, start-up). */
+  static background(label: string, timeoutMs: number): RequestContext {
+    return RequestContext.start(`${label}-${Date.now().toString(36)}`, timeoutMs);
   }
 
   /** Milliseconds left before the deadline (never below zero). */
