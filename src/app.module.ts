@@ -14,7 +14,10 @@ import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './infrastructure/database/database.module.js';
 import { LmdbModule } from './infrastructure/lmdb/lmdb.module.js';
 import { RedisModule } from './infrastructure/redis/redis.module.js';
+import { AuthModule } from './modules/auth/auth.module.js';
 import { HealthModule } from './modules/health/health.module.js';
+import { ProfileModule } from './modules/profile/profile.module.js';
+import { UserEntity } from './modules/users/user.entity.js';
 import { MIGRATIONS } from '../migrations/index.js';
 
 @Module({})
@@ -31,11 +34,13 @@ export class AppModule {
           useExisting: true,
           forRoutes: [{ path: '/{*splat}', method: RequestMethod.ALL }],
         }),
-        DatabaseModule.forRoot({ entities: [], migrations: MIGRATIONS }),
+        DatabaseModule.forRoot({ entities: [UserEntity], migrations: MIGRATIONS }),
         RedisModule,
         LmdbModule,
         ScheduleModule.forRoot(),
         HealthModule,
+        AuthModule,
+        ProfileModule,
       ],
       providers: [
         { provide: APP_FILTER, useClass: ProblemDetailsFilter },

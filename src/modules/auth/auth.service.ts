@@ -1,0 +1,71 @@
+/**
+ * Registration and login. Login is throttled per email and per IP, answers the same way for an
+ * unknown email and a wrong password (and spends the same time on both), and upgrades a hash
+ * made with older argon2 parameters.
+ */
+import { Injectable, Logger } from '@nestjs/common';
+import { v7 as uuidv7 } from 'uuid';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { InvalidCredentialsError } from '../../common/errors/domain-errors.js';
+import { normaliseEmail, toPublicUser, type PublicUser, type User } from '../users/user.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { LoginThrottle } from './login-throttle.js';
+import { PasswordHasher } from './password-hasher.js';
+import { SessionsService } from './sessions.service.js';
+import type { ClientInfo, TokenPair } from './token-pair.js';
+
+export interface Registration {
+  email: string;
+  password: string;
+  name: string;
+}
+
+@Injectable()
+export class AuthService {
+  private readonly logger = new Logger(AuthService.name);
+
+  constructor(
+    private readonly users: UsersRepository,
+    private readonly hasher: PasswordHasher,
+    private readonly throttle: LoginThrottle,
+    private readonly sessions: SessionsService,
+  ) {}
+
+  async register(ctx: RequestContext, input: Registration): Promise<PublicUser> {
+    const now = new Date();
+    const user: User = {
+      id: uuidv7(),
+      email: normaliseEmail(input.email),
+      name: input.name.trim(),
+      passwordHash: await this.hasher.hash(input.password),
+      createdAt: now,
+      updatedAt: now,
+      version: 1,
+    };
+    await this.users.insert(ctx, user);
+    return toPublicUser(user);
+  }
+
+  async login(ctx: RequestContext, email: string, password: string, client: ClientInfo): Promise<TokenPair> {
+    const normalised = normaliseEmail(email);
+    await this.throttle.assertAllowed(normalised, client.ip);
+    const user = await this.users.findByEmail(ctx, normalised);
+    const valid = user ? await this.hasher.verify(user.passwordHash, password) : await this.hasher.verifyDummy(password);
+    if (!user || !valid) {
+      await this.throttle.recordFailure(normalised, client.ip);
+      throw new InvalidCredentialsError();
+    }
+    await this.throttle.recordSuccess(normalised);
+    if (this.hasher.needsRehash(user.passwordHash)) await this.upgradeHash(ctx, user, password);
+    return this.sessions.start(user.id, client);
+  }
+
+  private async upgradeHash(ctx: RequestContext, user: User, password: string): Promise<void> {
+    try {
+      await this.users.rehashPassword(ctx, user.id, await this.hasher.hash(password));
+    } catch (error) {
+      // The login itself succeeded; the upgrade is retried at the next one.
+      this.logger.warn({ err: { message: (error as Error).message }, userId: user.id }, 'password rehash failed');
+    }
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Verifies access tokens without a database or Redis round trip: signature (HS256 only, so
+ * `none` and algorithm confusion are refused), `exp`, `iss`, `aud`, the claims' shape, and that
+ * the session has not been revoked (in-memory, kept current by RevocationService).
+ */
+import { Inject, Injectable } from '@nestjs/common';
+import { PassportStrategy } from '@nestjs/passport';
+import { ExtractJwt, Strategy } from 'passport-jwt';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { RevocationService } from './revocation.service.js';
+
+export const JWT_ALGORITHM = 'HS256';
+
+export interface AccessClaims {
+  sub: string;
+  sid: string;
+}
+
+export interface AuthenticatedUser {
+  userId: string;
+  sessionId: string;
+}
+
+@Injectable()
+export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly revocations: RevocationService,
+  ) {
+    super({
+      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+      secretOrKey: config.auth.jwtSecret,
+      algorithms: [JWT_ALGORITHM],
+      issuer: config.auth.issuer,
+      audience: config.auth.audience,
+      ignoreExpiration: false,
+    });
+  }
+
+  validate(claims: Partial<AccessClaims>): AuthenticatedUser | false {
+    if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return false;
+    if (this.revocations.isRevoked(claims.sid)) return false;
+    return { userId: claims.sub, sessionId: claims.sid };
+  }
+}

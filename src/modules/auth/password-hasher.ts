@@ -1,0 +1,46 @@
+/**
+ * argon2id password hashing at no less than OWASP's parameters (m = 19 MiB, t = 2, p = 1).
+ * argon2 runs on libuv's thread pool, off the event loop. A login for an unknown email still
+ * spends one verification against a fixed dummy hash, so its timing matches a wrong password.
+ */
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import argon2 from 'argon2';
+
+export const ARGON2_OPTIONS = {
+  type: argon2.argon2id,
+  memoryCost: 19_456,
+  timeCost: 2,
+  parallelism: 1,
+} as const;
+
+@Injectable()
+export class PasswordHasher implements OnModuleInit {
+  private dummyHash = '';
+
+  async onModuleInit(): Promise<void> {
+    this.dummyHash = await argon2.hash('not-a-real-password', ARGON2_OPTIONS);
+  }
+
+  hash(password: string): Promise<string> {
+    return argon2.hash(password, ARGON2_OPTIONS);
+  }
+
+  async verify(hash: string, password: string): Promise<boolean> {
+    try {
+      return await argon2.verify(hash, password);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Spends the time of one verification, for an email that does not exist. */
+  async verifyDummy(password: string): Promise<false> {
+    await this.verify(this.dummyHash, password);
+    return false;
+  }
+
+  /** True when `hash` was made with other parameters than today's. */
+  needsRehash(hash: string): boolean {
+    return argon2.needsRehash(hash, ARGON2_OPTIONS);
+  }
+}

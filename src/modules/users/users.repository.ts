@@ -1,0 +1,118 @@
+/**
+ * Users in PostgreSQL. Every method takes the request context (deadline, breaker); a unique
+ * violation on the email becomes `EmailTakenError`.
+ */
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { EmailTakenError } from '../../common/errors/domain-errors.js';
+import { sqlState, UNIQUE_VIOLATION } from '../../infrastructure/database/connection-errors.js';
+import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { User } from './user.js';
+
+interface UserRow {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+const COLUMNS = 'id, email, name, password_hash, created_at, updated_at, version';
+
+export interface ProfileChange {
+  id: string;
+  name?: string;
+  email?: string;
+  updatedAt: Date;
+}
+
+@Injectable()
+export class UsersRepository {
+  constructor(private readonly database: DatabaseService) {}
+
+  async findById(ctx: RequestContext, id: string): Promise<User | undefined> {
+    const rows = await this.database.query<UserRow>(ctx, `SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
+    return rows[0] && toUser(rows[0]);
+  }
+
+  async findByEmail(ctx: RequestContext, email: string): Promise<User | undefined> {
+    const rows = await this.database.query<UserRow>(ctx, `SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
+    return rows[0] && toUser(rows[0]);
+  }
+
+  async insert(ctx: RequestContext, user: User): Promise<void> {
+    await this.withEmailGuard(() =>
+      this.database.query(
+        ctx,
+        `INSERT INTO users (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [user.id, user.email, user.name, user.passwordHash, user.createdAt, user.updatedAt, user.version],
+      ),
+    );
+  }
+
+  /** Applies a name and/or email change; returns the updated user, or undefined if gone. */
+  async updateProfile(ctx: RequestContext, change: ProfileChange): Promise<User | undefined> {
+    const rows = await this.withEmailGuard(() =>
+      this.database.query<UserRow>(
+        ctx,
+        `UPDATE users
+            SET name = COALESCE($2, name), email = COALESCE($3, email),
+                updated_at = $4, version = version + 1
+          WHERE id = $1
+        RETURNING ${COLUMNS}`,
+        [change.id, change.name ?? null, change.email ?? null, change.updatedAt],
+      ),
+    );
+    return rows[0] && toUser(rows[0]);
+  }
+
+  /**
+   * A rename replayed from the offline buffer: applied only if no later change has been made
+   * (`updated_at` older than the rename's own time), so a replay never undoes a newer change.
+   */
+  async applyRename(manager: EntityManager, change: { id: string; name: string; updatedAt: Date }): Promise<number> {
+    const result = (await manager.query(
+      `UPDATE users SET name = $2, updated_at = $3, version = version + 1
+        WHERE id = $1 AND updated_at < $3`,
+      [change.id, change.name, change.updatedAt],
+    )) as [unknown[], number];
+    return result[1];
+  }
+
+  async updatePasswordHash(ctx: RequestContext, id: string, passwordHash: string, updatedAt: Date): Promise<void> {
+    await this.database.query(
+      ctx,
+      'UPDATE users SET password_hash = $2, updated_at = $3, version = version + 1 WHERE id = $1',
+      [id, passwordHash, updatedAt],
+    );
+  }
+
+  /** Replaces the hash after a parameter upgrade, without touching the user's version. */
+  async rehashPassword(ctx: RequestContext, id: string, passwordHash: string): Promise<void> {
+    await this.database.query(ctx, 'UPDATE users SET password_hash = $2 WHERE id = $1', [id, passwordHash]);
+  }
+
+  private async withEmailGuard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION) throw new EmailTakenError();
+      throw error;
+    }
+  }
+}
+
+function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    passwordHash: row.password_hash,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    version: row.version,
+  };
+}
