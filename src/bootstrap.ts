@@ -71,6 +71,9 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
 /** Per request: the id header and the context with its deadline. */
 function installRequestHooks(app: NestFastifyApplication, config: AppConfig): void {
   const fastify = app.getHttpAdapter().getInstance();
+  // JSON only: Fastify's built-in text/plain parser would let a plain-text body through to
+  // validation (400) where a client must learn that the media type is wrong (415).
+  fastify.removeContentTypeParser('text/plain');
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
     request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs);

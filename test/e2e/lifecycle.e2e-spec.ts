@@ -42,6 +42,23 @@ describe('life cycle (e2e)', () => {
     }
   });
 
+  it('answers 504 TIMEOUT when a request runs past REQUEST_TIMEOUT_MS', async () => {
+    const t = await startTestApp({ env: { REQUEST_TIMEOUT_MS: '5' } });
+    try {
+      // A login spends an argon2id verification (tens of milliseconds), well past 5 ms.
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { email: 'slow@example.com', password: 'whatever-123' },
+      });
+      expect(res.statusCode).toBe(504);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.json()).toMatchObject({ status: 504, code: 'TIMEOUT', requestId: res.headers['x-request-id'] });
+    } finally {
+      await t.close();
+    }
+  });
+
   describe('the built server', () => {
     let bufferPath: string;
     const databaseName = uniqueName();

@@ -14,7 +14,7 @@ import {
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { DataSource, type EntityManager, type MixedList } from 'typeorm';
+import { DataSource, MigrationExecutor, type EntityManager, type MixedList } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
@@ -90,12 +90,21 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     return this.isUp();
   }
 
-  /** Runs one statement for a request: refused at once while the breaker is open. */
+  /** Runs one statement for a request and returns its rows (also for `… RETURNING`). */
   async query<T>(ctx: RequestContext, sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.execute<T>(ctx, sql, params)).rows;
+  }
+
+  /**
+   * Runs one statement for a request: refused at once while the breaker is open. Goes straight
+   * to the pool TypeORM owns, which skips a query runner per statement on the hot paths.
+   */
+  async execute<T>(ctx: RequestContext, sql: string, params: unknown[] = []): Promise<{ rows: T[]; rowCount: number }> {
     ctx.throwIfAborted();
     this.assertUp();
     try {
-      return (await this.source.query(sql, params)) as T[];
+      const result = await this.pool().query(sql, params);
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
     } catch (error) {
       throw this.translate(error);
     }
@@ -116,6 +125,11 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       throw this.translate(error);
     }
+  }
+
+  /** The pg pool behind the data source (TypeORM's postgres driver calls it `master`). */
+  private pool(): pg.Pool {
+    return (this.source.driver as unknown as { master: pg.Pool }).master;
   }
 
   /** A cheap round trip, bounded by `timeoutMs`; feeds the breaker. */
@@ -140,17 +154,25 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     this.recover();
   }
 
-  /** Applies pending migrations under the advisory lock (idempotent, cheap when none). */
+  /**
+   * Applies pending migrations under the advisory lock (idempotent, cheap when none). The lock,
+   * the migrations and the lifted statement timeout share one session: a migration may take
+   * longer than any request is allowed to.
+   */
   async migrate(): Promise<void> {
     const runner = this.source.createQueryRunner();
     try {
       await runner.connect();
+      await runner.query('SET statement_timeout = 0');
       await runner.query(MIGRATION_LOCK_SQL);
       try {
-        const applied = await this.source.runMigrations({ transaction: 'each' });
+        const executor = new MigrationExecutor(this.source, runner);
+        executor.transaction = 'each';
+        const applied = await executor.executePendingMigrations();
         for (const migration of applied) this.logger.log(`migration applied: ${migration.name}`);
       } finally {
         await runner.query(MIGRATION_UNLOCK_SQL);
+        await runner.query('RESET statement_timeout');
       }
     } finally {
       await runner.release();

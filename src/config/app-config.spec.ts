@@ -1,0 +1,73 @@
+import { ConfigError, loadConfig } from './app-config.js';
+import { parseDuration } from './env.schema.js';
+
+const failure = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected loadConfig to fail');
+};
+
+describe('loadConfig', () => {
+  it('applies API.md defaults', () => {
+    const config = loadConfig({});
+    expect(config.http).toMatchObject({ port: 3000, host: '0.0.0.0', bodyLimit: 102_400, requestTimeoutMs: 10_000, corsOrigins: [] });
+    expect(config.database.url).toBe('postgres://postgres@127.0.0.1:5432/tasks');
+    expect(config.redis.url).toBe('redis://127.0.0.1:6379/0');
+    expect(config.buffer).toMatchObject({ path: './data/buffer', maxEntries: 100_000, replayIntervalMs: 1000 });
+    expect(config.auth).toMatchObject({ accessTtlMs: 15 * 60_000, refreshTtlMs: 7 * 86_400_000, sessionMaxTtlMs: 30 * 86_400_000 });
+    expect(config.shutdown).toEqual({ drainMs: 0, timeoutMs: 25_000 });
+    expect(config.logLevel).toBe('info');
+  });
+
+  it('generates a random JWT secret outside production and says so', () => {
+    const a = loadConfig({});
+    const b = loadConfig({});
+    expect(a.auth.jwtSecretGenerated).toBe(true);
+    expect(a.auth.jwtSecret.length).toBeGreaterThanOrEqual(32);
+    expect(a.auth.jwtSecret).not.toBe(b.auth.jwtSecret);
+  });
+
+  it('drains 5 s by default in production', () => {
+    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'k'.repeat(8) + 'Zq81LmX0pQ72vR5sT9uW3yA6bC4dE' });
+    expect(config.shutdown.drainMs).toBe(5000);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ DATABASE_URL: 'mysql://localhost/x' }, 'DATABASE_URL'],
+    [{ REDIS_URL: 'not a url' }, 'REDIS_URL'],
+    [{ BUFFER_MAX_ENTRIES: '0' }, 'BUFFER_MAX_ENTRIES'],
+    [{ JWT_ACCESS_TTL: '15 minutes' }, 'JWT_ACCESS_TTL'],
+    [{ REFRESH_TTL: '40d' }, 'SESSION_MAX_TTL'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET'],
+    [{ NODE_ENV: 'production' }, 'JWT_SECRET'],
+    [{ NODE_ENV: 'production', JWT_SECRET: 'change-me-change-me-change-me-change-me' }, 'JWT_SECRET'],
+  ])('refuses %j with one line naming %s', (env, variable) => {
+    const error = failure(env);
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toContain(variable);
+    expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ PORT: '', CORS_ORIGINS: '' }).http.port).toBe(3000);
+  });
+
+  it('parses CORS origins', () => {
+    expect(loadConfig({ CORS_ORIGINS: '*' }).http.corsOrigins).toBe('*');
+    expect(loadConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).http.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(() => parseDuration('2 weeks')).toThrow();
+  });
+});
