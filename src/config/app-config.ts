@@ -3,6 +3,7 @@
  * `AppConfig` by injection (token `APP_CONFIG`) and never reads `process.env` itself.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { envSchema, type Env } from './env.schema.js';
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
@@ -40,6 +41,7 @@ export interface AppConfig {
     loginMaxFailuresPerEmail: number;
     loginMaxFailuresPerIp: number;
     loginBlockSeconds: number;
+    passwordHashConcurrency: number;
   };
   shutdown: { drainMs: number; timeoutMs: number };
   logLevel: Env['LOG_LEVEL'];
@@ -97,6 +99,7 @@ function toAppConfig(env: Env): AppConfig {
       loginMaxFailuresPerEmail: env.LOGIN_MAX_FAILURES_PER_EMAIL,
       loginMaxFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
       loginBlockSeconds: env.LOGIN_BLOCK_SECONDS,
+      passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY ?? Math.max(1, availableParallelism() - 1),
     },
     shutdown: {
       drainMs: env.SHUTDOWN_DRAIN_MS ?? (isProduction ? 5000 : 0),

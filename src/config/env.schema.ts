@@ -71,6 +71,7 @@ export const envSchema = z
     LOGIN_MAX_FAILURES_PER_EMAIL: int(1, 10_000).default(5),
     LOGIN_MAX_FAILURES_PER_IP: int(1, 100_000).default(50),
     LOGIN_BLOCK_SECONDS: int(1, 86_400).default(60),
+    PASSWORD_HASH_CONCURRENCY: int(1, 64).optional(),
 
     REQUEST_TIMEOUT_MS: int(1, 600_000).default(10_000),
     SHUTDOWN_DRAIN_MS: int(0, 600_000).optional(),

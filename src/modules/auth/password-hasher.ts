@@ -3,8 +3,10 @@
  * argon2 runs on libuv's thread pool, off the event loop. A login for an unknown email still
  * spends one verification against a fixed dummy hash, so its timing matches a wrong password.
  */
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import argon2 from 'argon2';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { Semaphore } from '../../common/util/semaphore.js';
 
 export const ARGON2_OPTIONS = {
   type: argon2.argon2id,
@@ -16,18 +18,23 @@ export const ARGON2_OPTIONS = {
 @Injectable()
 export class PasswordHasher implements OnModuleInit {
   private dummyHash = '';
+  private readonly slots: Semaphore;
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.slots = new Semaphore(config.auth.passwordHashConcurrency);
+  }
 
   async onModuleInit(): Promise<void> {
-    this.dummyHash = await argon2.hash('not-a-real-password', ARGON2_OPTIONS);
+    this.dummyHash = await this.hash('not-a-real-password');
   }
 
   hash(password: string): Promise<string> {
-    return argon2.hash(password, ARGON2_OPTIONS);
+    return this.slots.run(() => argon2.hash(password, ARGON2_OPTIONS));
   }
 
   async verify(hash: string, password: string): Promise<boolean> {
     try {
-      return await argon2.verify(hash, password);
+      return await this.slots.run(() => argon2.verify(hash, password));
     } catch {
       return false;
     }
