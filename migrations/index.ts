@@ -3,5 +3,6 @@
  * compiled server, the tests running from source and the TypeORM CLI.
  */
 import { CreateUsers1764000000000 } from './1764000000000-create-users.js';
+import { CreateTasks1764100000000 } from './1764100000000-create-tasks.js';
 
-export const MIGRATIONS = [CreateUsers1764000000000];
+export const MIGRATIONS = [CreateUsers1764000000000, CreateTasks1764100000000];

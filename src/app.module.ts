@@ -17,6 +17,8 @@ import { RedisModule } from './infrastructure/redis/redis.module.js';
 import { AuthModule } from './modules/auth/auth.module.js';
 import { HealthModule } from './modules/health/health.module.js';
 import { ProfileModule } from './modules/profile/profile.module.js';
+import { TaskEntity } from './modules/tasks/task.entity.js';
+import { TasksModule } from './modules/tasks/tasks.module.js';
 import { UserEntity } from './modules/users/user.entity.js';
 import { MIGRATIONS } from '../migrations/index.js';
 
@@ -34,13 +36,14 @@ export class AppModule {
           useExisting: true,
           forRoutes: [{ path: '/{*splat}', method: RequestMethod.ALL }],
         }),
-        DatabaseModule.forRoot({ entities: [UserEntity], migrations: MIGRATIONS }),
+        DatabaseModule.forRoot({ entities: [UserEntity, TaskEntity], migrations: MIGRATIONS }),
         RedisModule,
         LmdbModule,
         ScheduleModule.forRoot(),
         HealthModule,
         AuthModule,
         ProfileModule,
+        TasksModule,
       ],
       providers: [
         { provide: APP_FILTER, useClass: ProblemDetailsFilter },

@@ -1,0 +1,200 @@
+/**
+ * `/api/v1/tasks`: parses the request (DTOs, headers), calls one use case, shapes the answer
+ * (status, `Location`, `ETag`, body). Business rules live in `TasksService`.
+ */
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  Headers,
+  HttpCode,
+  Param,
+  Patch,
+  Post,
+  Query,
+  Res,
+} from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiCreatedResponse,
+  ApiHeader,
+  ApiNoContentResponse,
+  ApiNotModifiedResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { Ctx } from '../../common/context/ctx.decorator.js';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { ApiProblems } from '../../common/http/problem-responses.js';
+import { BEARER } from '../../swagger.js';
+import { CreateTaskDto } from './dto/create-task.dto.js';
+import { ListTasksQueryDto } from './dto/list-tasks.query.js';
+import { TaskIdParams } from './dto/task-id.params.js';
+import { TaskDto, TaskPageDto, toTaskDto } from './dto/task.dto.js';
+import { UpdateTaskDto } from './dto/update-task.dto.js';
+import {
+  etagOf,
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENT_REPLAYED_HEADER,
+  ifNoneMatchHits,
+  parseIdempotencyKey,
+  parseIfMatch,
+} from './task-headers.js';
+import { TasksService } from './tasks.service.js';
+
+export const TASKS_PATH = '/api/v1/tasks';
+
+const ETAG_HEADER = {
+  ETag: {
+    description: 'The task\'s version, quoted: `"3"`',
+    schema: { type: 'string', example: '"1"' },
+  },
+};
+const IF_MATCH = {
+  name: 'If-Match',
+  required: false,
+  description:
+    'Apply only if the task still has this version (its ETag, e.g. `"3"`), or `*` for any version; otherwise 412 PRECONDITION_FAILED.',
+  schema: { type: 'string', example: '"3"' },
+};
+
+@ApiTags('tasks')
+@ApiBearerAuth(BEARER)
+@Controller(TASKS_PATH)
+export class TasksController {
+  constructor(private readonly tasks: TasksService) {}
+
+  @Post()
+  @HttpCode(201)
+  @ApiOperation({
+    operationId: 'createTask',
+    summary: 'Create a task',
+    description:
+      'With an `Idempotency-Key`, the first request with that key creates the task; any later request of the same user with the same key, concurrent or not and whatever its body, creates nothing and answers 201 with that same task as it is now, plus `Idempotent-Replayed: true`. Keys are per user. A key is free again once its task is deleted.',
+  })
+  @ApiHeader({
+    name: 'Idempotency-Key',
+    required: false,
+    description:
+      '1–128 printable ASCII characters chosen by the client (a UUID, say), one per intended task',
+    schema: { type: 'string', maxLength: 128, example: 'c1f9a3c2-5d1e-4a3b-9a6f-0e2d4b7c8a91' },
+  })
+  @ApiBody({ type: CreateTaskDto })
+  @ApiCreatedResponse({
+    type: TaskDto,
+    description: 'Created, or the task an earlier request with the same Idempotency-Key created',
+    headers: {
+      Location: {
+        description: "The new task's URL",
+        schema: { type: 'string', example: `${TASKS_PATH}/01936f3e-8b1c-7def-8a12-3456789abcde` },
+      },
+      ...ETAG_HEADER,
+      'Idempotent-Replayed': {
+        description:
+          '`true` when this answer replays an earlier request with the same Idempotency-Key',
+        schema: { type: 'string', enum: ['true'] },
+      },
+    },
+  })
+  @ApiProblems(400, 401, 413, 415, 503)
+  async create(
+    @Ctx() ctx: RequestContext,
+    @Body() body: CreateTaskDto,
+    @Headers(IDEMPOTENCY_KEY_HEADER) idempotencyKey: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<TaskDto> {
+    const { task, replayed } = await this.tasks.create(
+      ctx,
+      body,
+      parseIdempotencyKey(idempotencyKey),
+    );
+    void reply.header('location', `${TASKS_PATH}/${task.id}`).header('etag', etagOf(task.version));
+    if (replayed) void reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true');
+    return toTaskDto(task);
+  }
+
+  @Get()
+  @ApiOperation({
+    operationId: 'listTasks',
+    summary: 'List your tasks, a page at a time',
+    description:
+      'Keyset pagination: follow `nextCursor` (same filters and sort) until it is null. Every task is visited exactly once, in order, however many share a sort key.',
+  })
+  @ApiOkResponse({ type: TaskPageDto, description: 'One page of your tasks' })
+  @ApiProblems(400, 401, 503)
+  async list(@Ctx() ctx: RequestContext, @Query() query: ListTasksQueryDto): Promise<TaskPageDto> {
+    const page = await this.tasks.list(ctx, query);
+    return { items: page.items.map(toTaskDto), nextCursor: page.nextCursor };
+  }
+
+  @Get(':id')
+  @ApiOperation({ operationId: 'getTask', summary: 'One of your tasks' })
+  @ApiHeader({
+    name: 'If-None-Match',
+    required: false,
+    description:
+      'An ETag from an earlier answer: 304 with no body while the task still has that version',
+    schema: { type: 'string', example: '"3"' },
+  })
+  @ApiOkResponse({ type: TaskDto, headers: ETAG_HEADER, description: 'The task' })
+  @ApiNotModifiedResponse({
+    description: 'The task still has the version named in If-None-Match',
+    headers: ETAG_HEADER,
+  })
+  @ApiProblems(400, 401, 404, 503)
+  async get(
+    @Ctx() ctx: RequestContext,
+    @Param() params: TaskIdParams,
+    @Headers('if-none-match') ifNoneMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<TaskDto | undefined> {
+    const task = await this.tasks.get(ctx, params.id);
+    void reply.header('etag', etagOf(task.version));
+    if (ifNoneMatchHits(ifNoneMatch, task.version)) {
+      void reply.status(304);
+      return undefined;
+    }
+    return toTaskDto(task);
+  }
+
+  @Patch(':id')
+  @ApiOperation({
+    operationId: 'updateTask',
+    summary: 'Change some fields of one of your tasks',
+    description:
+      'Send only the fields to change, at least one. The version grows by one when a value actually changes; setting fields to the values they have changes nothing.',
+  })
+  @ApiHeader(IF_MATCH)
+  @ApiBody({ type: UpdateTaskDto })
+  @ApiOkResponse({ type: TaskDto, headers: ETAG_HEADER, description: 'The task as it is now' })
+  @ApiProblems(400, 401, 404, 412, 413, 415, 503)
+  async update(
+    @Ctx() ctx: RequestContext,
+    @Param() params: TaskIdParams,
+    @Body() body: UpdateTaskDto,
+    @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<TaskDto> {
+    const task = await this.tasks.update(ctx, params.id, body, parseIfMatch(ifMatch));
+    void reply.header('etag', etagOf(task.version));
+    return toTaskDto(task);
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @ApiOperation({ operationId: 'deleteTask', summary: 'Delete one of your tasks' })
+  @ApiHeader(IF_MATCH)
+  @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiProblems(400, 401, 404, 412, 503)
+  async delete(
+    @Ctx() ctx: RequestContext,
+    @Param() params: TaskIdParams,
+    @Headers('if-match') ifMatch: string | undefined,
+  ): Promise<void> {
+    await this.tasks.delete(ctx, params.id, parseIfMatch(ifMatch));
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The SQL the repository sends, as built (no database): owner filtering, literal search,
+ * keyset conditions and the replay guards. The e2e suite runs the same statements for real.
+ */
+import { describe, expect, it } from '@jest/globals';
+import type { NewTask, TaskUpdate } from './task.js';
+import {
+  deleteStatement,
+  escapeLike,
+  insertStatement,
+  listStatement,
+  updateStatement,
+} from './tasks.repository.js';
+
+const USER = '0193a000-0000-7000-8000-000000000001';
+const ID = '0193a000-0000-7000-8000-0000000000aa';
+const squash = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+
+describe('task statements', () => {
+  it('escapes LIKE wildcards and the escape character itself', () => {
+    expect(escapeLike('50%_off\\now')).toBe('50\\%\\_off\\\\now');
+    expect(escapeLike('plain')).toBe('plain');
+  });
+
+  it('lists by owner first, with filters as parameters and one row more than a page', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { status: 'todo', priority: 'high', q: "a%'b" },
+      sort: '-createdAt',
+      after: null,
+      limit: 21,
+    });
+    expect(squash(sql)).toMatch(
+      /WHERE user_id = \$1 AND status = \$2 AND priority = \$3 AND title ILIKE \$4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT \$5$/,
+    );
+    expect(params).toEqual([USER, 'todo', 3, "%a\\%'b%", 21]);
+  });
+
+  it('continues strictly after the cursor, in the direction of the sort', () => {
+    const asc = listStatement(USER, {
+      filter: {},
+      sort: 'priority',
+      after: { key: 2, id: ID },
+      limit: 5,
+    });
+    expect(squash(asc.sql)).toContain('(priority, id) > ($2::smallint, $3::uuid)');
+    expect(asc.params).toEqual([USER, 2, ID, 5]);
+
+    const desc = listStatement(USER, {
+      filter: {},
+      sort: '-createdAt',
+      after: { key: '2026-01-01T00:00:00.000Z', id: ID },
+      limit: 5,
+    });
+    expect(squash(desc.sql)).toContain('(created_at, id) < ($2::timestamptz, $3::uuid)');
+  });
+
+  it('sorts a missing due date last in both directions, and resumes inside them', () => {
+    const asc = listStatement(USER, {
+      filter: {},
+      sort: 'dueAt',
+      after: { key: null, id: ID },
+      limit: 5,
+    });
+    expect(squash(asc.sql)).toContain(
+      "ORDER BY COALESCE(due_at, 'infinity'::timestamptz) ASC, id ASC",
+    );
+    expect(asc.params).toEqual([USER, 'infinity', ID, 5]);
+
+    const desc = listStatement(USER, {
+      filter: {},
+      sort: '-dueAt',
+      after: { key: null, id: ID },
+      limit: 5,
+    });
+    expect(squash(desc.sql)).toContain(
+      "ORDER BY COALESCE(due_at, '-infinity'::timestamptz) DESC, id DESC",
+    );
+    expect(desc.params).toEqual([USER, '-infinity', ID, 5]);
+  });
+
+  it('inserts with ON CONFLICT DO NOTHING and the priority as its rank', () => {
+    const task: NewTask = {
+      id: ID,
+      userId: USER,
+      title: 't',
+      description: null,
+      status: 'todo',
+      priority: 'low',
+      dueAt: null,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      updatedAt: '2026-01-01T00:00:00.000Z',
+      version: 1,
+      idempotencyKey: 'k',
+    };
+    const { sql, params } = insertStatement(task);
+    expect(squash(sql)).toContain('ON CONFLICT DO NOTHING RETURNING id');
+    expect(params).toEqual([
+      ID,
+      USER,
+      't',
+      null,
+      'todo',
+      1,
+      null,
+      task.createdAt,
+      task.updatedAt,
+      1,
+      'k',
+    ]);
+  });
+
+  it('guards an update by owner and by the version it was computed from', () => {
+    const change: TaskUpdate = {
+      id: ID,
+      userId: USER,
+      changes: { priority: 'high', description: null },
+      expectedVersion: 3,
+      version: 4,
+      updatedAt: '2026-01-01T00:00:00.000Z',
+    };
+    const { sql, params } = updateStatement(change);
+    expect(squash(sql)).toContain(
+      'UPDATE tasks SET description = $4, priority = $5, version = $7, updated_at = $3 WHERE id = $1 AND user_id = $2 AND version = $6',
+    );
+    expect(params).toEqual([ID, USER, change.updatedAt, null, 3, 3, 4]);
+  });
+
+  it('guards an update without a known version by its time, so it never undoes a newer change', () => {
+    const { sql } = updateStatement({
+      id: ID,
+      userId: USER,
+      changes: { title: 'x' },
+      expectedVersion: null,
+      version: null,
+      updatedAt: '2026-01-01T00:00:00.000Z',
+    });
+    expect(squash(sql)).toContain(
+      'SET title = $4, version = version + 1, updated_at = $3 WHERE id = $1 AND user_id = $2 AND updated_at < $3',
+    );
+  });
+
+  it('deletes by owner, optionally only a given version', () => {
+    expect(squash(deleteStatement({ id: ID, userId: USER, expectedVersion: null }).sql)).toContain(
+      'DELETE FROM tasks WHERE id = $1 AND user_id = $2 RETURNING id',
+    );
+    const guarded = deleteStatement({ id: ID, userId: USER, expectedVersion: 5 });
+    expect(squash(guarded.sql)).toContain('WHERE id = $1 AND user_id = $2 AND version = $3');
+    expect(guarded.params).toEqual([ID, USER, 5]);
+  });
+});

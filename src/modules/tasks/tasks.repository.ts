@@ -1,0 +1,291 @@
+/**
+ * Tasks in PostgreSQL, with explicit parameterised SQL (no entity hydration on the hot paths).
+ *
+ * Every statement filters by owner in SQL: another user's task is indistinguishable from a
+ * missing one. The three apply statements (insert, update, delete) take a change that is
+ * complete beforehand and are harmless to replay, so the offline buffer can apply the very same
+ * changes later, inside its own transaction, through the exported statement builders:
+ *   - insert: `ON CONFLICT DO NOTHING` (a replay, or a second request with the same
+ *     idempotency key, inserts nothing);
+ *   - update: guarded by the version it was computed from (or, when that is unknown, by
+ *     `updated_at` older than the change), so it can never undo a newer change;
+ *   - delete: a missing row is no error.
+ * UPDATE and DELETE are wrapped in a CTE so that the driver returns plain rows for them as for
+ * SELECT (TypeORM returns `[rows, count]` for a bare UPDATE or DELETE).
+ */
+import { Injectable } from '@nestjs/common';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { UnauthenticatedError } from '../../common/errors/domain-errors.js';
+import {
+  FOREIGN_KEY_VIOLATION,
+  sqlState,
+} from '../../infrastructure/database/connection-errors.js';
+import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import {
+  priorityOfRank,
+  priorityRank,
+  type NewTask,
+  type Task,
+  type TaskDeletion,
+  type TaskFilter,
+  type TaskPatch,
+  type TaskPosition,
+  type TaskSort,
+  type TaskStatus,
+  type TaskUpdate,
+} from './task.js';
+
+export interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+export interface TaskListOptions {
+  filter: TaskFilter;
+  sort: TaskSort;
+  /** Start after this task; null for the first page. */
+  after: TaskPosition | null;
+  limit: number;
+}
+
+interface TaskRow {
+  id: string;
+  user_id: string;
+  title: string;
+  description: string | null;
+  status: TaskStatus;
+  priority: number;
+  due_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+const COLUMNS =
+  'id, user_id, title, description, status, priority, due_at, created_at, updated_at, version';
+
+@Injectable()
+export class TasksRepository {
+  constructor(private readonly database: DatabaseService) {}
+
+  async findById(ctx: RequestContext, userId: string, id: string): Promise<Task | undefined> {
+    const rows = await this.database.query<TaskRow>(
+      ctx,
+      `SELECT ${COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2`,
+      [id, userId],
+    );
+    return rows[0] && toTask(rows[0]);
+  }
+
+  async findByIdempotencyKey(
+    ctx: RequestContext,
+    userId: string,
+    key: string,
+  ): Promise<Task | undefined> {
+    const rows = await this.database.query<TaskRow>(
+      ctx,
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND idempotency_key = $2`,
+      [userId, key],
+    );
+    return rows[0] && toTask(rows[0]);
+  }
+
+  async list(ctx: RequestContext, userId: string, options: TaskListOptions): Promise<Task[]> {
+    const { sql, params } = listStatement(userId, options);
+    const rows = await this.database.query<TaskRow>(ctx, sql, params);
+    return rows.map(toTask);
+  }
+
+  /** Applies a create; false when a row with its id or idempotency key already exists. */
+  async insertTask(ctx: RequestContext, task: NewTask): Promise<boolean> {
+    const { sql, params } = insertStatement(task);
+    try {
+      const rows = await this.database.query<{ id: string }>(ctx, sql, params);
+      return rows.length === 1;
+    } catch (error) {
+      // The owner's account is gone while their access token still runs.
+      if (sqlState(error) === FOREIGN_KEY_VIOLATION) {
+        throw new UnauthenticatedError('the account no longer exists');
+      }
+      throw error;
+    }
+  }
+
+  /** Applies an update; the task as it is now, or undefined when the guard matched no row. */
+  async applyUpdate(ctx: RequestContext, change: TaskUpdate): Promise<Task | undefined> {
+    const { sql, params } = updateStatement(change);
+    const rows = await this.database.query<TaskRow>(ctx, sql, params);
+    return rows[0] && toTask(rows[0]);
+  }
+
+  /** Applies a delete; false when no row matched (missing, another owner's, or another version). */
+  async deleteTask(ctx: RequestContext, deletion: TaskDeletion): Promise<boolean> {
+    const { sql, params } = deleteStatement(deletion);
+    const rows = await this.database.query<{ id: string }>(ctx, sql, params);
+    return rows.length === 1;
+  }
+}
+
+export function insertStatement(task: NewTask): Statement {
+  return {
+    sql: `INSERT INTO tasks (${COLUMNS}, idempotency_key)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+          ON CONFLICT DO NOTHING
+          RETURNING id`,
+    params: [
+      task.id,
+      task.userId,
+      task.title,
+      task.description,
+      task.status,
+      priorityRank(task.priority),
+      task.dueAt,
+      task.createdAt,
+      task.updatedAt,
+      task.version,
+      task.idempotencyKey,
+    ],
+  };
+}
+
+/** The columns a change sets, each only when given (never taken from the change's own keys). */
+function patchColumns(changes: TaskPatch): Array<[column: string, value: unknown]> {
+  const columns: Array<[string, unknown]> = [];
+  if (changes.title !== undefined) columns.push(['title', changes.title]);
+  if (changes.description !== undefined) columns.push(['description', changes.description]);
+  if (changes.status !== undefined) columns.push(['status', changes.status]);
+  if (changes.priority !== undefined) columns.push(['priority', priorityRank(changes.priority)]);
+  if (changes.dueAt !== undefined) columns.push(['due_at', changes.dueAt]);
+  return columns;
+}
+
+export function updateStatement(change: TaskUpdate): Statement {
+  const params: unknown[] = [change.id, change.userId, change.updatedAt];
+  const sets: string[] = [];
+  for (const [column, value] of patchColumns(change.changes)) {
+    params.push(value);
+    sets.push(`${column} = $${params.length}`);
+  }
+  let guard: string;
+  if (change.expectedVersion !== null) {
+    params.push(change.expectedVersion, change.version ?? change.expectedVersion + 1);
+    guard = `version = $${params.length - 1}`;
+    sets.push(`version = $${params.length}`);
+  } else {
+    guard = 'updated_at < $3';
+    sets.push('version = version + 1');
+  }
+  sets.push('updated_at = $3');
+  return {
+    sql: `WITH updated AS (
+            UPDATE tasks SET ${sets.join(', ')}
+             WHERE id = $1 AND user_id = $2 AND ${guard}
+            RETURNING ${COLUMNS}
+          )
+          SELECT ${COLUMNS} FROM updated`,
+    params,
+  };
+}
+
+export function deleteStatement(deletion: TaskDeletion): Statement {
+  const params: unknown[] = [deletion.id, deletion.userId];
+  let guard = '';
+  if (deletion.expectedVersion !== null) {
+    params.push(deletion.expectedVersion);
+    guard = ' AND version = $3';
+  }
+  return {
+    sql: `WITH deleted AS (
+            DELETE FROM tasks WHERE id = $1 AND user_id = $2${guard} RETURNING id
+          )
+          SELECT id FROM deleted`,
+    params,
+  };
+}
+
+interface SortSpec {
+  /** The ordered expression; the same text as in the index that serves it. */
+  key: string;
+  cast: 'timestamptz' | 'smallint';
+  direction: 'ASC' | 'DESC';
+  /** What a missing due date sorts as, so that it comes last in either direction. */
+  nullKey?: string;
+}
+
+const SORTS: Record<TaskSort, SortSpec> = {
+  createdAt: { key: 'created_at', cast: 'timestamptz', direction: 'ASC' },
+  '-createdAt': { key: 'created_at', cast: 'timestamptz', direction: 'DESC' },
+  dueAt: {
+    key: "COALESCE(due_at, 'infinity'::timestamptz)",
+    cast: 'timestamptz',
+    direction: 'ASC',
+    nullKey: 'infinity',
+  },
+  '-dueAt': {
+    key: "COALESCE(due_at, '-infinity'::timestamptz)",
+    cast: 'timestamptz',
+    direction: 'DESC',
+    nullKey: '-infinity',
+  },
+  priority: { key: 'priority', cast: 'smallint', direction: 'ASC' },
+  '-priority': { key: 'priority', cast: 'smallint', direction: 'DESC' },
+};
+
+/**
+ * One page of a user's tasks. Keyset pagination: the page starts strictly after the previous
+ * page's last (sort key, id), a row comparison the `(user_id, key, id)` index answers directly,
+ * so deep pages cost what the first does and rows inserted meanwhile never shift a page.
+ */
+export function listStatement(userId: string, options: TaskListOptions): Statement {
+  const spec = SORTS[options.sort];
+  const params: unknown[] = [userId];
+  const where = ['user_id = $1'];
+  const { status, priority, q } = options.filter;
+  if (status !== undefined) {
+    params.push(status);
+    where.push(`status = $${params.length}`);
+  }
+  if (priority !== undefined) {
+    params.push(priorityRank(priority));
+    where.push(`priority = $${params.length}`);
+  }
+  if (q !== undefined) {
+    params.push(`%${escapeLike(q)}%`);
+    where.push(`title ILIKE $${params.length} ESCAPE '\\'`);
+  }
+  if (options.after) {
+    params.push(options.after.key ?? spec.nullKey ?? null, options.after.id);
+    const comparison = spec.direction === 'ASC' ? '>' : '<';
+    where.push(
+      `(${spec.key}, id) ${comparison} ($${params.length - 1}::${spec.cast}, $${params.length}::uuid)`,
+    );
+  }
+  params.push(options.limit);
+  return {
+    sql: `SELECT ${COLUMNS} FROM tasks
+           WHERE ${where.join(' AND ')}
+           ORDER BY ${spec.key} ${spec.direction}, id ${spec.direction}
+           LIMIT $${params.length}`,
+    params,
+  };
+}
+
+/** Makes every character of a search literal inside a LIKE pattern whose escape is `\`. */
+export function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
+}
+
+function toTask(row: TaskRow): Task {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    title: row.title,
+    description: row.description,
+    status: row.status,
+    priority: priorityOfRank(row.priority),
+    dueAt: row.due_at && row.due_at.toISOString(),
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+    version: row.version,
+  };
+}
