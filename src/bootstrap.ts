@@ -58,7 +58,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
-      exposedHeaders: ['ETag', 'Location', 'Retry-After', 'X-Request-Id', 'X-Write-Status'],
+      exposedHeaders: ['ETag', 'Location', 'Retry-After', 'X-Request-Id', 'X-Write-Status', 'Idempotent-Replayed'],
       maxAge: 600,
     });
   }

@@ -6,6 +6,8 @@ import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '../../config/app-config.js';
 import { MIGRATIONS } from '../../../migrations/index.js';
+import { TaskEntity } from '../../modules/tasks/task.entity.js';
+import { UserEntity } from '../../modules/users/user.entity.js';
 
 const config = loadConfig();
 
@@ -14,5 +16,5 @@ export default new DataSource({
   url: config.database.url,
   migrations: MIGRATIONS,
   migrationsTableName: 'migrations',
-  entities: [],
+  entities: [UserEntity, TaskEntity],
 });
