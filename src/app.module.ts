@@ -15,6 +15,7 @@ import { DatabaseModule } from './infrastructure/database/database.module.js';
 import { LmdbModule } from './infrastructure/lmdb/lmdb.module.js';
 import { RedisModule } from './infrastructure/redis/redis.module.js';
 import { AuthModule } from './modules/auth/auth.module.js';
+import { BufferModule } from './modules/buffer/buffer.module.js';
 import { HealthModule } from './modules/health/health.module.js';
 import { ProfileModule } from './modules/profile/profile.module.js';
 import { TaskEntity } from './modules/tasks/task.entity.js';
@@ -40,6 +41,7 @@ export class AppModule {
         RedisModule,
         LmdbModule,
         ScheduleModule.forRoot(),
+        BufferModule,
         HealthModule,
         AuthModule,
         ProfileModule,

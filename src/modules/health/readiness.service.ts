@@ -1,8 +1,14 @@
+/**
+ * Readiness: whether this instance should get traffic. It can take writes when the buffer
+ * accepts them, or when PostgreSQL answers and nothing is queued (writes then go direct). So
+ * PostgreSQL alone being down keeps it ready; PostgreSQL down with the buffer full does not.
+ */
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthCheckResult, type HealthIndicatorResult } from '@nestjs/terminus';
 import { DatabaseService } from '../../infrastructure/database/database.service.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
+import { BufferService } from '../buffer/buffer.service.js';
 import { LifecycleService } from './lifecycle.service.js';
 
 const PING_TIMEOUT_MS = 1_000;
@@ -15,6 +21,7 @@ export class ReadinessService {
     private readonly database: DatabaseService,
     private readonly redis: RedisService,
     private readonly lmdb: LmdbService,
+    private readonly buffer: BufferService,
   ) {}
 
   async evaluate(): Promise<{ ready: boolean; result: HealthCheckResult }> {
@@ -22,17 +29,33 @@ export class ReadinessService {
       this.database.isUp() ? this.database.ping(PING_TIMEOUT_MS) : Promise.resolve(false),
       this.redis.ping(PING_TIMEOUT_MS),
     ]);
-    const bufferUp = this.lmdb.check();
+    const buffer = this.bufferState();
     const entries: HealthIndicatorResult[] = [
       this.entry('postgres', postgresUp, { state: this.database.getState() }),
       this.entry('redis', redisUp),
-      this.entry('buffer', bufferUp),
+      this.entry('buffer', buffer.accepting, buffer.data),
     ];
     const phase = this.lifecycle.getPhase();
-    const canWrite = postgresUp || bufferUp;
+    const canWrite = buffer.accepting || (postgresUp && buffer.empty);
     const ready = phase === 'ready' && canWrite;
     const status = phase === 'shutting_down' ? 'shutting_down' : ready ? 'ok' : 'error';
     return { ready, result: summarise(status, entries) };
+  }
+
+  private bufferState(): { accepting: boolean; empty: boolean; data: Record<string, unknown> } {
+    if (!this.lmdb.check()) return { accepting: false, empty: false, data: { state: 'closed' } };
+    const stats = this.buffer.stats();
+    return {
+      accepting: stats.accepting,
+      empty: stats.depth === 0,
+      data: {
+        state: stats.accepting ? 'accepting' : 'full',
+        depth: stats.depth,
+        oldestAgeMs: stats.oldestAgeMs,
+        bytes: stats.bytes,
+        deadLetters: stats.deadLetters,
+      },
+    };
   }
 
   private entry(key: string, up: boolean, data: Record<string, unknown> = {}): HealthIndicatorResult {

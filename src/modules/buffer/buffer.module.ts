@@ -1,0 +1,35 @@
+/**
+ * The offline write buffer. Feature modules import it to route their writes (`WritePath`) and to
+ * register how their operations are applied (`OperationRegistry`); health and metrics read
+ * `BufferService.stats()`. It depends on no feature.
+ */
+import { Module } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
+import { AppliedOperations } from './applied-operations.js';
+import { BufferCounters } from './buffer-counters.js';
+import { BufferService } from './buffer.service.js';
+import { LmdbBuffer } from './lmdb-buffer.js';
+import { OperationRegistry } from './operation-registry.js';
+import { WritePath } from './write-path.js';
+
+@Module({
+  providers: [
+    {
+      provide: LmdbBuffer,
+      inject: [LmdbService, APP_CONFIG],
+      useFactory: (lmdb: LmdbService, config: AppConfig) =>
+        new LmdbBuffer(lmdb.root, {
+          maxEntries: config.buffer.maxEntries,
+          maxBytes: config.buffer.maxBytes,
+        }),
+    },
+    AppliedOperations,
+    BufferCounters,
+    OperationRegistry,
+    WritePath,
+    BufferService,
+  ],
+  exports: [WritePath, OperationRegistry, BufferService],
+})
+export class BufferModule {}

@@ -1,0 +1,373 @@
+/**
+ * Replays the buffer into PostgreSQL, on a schedule (BUFFER_REPLAY_INTERVAL_MS), at once when
+ * the database comes back, and one last time on shutdown. One run at a time.
+ *
+ * A run: pending migrations first (the database may be a fresh one), then batches of
+ * BUFFER_REPLAY_BATCH in queue order, each applied in one transaction that also claims the
+ * operations' ids in the exactly-once ledger, then removed from LMDB. Removal after the commit
+ * means a crash in between replays operations that are already applied, and the ledger makes
+ * those no-ops. When an operation fails the batch is rolled back and the failing operation
+ * isolated: what precedes it is applied without it, then it is set aside (dead letter) when it can
+ * never apply, and the run carries on behind it. PostgreSQL going away stops the run and leaves
+ * the queue untouched.
+ */
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { RequestContext } from '../../common/context/request-context.js';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
+import { AppliedOperations } from './applied-operations.js';
+import { BufferCounters } from './buffer-counters.js';
+import {
+  classifyReplayFailure,
+  PermanentOperationError,
+  summariseError,
+  type FailureClass,
+} from './buffer.errors.js';
+import { LmdbBuffer, type BufferEntry } from './lmdb-buffer.js';
+import { OperationRegistry } from './operation-registry.js';
+
+const REPLAY_INTERVAL = 'buffer-replay';
+/** Upper bound of one replay transaction's statements. */
+const REPLAY_TRANSACTION_TIMEOUT_MS = 30_000;
+/** Runs in which a retryable failure of the same operation is tolerated before it is set aside. */
+export const MAX_RETRYABLE_ATTEMPTS = 5;
+/** How long applied ids are kept: longer than any operation should wait in a buffer. */
+const APPLIED_RETENTION_MS = 7 * 24 * 3_600_000;
+const PRUNE_EVERY_MS = 3_600_000;
+
+export interface ReplayReport {
+  /** Operations applied by this run. */
+  applied: number;
+  /** Operations found applied already and only removed. */
+  alreadyApplied: number;
+  deadLettered: number;
+  /** Why the run ended with operations still queued, if it did. */
+  stoppedBy?: 'database-unreachable' | 'retryable-failure' | 'deadline' | 'error';
+}
+
+/** The buffer as readiness and metrics see it (a superset of the metrics module's BufferStats). */
+export interface BufferStatsSnapshot {
+  depth: number;
+  /** Age of the oldest waiting entry; null when none waits. */
+  oldestAgeMs: number | null;
+  bytes: number;
+  /** False when full, or when LMDB is closed. */
+  accepting: boolean;
+  bufferedTotal: number;
+  replayedTotal: number;
+  alreadyAppliedTotal: number;
+  deadLetteredTotal: number;
+  /** Dead letters kept on disk (all time, not only this process). */
+  deadLetters: number;
+  maxEntries: number;
+  maxBytes: number;
+}
+
+type BatchOutcome =
+  | { ok: true; applied: number; alreadyApplied: number }
+  /** `failedAt`: index in the slice of the operation whose handler threw; undefined at commit. */
+  | {
+      ok: false;
+      failedAt: number | undefined;
+      failure: Exclude<FailureClass, 'transient'>;
+      error: unknown;
+    };
+
+/** A transient failure: PostgreSQL cannot be reached; ends the run. */
+class DatabaseUnreachable extends Error {}
+
+@Injectable()
+export class BufferService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(BufferService.name);
+  private running: Promise<ReplayReport> | undefined;
+  private finishing: Promise<void> | undefined;
+  private stopping = false;
+  /** Set on shutdown: no run goes on past it. */
+  private stopBy = Number.POSITIVE_INFINITY;
+  private unsubscribe: (() => void) | undefined;
+  private lastPruneAt = 0;
+  /** Failed runs per queue key, for retryable failures; in memory: a restart grants a fresh start. */
+  private readonly attempts = new Map<number, number>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly database: DatabaseService,
+    private readonly lmdb: LmdbService,
+    private readonly buffer: LmdbBuffer,
+    private readonly registry: OperationRegistry,
+    private readonly applied: AppliedOperations,
+    private readonly counters: BufferCounters,
+    private readonly scheduler: SchedulerRegistry,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const timer = setInterval(() => void this.replay(), this.config.buffer.replayIntervalMs);
+    this.scheduler.addInterval(REPLAY_INTERVAL, timer);
+    this.unsubscribe = this.database.onStateChange((state) => {
+      if (state === 'up') void this.replay();
+    });
+    if (this.buffer.depth > 0) {
+      this.logger.log(
+        { depth: this.buffer.depth },
+        'buffered operations found on disk; replaying once PostgreSQL answers',
+      );
+    }
+    void this.replay();
+  }
+
+  /**
+   * The last replay, after the HTTP server has drained. Nest 12 calls `onApplicationShutdown`
+   * from the root module outwards and global modules last, so PostgreSQL and LMDB (global
+   * modules) are still open here; the e2e suite checks that order.
+   */
+  onApplicationShutdown(): Promise<void> {
+    return this.finish();
+  }
+
+  /** Starts a run unless one is going; resolves with the report of the run in progress. */
+  replay(): Promise<ReplayReport> {
+    if (this.stopping) return Promise.resolve(emptyReport());
+    this.running ??= this.run(Number.POSITIVE_INFINITY).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  stats(): BufferStatsSnapshot {
+    const open = this.lmdb.isOpen();
+    const oldest = open ? this.buffer.oldestEnqueuedAt() : null;
+    const { maxEntries, maxBytes } = this.buffer.limits;
+    return {
+      depth: this.buffer.depth,
+      oldestAgeMs: oldest === null ? null : Math.max(0, Date.now() - oldest),
+      bytes: this.buffer.bytes,
+      accepting: open && !this.buffer.isFull(),
+      bufferedTotal: this.counters.buffered,
+      replayedTotal: this.counters.replayed,
+      alreadyAppliedTotal: this.counters.alreadyApplied,
+      deadLetteredTotal: this.counters.deadLettered,
+      deadLetters: this.buffer.deadLetterCount,
+      maxEntries,
+      maxBytes,
+    };
+  }
+
+  /** Stops scheduling and runs the last replay, once however often it is asked for. */
+  finish(): Promise<void> {
+    this.finishing ??= this.finalReplay();
+    return this.finishing;
+  }
+
+  private async finalReplay(): Promise<void> {
+    this.stopping = true;
+    // Within SHUTDOWN_TIMEOUT_MS, leaving the rest of it to closing the connections.
+    const { timeoutMs, drainMs } = this.config.shutdown;
+    this.stopBy = Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2));
+    if (this.scheduler.doesExist('interval', REPLAY_INTERVAL))
+      this.scheduler.deleteInterval(REPLAY_INTERVAL);
+    this.unsubscribe?.();
+    await this.running;
+    if (this.buffer.depth > 0 && this.database.isUp()) await this.run(this.stopBy);
+    if (this.buffer.depth > 0) {
+      this.logger.warn(
+        { depth: this.buffer.depth },
+        'shutting down with buffered operations on disk; the next start replays them',
+      );
+    }
+  }
+
+  private async run(deadline: number): Promise<ReplayReport> {
+    const report = emptyReport();
+    if (!this.database.isUp()) return report;
+    try {
+      if (this.buffer.depth > 0) {
+        await this.database.migrate();
+        await this.drain(report, deadline);
+      }
+      if (!this.stopping) await this.pruneIfDue();
+    } catch (error) {
+      // Migrations report nothing to the breaker themselves; the replay transactions already have.
+      this.database.reportFailure(error);
+      if (error instanceof DatabaseUnreachable || classifyReplayFailure(error) === 'transient') {
+        report.stoppedBy = 'database-unreachable';
+        this.logger.warn({ depth: this.buffer.depth }, 'replay paused: PostgreSQL is unreachable');
+      } else {
+        report.stoppedBy = 'error';
+        this.logger.error(
+          { err: summariseError(error), depth: this.buffer.depth },
+          'replay failed',
+        );
+      }
+    }
+    if (report.applied + report.alreadyApplied + report.deadLettered > 0) {
+      this.logger.log({ ...report, depth: this.buffer.depth }, 'buffer replayed');
+    }
+    return report;
+  }
+
+  private async drain(report: ReplayReport, deadline: number): Promise<void> {
+    for (;;) {
+      const until = Math.min(deadline, this.stopBy);
+      if (Date.now() >= until) {
+        report.stoppedBy = 'deadline';
+        return;
+      }
+      const batch = this.buffer.getBatch(this.config.buffer.replayBatch);
+      if (batch.length === 0) return;
+      if (!(await this.replayBatch(batch, report, until))) return;
+    }
+  }
+
+  /**
+   * Applies `batch` in order. On a failure it narrows down: the operations before the failing
+   * one are applied in a transaction of their own, then the failing one alone decides its fate.
+   * Resolves false when the run must stop (a retryable failure); throws DatabaseUnreachable.
+   */
+  private async replayBatch(
+    batch: BufferEntry[],
+    report: ReplayReport,
+    deadline: number,
+  ): Promise<boolean> {
+    let start = 0;
+    let end = batch.length;
+    while (start < batch.length) {
+      const slice = batch.slice(start, end);
+      const outcome = await this.applyInOneTransaction(slice, deadline);
+      if (outcome.ok) {
+        this.counters.replayed += outcome.applied;
+        this.counters.alreadyApplied += outcome.alreadyApplied;
+        report.applied += outcome.applied;
+        report.alreadyApplied += outcome.alreadyApplied;
+        await this.buffer.remove(slice.map((entry) => entry.key));
+        for (const entry of slice) this.attempts.delete(entry.key);
+        start = end;
+        end = batch.length;
+        continue;
+      }
+      if (outcome.failedAt === undefined && slice.length > 1) {
+        // Failed at commit: nothing says which operation is at fault; peel them off one by one.
+        end = start + 1;
+        continue;
+      }
+      if (outcome.failedAt !== undefined && outcome.failedAt > 0) {
+        end = start + outcome.failedAt;
+        continue;
+      }
+      const culprit = slice[0]!;
+      if (!this.givesUp(culprit, outcome.failure)) {
+        report.stoppedBy = 'retryable-failure';
+        this.logger.warn(
+          {
+            ...describe(culprit),
+            err: summariseError(outcome.error),
+            attempt: this.attempts.get(culprit.key),
+          },
+          'buffered operation failed; it will be retried',
+        );
+        return false;
+      }
+      await this.setAside(culprit, outcome.error);
+      report.deadLettered += 1;
+      start += 1;
+      end = batch.length;
+    }
+    return true;
+  }
+
+  private async applyInOneTransaction(
+    slice: BufferEntry[],
+    deadline: number,
+  ): Promise<BatchOutcome> {
+    let current: number | undefined;
+    const timeoutMs = Math.max(1, Math.min(REPLAY_TRANSACTION_TIMEOUT_MS, deadline - Date.now()));
+    const ctx = RequestContext.background('buffer-replay', timeoutMs);
+    try {
+      return await this.database.transaction(ctx, async (manager) => {
+        const fresh = await this.applied.claim(
+          manager,
+          slice.map((entry) => entry.op.id),
+        );
+        let applied = 0;
+        for (const [index, entry] of slice.entries()) {
+          if (!fresh.has(entry.op.id.toLowerCase())) continue;
+          current = index;
+          const handler = this.registry.handlerFor(entry.op.kind);
+          if (!handler)
+            throw new PermanentOperationError(
+              `no handler is registered for operation kind ${entry.op.kind}`,
+            );
+          await handler(manager, entry.op);
+          applied += 1;
+        }
+        current = undefined;
+        return { ok: true as const, applied, alreadyApplied: slice.length - applied };
+      });
+    } catch (error) {
+      const failure = classifyReplayFailure(error);
+      if (failure === 'transient')
+        throw new DatabaseUnreachable('PostgreSQL is unreachable', { cause: error });
+      return { ok: false, failedAt: current, failure, error };
+    } finally {
+      ctx.release();
+    }
+  }
+
+  /** True when `entry` is to be set aside now: at once if permanent, after repeated retryable failures. */
+  private givesUp(entry: BufferEntry, failure: Exclude<FailureClass, 'transient'>): boolean {
+    if (failure === 'permanent') return true;
+    const attempts = (this.attempts.get(entry.key) ?? 0) + 1;
+    this.attempts.set(entry.key, attempts);
+    return attempts >= MAX_RETRYABLE_ATTEMPTS;
+  }
+
+  private async setAside(entry: BufferEntry, error: unknown): Promise<void> {
+    await this.buffer.deadLetter(entry.key, error);
+    this.attempts.delete(entry.key);
+    this.counters.deadLettered += 1;
+    this.logger.error(
+      { ...describe(entry), err: summariseError(error) },
+      'buffered operation set aside: it can never apply',
+    );
+  }
+
+  private async pruneIfDue(): Promise<void> {
+    if (Date.now() - this.lastPruneAt < PRUNE_EVERY_MS) return;
+    this.lastPruneAt = Date.now();
+    const ctx = RequestContext.background('buffer-prune', REPLAY_TRANSACTION_TIMEOUT_MS);
+    try {
+      const pruned = await this.applied.prune(ctx, APPLIED_RETENTION_MS);
+      if (pruned > 0) this.logger.log({ pruned }, 'old exactly-once records pruned');
+    } catch (error) {
+      this.logger.warn(
+        { err: summariseError(error) },
+        'pruning exactly-once records failed; will retry later',
+      );
+    } finally {
+      ctx.release();
+    }
+  }
+}
+
+function emptyReport(): ReplayReport {
+  return { applied: 0, alreadyApplied: 0, deadLettered: 0 };
+}
+
+function describe(entry: BufferEntry): Record<string, unknown> {
+  const { op } = entry;
+  return {
+    key: entry.key,
+    opId: op.id,
+    kind: op.kind,
+    userId: op.userId,
+    requestId: op.requestId,
+    acceptedAt: op.acceptedAt,
+  };
+}

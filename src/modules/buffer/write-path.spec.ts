@@ -1,0 +1,327 @@
+/**
+ * The write path's decisions, with the database and the buffer mocked: when a write goes
+ * direct, when it is buffered, and what propagates.
+ */
+import { jest } from '@jest/globals';
+import type { EntityManager } from 'typeorm';
+import { RequestContext } from '../../common/context/request-context.js';
+import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import type { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { AppliedOperations } from './applied-operations.js';
+import { BufferCounters } from './buffer-counters.js';
+import { BufferFullError } from './buffer.errors.js';
+import type { AddResult, LmdbBuffer } from './lmdb-buffer.js';
+import { createOperation, type BufferedOperation } from './operation.js';
+import { OperationRegistry } from './operation-registry.js';
+import { BUFFER_FULL_RETRY_AFTER_SECONDS, WritePath } from './write-path.js';
+
+const USER = '0190c0de-0000-7000-8000-0000000000aa';
+const MANAGER = { name: 'the transaction manager' } as unknown as EntityManager;
+
+function connectionRefused(): Error {
+  return Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+}
+
+function uniqueViolation(): Error {
+  return Object.assign(new Error('duplicate key value violates unique constraint'), {
+    driverError: { code: '23505' },
+  });
+}
+
+function setup(options: { up?: boolean; empty?: boolean } = {}) {
+  let up = options.up ?? true;
+  const database = {
+    isUp: jest.fn(() => up),
+    transaction: jest.fn(
+      async (_ctx: RequestContext, work: (manager: EntityManager) => Promise<unknown>) =>
+        work(MANAGER),
+    ),
+  };
+  const buffer = {
+    isEmpty: jest.fn(() => options.empty ?? true),
+    add: jest.fn(
+      async (op: BufferedOperation, _options?: { dedupeKey?: string }): Promise<AddResult> => ({
+        duplicate: false,
+        entry: { key: 1, op, enqueuedAt: Date.now(), bytes: 100 },
+      }),
+    ),
+  };
+  const applied = {
+    claim: jest.fn(async (_manager: EntityManager, ids: readonly string[]) => new Set(ids)),
+  };
+  const registry = new OperationRegistry();
+  registry.register('task.create', async () => undefined);
+  registry.register('profile.rename', async () => undefined);
+  const counters = new BufferCounters();
+  const writePath = new WritePath(
+    database as unknown as DatabaseService,
+    buffer as unknown as LmdbBuffer,
+    registry,
+    applied as unknown as AppliedOperations,
+    counters,
+  );
+  return {
+    writePath,
+    database,
+    buffer,
+    applied,
+    counters,
+    /** What DatabaseService does on a connection error: open the breaker, then throw 503. */
+    breakerOpens: () => (up = false),
+  };
+}
+
+describe('WritePath', () => {
+  let ctx: RequestContext;
+
+  beforeEach(() => {
+    ctx = RequestContext.start('req-1', 10_000);
+    ctx.userId = USER;
+  });
+
+  afterEach(() => ctx.release());
+
+  const operation = (kind = 'task.create') =>
+    createOperation(ctx, kind, { id: 'task-1', title: 'write the report' });
+
+  it('applies the write directly when PostgreSQL is up and the buffer is empty, recording the operation id in the same transaction', async () => {
+    const { writePath, database, buffer, applied, counters } = setup();
+    const op = operation();
+    const calls: string[] = [];
+    applied.claim.mockImplementation(async (_manager, ids) => (calls.push('claim'), new Set(ids)));
+    const direct = jest.fn(async (manager: EntityManager) => {
+      calls.push('direct');
+      expect(manager).toBe(MANAGER);
+      return { id: 'task-1', version: 1 };
+    });
+
+    await expect(writePath.execute(ctx, op, direct)).resolves.toEqual({
+      mode: 'direct',
+      result: { id: 'task-1', version: 1 },
+    });
+    expect(database.transaction).toHaveBeenCalledTimes(1);
+    expect(database.transaction.mock.calls[0]![0]).toBe(ctx);
+    expect(applied.claim).toHaveBeenCalledWith(MANAGER, [op.id]);
+    expect(calls).toEqual(['claim', 'direct']);
+    expect(buffer.add).not.toHaveBeenCalled();
+    expect(counters.buffered).toBe(0);
+  });
+
+  it('buffers without trying PostgreSQL while the breaker is open', async () => {
+    const { writePath, database, buffer, counters } = setup({ up: false });
+    const op = operation();
+    const direct = jest.fn(async () => 'never');
+
+    await expect(writePath.execute(ctx, op, direct)).resolves.toEqual({
+      mode: 'buffered',
+      op,
+      duplicate: false,
+    });
+    expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
+    expect(database.transaction).not.toHaveBeenCalled();
+    expect(direct).not.toHaveBeenCalled();
+    expect(counters.buffered).toBe(1);
+  });
+
+  it('buffers while the buffer is not empty, even with PostgreSQL up, so as not to overtake older writes', async () => {
+    const { writePath, database, buffer } = setup({ up: true, empty: false });
+    const op = operation();
+    const direct = jest.fn(async () => 'never');
+
+    await expect(writePath.execute(ctx, op, direct)).resolves.toMatchObject({
+      mode: 'buffered',
+      op,
+    });
+    expect(buffer.add).toHaveBeenCalledTimes(1);
+    expect(database.transaction).not.toHaveBeenCalled();
+    expect(direct).not.toHaveBeenCalled();
+  });
+
+  it('buffers when the direct attempt fails with a connection error', async () => {
+    const { writePath, buffer, counters } = setup();
+    const op = operation();
+    const direct = jest.fn(async () => {
+      throw connectionRefused();
+    });
+
+    await expect(writePath.execute(ctx, op, direct)).resolves.toEqual({
+      mode: 'buffered',
+      op,
+      duplicate: false,
+    });
+    expect(direct).toHaveBeenCalledTimes(1);
+    expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
+    expect(counters.buffered).toBe(1);
+  });
+
+  it('buffers when the database turns the connection error into 503 after opening the breaker', async () => {
+    const { writePath, database, buffer, breakerOpens } = setup();
+    const op = operation();
+    database.transaction.mockImplementationOnce(async () => {
+      breakerOpens();
+      throw new ServiceUnavailableError('the database is unavailable; try again shortly');
+    });
+
+    await expect(writePath.execute(ctx, op, async () => 'never')).resolves.toMatchObject({
+      mode: 'buffered',
+      op,
+    });
+    expect(buffer.add).toHaveBeenCalledTimes(1);
+  });
+
+  it('lets a 503 propagate when PostgreSQL is still up (another dependency failed)', async () => {
+    const { writePath, buffer } = setup();
+    const unavailable = new ServiceUnavailableError('sessions are unavailable');
+    const direct = jest.fn(async () => {
+      throw unavailable;
+    });
+
+    await expect(writePath.execute(ctx, operation(), direct)).rejects.toBe(unavailable);
+    expect(buffer.add).not.toHaveBeenCalled();
+  });
+
+  it('lets a constraint violation propagate and buffers nothing', async () => {
+    const { writePath, buffer, counters } = setup();
+    const violation = uniqueViolation();
+
+    await expect(
+      writePath.execute(ctx, operation(), async () => {
+        throw violation;
+      }),
+    ).rejects.toBe(violation);
+    expect(buffer.add).not.toHaveBeenCalled();
+    expect(counters.buffered).toBe(0);
+  });
+
+  it('buffers nothing for a request past its deadline, even on a connection error', async () => {
+    const { writePath, buffer } = setup();
+    const op = operation();
+    const refused = connectionRefused();
+    const direct = jest.fn(async () => {
+      ctx.abort('deadline');
+      throw refused;
+    });
+
+    await expect(writePath.execute(ctx, op, direct)).rejects.toBe(refused);
+    expect(buffer.add).not.toHaveBeenCalled();
+  });
+
+  it('answers 503 SERVICE_UNAVAILABLE with a Retry-After when the buffer is full', async () => {
+    const { writePath, buffer, counters } = setup({ up: false });
+    buffer.add.mockRejectedValueOnce(new BufferFullError('entries'));
+
+    const failure = writePath.execute(ctx, operation(), async () => 'never');
+    await expect(failure).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await expect(failure).rejects.toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+      retryAfterSeconds: BUFFER_FULL_RETRY_AFTER_SECONDS,
+    });
+    expect(counters.buffered).toBe(0);
+  });
+
+  it('lets any other buffer failure propagate as it is', async () => {
+    const { writePath, buffer } = setup({ up: false });
+    const closed = new Error('Database is closed');
+    buffer.add.mockRejectedValueOnce(closed);
+
+    await expect(writePath.execute(ctx, operation(), async () => 'never')).rejects.toBe(closed);
+  });
+
+  it('returns the first operation for a retried buffered write with the same idempotency key', async () => {
+    const { writePath, buffer, counters } = setup({ up: false });
+    const first = operation();
+    const retry = operation();
+    const keys: (string | undefined)[] = [];
+    buffer.add.mockImplementation(async (op, options) => {
+      keys.push(options?.dedupeKey);
+      const duplicate = keys.length > 1;
+      return { duplicate, entry: { key: 1, op: duplicate ? first : op, enqueuedAt: 0, bytes: 1 } };
+    });
+
+    await expect(
+      writePath.execute(ctx, first, async () => 'never', { dedupeKey: 'idem-1' }),
+    ).resolves.toEqual({
+      mode: 'buffered',
+      op: first,
+      duplicate: false,
+    });
+    await expect(
+      writePath.execute(ctx, retry, async () => 'never', { dedupeKey: 'idem-1' }),
+    ).resolves.toEqual({
+      mode: 'buffered',
+      op: first,
+      duplicate: true,
+    });
+    expect(keys[0]).toBeDefined();
+    expect(keys[1]).toBe(keys[0]);
+    expect(counters.buffered).toBe(1);
+  });
+
+  it('scopes idempotency keys to the user and the kind of write', async () => {
+    const { writePath, buffer } = setup({ up: false });
+    const other = RequestContext.start('req-2', 10_000);
+    other.userId = '0190c0de-0000-7000-8000-0000000000bb';
+    try {
+      await writePath.execute(ctx, operation('task.create'), async () => 'never', {
+        dedupeKey: 'same',
+      });
+      await writePath.execute(
+        other,
+        createOperation(other, 'task.create', {}),
+        async () => 'never',
+        { dedupeKey: 'same' },
+      );
+      await writePath.execute(ctx, operation('profile.rename'), async () => 'never', {
+        dedupeKey: 'same',
+      });
+    } finally {
+      other.release();
+    }
+    const keys = buffer.add.mock.calls.map(([, options]) => options?.dedupeKey);
+    expect(new Set(keys).size).toBe(3);
+    expect(keys).not.toContain('same');
+  });
+
+  it('refuses an operation of a kind no module can replay, before touching anything', async () => {
+    const { writePath, database, buffer } = setup({ up: false });
+    const op = createOperation(ctx, 'nobody.handles', {});
+
+    await expect(writePath.execute(ctx, op, async () => 'never')).rejects.toThrow('nobody.handles');
+    expect(buffer.add).not.toHaveBeenCalled();
+    expect(database.transaction).not.toHaveBeenCalled();
+  });
+});
+
+describe('createOperation', () => {
+  it('builds a UUIDv7-identified operation for the caller, with a JSON-normalised payload', () => {
+    const ctx = RequestContext.start('req-9', 1_000);
+    ctx.userId = USER;
+    try {
+      const at = new Date('2031-01-02T03:04:05.678Z');
+      const op = createOperation(ctx, 'task.create', { dueAt: at, tags: undefined, n: 1 }, at);
+      expect(op).toEqual({
+        id: expect.stringMatching(
+          /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+        ),
+        kind: 'task.create',
+        userId: USER,
+        payload: { dueAt: '2031-01-02T03:04:05.678Z', n: 1 },
+        acceptedAt: '2031-01-02T03:04:05.678Z',
+        requestId: 'req-9',
+      });
+      expect(() => createOperation(ctx, 'task.create', { big: 1n })).toThrow(TypeError);
+      expect(() => createOperation(ctx, 'Task Create', {})).toThrow('invalid operation kind');
+    } finally {
+      ctx.release();
+    }
+  });
+
+  it('needs an authenticated caller', () => {
+    const ctx = RequestContext.start('req-10', 1_000);
+    try {
+      expect(() => createOperation(ctx, 'task.create', {})).toThrow();
+    } finally {
+      ctx.release();
+    }
+  });
+});
