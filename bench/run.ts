@@ -1,0 +1,330 @@
+/**
+ * `npm run bench`: measures the built server against local PostgreSQL and Redis, beside a bare
+ * Fastify + pg + JWT baseline serving the same list query and insert, in the same run.
+ *
+ *   node bench/run.ts [--duration 10] [--connections 50] [--json bench/results/latest.json]
+ *
+ * Prints req/s, p50, p99 and the ratio to the baseline for each route, RSS under load, start-up
+ * time, login throughput and its effect on a cheap authenticated route, buffered-write
+ * throughput (PostgreSQL cut through a TCP proxy) and the replay drain rate; writes the same
+ * figures as JSON. Uses its own database (`taskd_bench`, recreated) and Redis key prefix.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    json: { type: 'string', default: 'bench/results/latest.json' },
+  },
+});
+const DURATION = Number(args.duration);
+const CONNECTIONS = Number(args.connections);
+const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const DB_NAME = 'taskd_bench';
+const JWT_SECRET = 'bench-secret-0123456789-0123456789-0123456789';
+const NODE = process.execPath;
+
+interface Figures {
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+interface Row extends Figures {
+  name: string;
+  baseline?: Figures;
+}
+
+const rows: Row[] = [];
+const notes: Record<string, number | string> = {};
+
+// ---------- processes ----------
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  peakRssMb: number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(url: string, status = 200, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      if ((await fetch(url)).status === status) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(10);
+  }
+  throw new Error(`${url} did not answer ${status}`);
+}
+
+function rssMb(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function startServer(entry: string[], env: Record<string, string>, readyPath: string): Promise<Server & { startupMs: number }> {
+  const port = await freePort();
+  const started = performance.now();
+  const child = spawn(NODE, entry, {
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`${url}${readyPath}`);
+  const startupMs = performance.now() - started;
+  const server = {
+    child,
+    url,
+    startupMs,
+    peakRssMb: 0,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+  const sampler = setInterval(() => (server.peakRssMb = Math.max(server.peakRssMb, rssMb(child.pid!))), 200);
+  child.once('exit', () => clearInterval(sampler));
+  return server;
+}
+
+/** A TCP proxy between the service and PostgreSQL that can refuse connections on command. */
+function startProxy(target: { host: string; port: number }): Promise<{ port: number; cut(): void; restore(): void; close(): void }> {
+  let open = true;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    if (!open) return client.destroy();
+    const upstream = net.connect(target.port, target.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        cut() {
+          open = false;
+          for (const s of sockets) s.resetAndDestroy();
+        },
+        restore() {
+          open = true;
+        },
+        close() {
+          server.close();
+          for (const s of sockets) s.destroy();
+        },
+      }),
+    ),
+  );
+}
+
+// ---------- load ----------
+
+async function load(
+  name: string,
+  url: string,
+  options: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections?: number; duration?: number; expect?: number } = {},
+): Promise<Figures> {
+  const result = await autocannon({
+    url,
+    method: options.method ?? 'GET',
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.body,
+    connections: options.connections ?? CONNECTIONS,
+    duration: options.duration ?? DURATION,
+  });
+  const expected = options.expect ?? 200;
+  const codes = (result as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {};
+  const wrong = Object.entries(codes)
+    .filter(([code]) => Number(code) !== expected)
+    .reduce((sum, [, v]) => sum + v.count, 0);
+  const figures = {
+    reqPerSec: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: wrong,
+    errors: result.errors + result.timeouts,
+  };
+  if (wrong > 0) process.stderr.write(`  ${name}: ${wrong} answers other than ${expected}: ${JSON.stringify(codes)}\n`);
+  return figures;
+}
+
+// ---------- set-up ----------
+
+async function recreateDatabase(): Promise<void> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+  await admin.end();
+}
+
+async function api(base: string, method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+async function bufferDepth(base: string): Promise<number> {
+  const res = await fetch(`${base}/health/ready`);
+  const body = (await res.json()) as { details?: { buffer?: { depth?: number } } };
+  return body.details?.buffer?.depth ?? 0;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  await recreateDatabase();
+  const pgUrl = new URL(ADMIN_URL);
+  const proxy = await startProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  const direct = new URL(ADMIN_URL);
+  direct.pathname = `/${DB_NAME}`;
+  const viaProxy = new URL(direct);
+  viaProxy.host = `127.0.0.1:${proxy.port}`;
+  const bufferPath = mkdtempSync(path.join(tmpdir(), 'taskd-bench-'));
+
+  const app = await startServer(
+    ['dist/src/main.js'],
+    {
+      NODE_ENV: 'development',
+      DATABASE_URL: viaProxy.toString(),
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
+      REDIS_KEY_PREFIX: 'taskd-bench:',
+      BUFFER_PATH: bufferPath,
+      JWT_SECRET,
+      LOG_LEVEL: 'info',
+      LOGIN_MAX_FAILURES_PER_IP: '100000',
+    },
+    '/health/ready',
+  );
+  notes.appStartupMs = Math.round(app.startupMs);
+  // Ready before PostgreSQL is connected is by design; the bench needs the database too.
+  while (!((await (await fetch(`${app.url}/health/ready`)).json()) as any).details?.postgres?.status?.startsWith('up')) await sleep(20);
+
+  const email = `bench-${Date.now()}@example.com`;
+  const password = 'bench-password-1';
+  await api(app.url, 'POST', '/api/v1/auth/register', { email, password, name: 'Bench' });
+  const { json: tokens } = await api(app.url, 'POST', '/api/v1/auth/login', { email, password });
+  const token = tokens.accessToken as string;
+  for (let i = 0; i < 25; i++) {
+    await api(app.url, 'POST', '/api/v1/tasks', { title: `Seeded task ${i}`, description: 'x'.repeat(120), priority: ['low', 'medium', 'high'][i % 3] }, token);
+  }
+  const auth = { authorization: `Bearer ${token}` };
+
+  const baseline = await startServer(['bench/baseline.ts'], { DATABASE_URL: direct.toString(), JWT_SECRET }, '/live');
+  notes.baselineStartupMs = Math.round(baseline.startupMs);
+
+  process.stderr.write('measuring…\n');
+  const createBody = JSON.stringify({ title: 'Benchmark task', description: 'created under load', priority: 'high' });
+  const compare = async (name: string, appUrl: string, baseUrl: string, options: Parameters<typeof load>[2] = {}) => {
+    const base = await load(`${name} (baseline)`, baseUrl, options);
+    const mine = await load(name, appUrl, options);
+    rows.push({ name, ...mine, baseline: base });
+  };
+  await compare('GET /health/live', `${app.url}/health/live`, `${baseline.url}/live`);
+  await compare('GET /api/v1/tasks (20 rows)', `${app.url}/api/v1/tasks`, `${baseline.url}/tasks`, { headers: auth });
+  await compare('POST /api/v1/tasks', `${app.url}/api/v1/tasks`, `${baseline.url}/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 201 });
+
+  // Login: argon2id-bound. Then a cheap authenticated route alone and beside a login burst.
+  const loginBody = JSON.stringify({ email, password });
+  rows.push({ name: 'POST /api/v1/auth/login', ...(await load('login', `${app.url}/api/v1/auth/login`, { method: 'POST', body: loginBody, connections: 10 })) });
+  const quiet = await load('profile alone', `${app.url}/api/v1/profile`, { headers: auth, connections: 10 });
+  const [busy] = await Promise.all([
+    load('profile during logins', `${app.url}/api/v1/profile`, { headers: auth, connections: 10 }),
+    load('login burst', `${app.url}/api/v1/auth/login`, { method: 'POST', body: loginBody, connections: 20 }),
+  ]);
+  rows.push({ name: 'GET /api/v1/profile alone', ...quiet });
+  rows.push({ name: 'GET /api/v1/profile during a login burst', ...busy });
+  notes.profileP99RatioUnderLoginBurst = Number((busy.p99 / Math.max(quiet.p99, 1)).toFixed(2));
+
+  // Buffered writes: PostgreSQL cut at the proxy; every POST answers 202.
+  proxy.cut();
+  while (((await (await fetch(`${app.url}/health/ready`)).json()) as any).details?.postgres?.status === 'up') await sleep(20);
+  await fetch(`${app.url}/api/v1/tasks`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody });
+  const buffered = await load('buffered POST', `${app.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 202 });
+  rows.push({ name: 'POST /api/v1/tasks, buffered (PostgreSQL cut)', ...buffered });
+  const depth = await bufferDepth(app.url);
+  notes.bufferedEntries = depth;
+
+  // Replay: from restoring the proxy until the buffer is empty.
+  const restoredAt = performance.now();
+  proxy.restore();
+  while ((await bufferDepth(app.url)) > 0) await sleep(25);
+  const drainSeconds = (performance.now() - restoredAt) / 1000;
+  notes.replayOpsPerSec = Math.round(depth / drainSeconds);
+  notes.replayDrainSeconds = Number(drainSeconds.toFixed(2));
+
+  notes.appPeakRssMb = Math.round(app.peakRssMb);
+  notes.baselinePeakRssMb = Math.round(baseline.peakRssMb);
+  await Promise.all([app.stop(), baseline.stop()]);
+  proxy.close();
+  rmSync(bufferPath, { recursive: true, force: true });
+  await recreateDatabase();
+
+  report();
+}
+
+function report(): void {
+  const pad = (v: string | number, n: number) => String(v).padStart(n);
+  const lines = [
+    `taskd bench: ${CONNECTIONS} connections, ${DURATION} s per run (login runs: 10–20 connections)`,
+    '',
+    `${'route'.padEnd(48)}${pad('req/s', 9)}${pad('p50 ms', 8)}${pad('p99 ms', 8)}${pad('base req/s', 12)}${pad('base p99', 10)}${pad('ratio', 8)}${pad('p99 ×', 7)}`,
+  ];
+  for (const r of rows) {
+    const b = r.baseline;
+    lines.push(
+      `${r.name.padEnd(48)}${pad(r.reqPerSec, 9)}${pad(r.p50, 8)}${pad(r.p99, 8)}` +
+        (b
+          ? `${pad(b.reqPerSec, 12)}${pad(b.p99, 10)}${pad((r.reqPerSec / b.reqPerSec).toFixed(2), 8)}${pad((r.p99 / Math.max(b.p99, 1)).toFixed(2), 7)}`
+          : ''),
+    );
+  }
+  lines.push('');
+  for (const [key, value] of Object.entries(notes)) lines.push(`${key.padEnd(36)} ${value}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  mkdirSync(path.dirname(args.json!), { recursive: true });
+  writeFileSync(args.json!, JSON.stringify({ at: new Date().toISOString(), connections: CONNECTIONS, durationSeconds: DURATION, rows, notes }, null, 2));
+  process.stdout.write(`\nfigures written to ${args.json}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});
