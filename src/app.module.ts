@@ -16,7 +16,9 @@ import { LmdbModule } from './infrastructure/lmdb/lmdb.module.js';
 import { RedisModule } from './infrastructure/redis/redis.module.js';
 import { AuthModule } from './modules/auth/auth.module.js';
 import { BufferModule } from './modules/buffer/buffer.module.js';
+import { BufferService } from './modules/buffer/buffer.service.js';
 import { HealthModule } from './modules/health/health.module.js';
+import { MetricsModule } from './modules/metrics/metrics.module.js';
 import { ProfileModule } from './modules/profile/profile.module.js';
 import { TaskEntity } from './modules/tasks/task.entity.js';
 import { TasksModule } from './modules/tasks/tasks.module.js';
@@ -43,6 +45,7 @@ export class AppModule {
         ScheduleModule.forRoot(),
         BufferModule,
         HealthModule,
+        MetricsModule.forRoot({ imports: [BufferModule], bufferStats: BufferService }),
         AuthModule,
         ProfileModule,
         TasksModule,
