@@ -59,7 +59,7 @@ export const envSchema = z
     BUFFER_MAX_ENTRIES: int(1, 100_000_000).default(100_000),
     BUFFER_MAX_BYTES: int(1024, 1024 ** 4).default(512 * 1024 * 1024),
     BUFFER_REPLAY_INTERVAL_MS: int(10, 3_600_000).default(1000),
-    BUFFER_REPLAY_BATCH: int(1, 10_000).default(500),
+    BUFFER_REPLAY_BATCH: int(1, 10_000).default(1000),
 
     JWT_SECRET: z.string().optional(),
     JWT_ACCESS_TTL: duration.default(parseDuration('15m')),

@@ -5,10 +5,10 @@
  * an operation applied twice shows as two rows.
  */
 import { jest } from '@jest/globals';
-import type { EntityManager } from 'typeorm';
 import { RequestContext } from '../../src/common/context/request-context.js';
 import { ServiceUnavailableError } from '../../src/common/errors/domain-errors.js';
 import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../src/infrastructure/database/sql-executor.js';
 import { AppliedOperations } from '../../src/modules/buffer/applied-operations.js';
 import { PermanentOperationError } from '../../src/modules/buffer/buffer.errors.js';
 import { BufferService } from '../../src/modules/buffer/buffer.service.js';
@@ -55,7 +55,7 @@ interface ReadinessBody {
 }
 
 async function appendRow(
-  manager: EntityManager,
+  manager: SqlExecutor,
   op: BufferedOperation<{ value: string }>,
 ): Promise<void> {
   await manager.query('INSERT INTO buffer_probe (op_id, value) VALUES ($1, $2)', [

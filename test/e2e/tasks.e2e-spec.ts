@@ -9,6 +9,8 @@ import { randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { RequestContext } from '../../src/common/context/request-context.js';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../src/infrastructure/database/sql-executor.js';
 import type { NewTask, TaskSort } from '../../src/modules/tasks/task.js';
 import { listStatement, TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
@@ -1032,6 +1034,8 @@ describe('tasks (e2e)', () => {
   describe('apply statements (what the offline buffer replays)', () => {
     let repository: TasksRepository;
     let ctx: RequestContext;
+    /** The pool, one statement at a time, as a direct write runs them. */
+    let db: SqlExecutor;
 
     beforeAll(() => {
       repository = t.app.get(TasksRepository);
@@ -1039,6 +1043,7 @@ describe('tasks (e2e)', () => {
 
     beforeEach(() => {
       ctx = RequestContext.background('tasks-e2e', 10_000);
+      db = t.app.get(DatabaseService).executor(ctx);
     });
 
     afterEach(() => {
@@ -1065,16 +1070,16 @@ describe('tasks (e2e)', () => {
 
     it('a replayed create inserts nothing the second time', async () => {
       const task = newTask(alice.userId);
-      await expect(repository.insertTask(ctx, task)).resolves.toBe(true);
+      await expect(repository.insert(db, task)).resolves.toBe(true);
       await expect(
-        repository.insertTask(ctx, { ...task, title: 'changed on replay' }),
+        repository.insert(db, { ...task, title: 'changed on replay' }),
       ).resolves.toBe(false);
       expect(await rowOf(task.id)).toMatchObject({ title: 'Replayed', version: 1 });
     });
 
     it('a replayed or stale update changes nothing, and never undoes a newer change', async () => {
       const task = newTask(alice.userId);
-      await repository.insertTask(ctx, task);
+      await repository.insert(db, task);
       const first = {
         id: task.id,
         userId: alice.userId,
@@ -1091,37 +1096,37 @@ describe('tasks (e2e)', () => {
         updatedAt: new Date(Date.parse(task.updatedAt) + 20).toISOString(),
       };
 
-      await expect(repository.applyUpdate(ctx, first)).resolves.toMatchObject({
+      await expect(repository.update(db, first)).resolves.toMatchObject({
         title: 'First',
         version: 2,
       });
-      await expect(repository.applyUpdate(ctx, second)).resolves.toMatchObject({
+      await expect(repository.update(db, second)).resolves.toMatchObject({
         title: 'Second',
         version: 3,
       });
-      await expect(repository.applyUpdate(ctx, first)).resolves.toBeUndefined();
-      await expect(repository.applyUpdate(ctx, second)).resolves.toBeUndefined();
+      await expect(repository.update(db, first)).resolves.toBeUndefined();
+      await expect(repository.update(db, second)).resolves.toBeUndefined();
       expect(await rowOf(task.id)).toMatchObject({ title: 'Second', version: 3 });
 
       // Without a known version the time decides: an older change is dropped, a newer one applies once.
       const older = { ...first, changes: { title: 'Older' }, expectedVersion: null, version: null };
-      await expect(repository.applyUpdate(ctx, older)).resolves.toBeUndefined();
+      await expect(repository.update(db, older)).resolves.toBeUndefined();
       const newer = {
         ...older,
         changes: { title: 'Newer' },
         updatedAt: new Date(Date.parse(task.updatedAt) + 30).toISOString(),
       };
-      await expect(repository.applyUpdate(ctx, newer)).resolves.toMatchObject({
+      await expect(repository.update(db, newer)).resolves.toMatchObject({
         title: 'Newer',
         version: 4,
       });
-      await expect(repository.applyUpdate(ctx, newer)).resolves.toBeUndefined();
+      await expect(repository.update(db, newer)).resolves.toBeUndefined();
       expect(await rowOf(task.id)).toMatchObject({ title: 'Newer', version: 4 });
     });
 
     it("an update or delete in another user's name matches nothing", async () => {
       const task = newTask(alice.userId);
-      await repository.insertTask(ctx, task);
+      await repository.insert(db, task);
       const change = {
         id: task.id,
         userId: bob.userId,
@@ -1130,9 +1135,9 @@ describe('tasks (e2e)', () => {
         version: null,
         updatedAt: new Date(Date.now() + 60_000).toISOString(),
       };
-      await expect(repository.applyUpdate(ctx, change)).resolves.toBeUndefined();
+      await expect(repository.update(db, change)).resolves.toBeUndefined();
       await expect(
-        repository.deleteTask(ctx, { id: task.id, userId: bob.userId, expectedVersion: null }),
+        repository.delete(db, { id: task.id, userId: bob.userId, expectedVersion: null }),
       ).resolves.toBe(false);
       expect(await rowOf(task.id)).toMatchObject({
         title: 'Replayed',
@@ -1143,14 +1148,57 @@ describe('tasks (e2e)', () => {
 
     it('a replayed delete is no error', async () => {
       const task = newTask(alice.userId);
-      await repository.insertTask(ctx, task);
+      await repository.insert(db, task);
       await expect(
-        repository.deleteTask(ctx, { id: task.id, userId: alice.userId, expectedVersion: null }),
+        repository.delete(db, { id: task.id, userId: alice.userId, expectedVersion: null }),
       ).resolves.toBe(true);
       await expect(
-        repository.deleteTask(ctx, { id: task.id, userId: alice.userId, expectedVersion: null }),
+        repository.delete(db, { id: task.id, userId: alice.userId, expectedVersion: null }),
       ).resolves.toBe(false);
       expect(await rowOf(task.id)).toBeUndefined();
+    });
+
+    it('applies a run of creates in one statement, in order: the earlier of two with one key wins, and a replay inserts nothing', async () => {
+      const first = newTask(alice.userId, { title: 'first', idempotencyKey: 'run-key' });
+      const plain = newTask(alice.userId, {
+        title: 'plain',
+        description: `it's {a} \\ "quoted", list`,
+      });
+      const sameKey = newTask(alice.userId, { title: 'second', idempotencyKey: 'run-key' });
+      const bobs = newTask(bob.userId, {
+        title: 'bob',
+        idempotencyKey: 'run-key',
+        dueAt: '2026-03-01T17:00:00.000Z',
+      });
+
+      await expect(repository.insertMany(db, [first, plain, sameKey, bobs])).resolves.toBe(3);
+      await expect(repository.insertMany(db, [first, plain, bobs])).resolves.toBe(0);
+
+      expect(await rowOf(first.id)).toMatchObject({ title: 'first', idempotency_key: 'run-key' });
+      expect(await rowOf(plain.id)).toMatchObject({
+        description: plain.description,
+        idempotency_key: null,
+        version: 1,
+      });
+      expect(await rowOf(sameKey.id)).toBeUndefined();
+      expect(await rowOf(bobs.id)).toMatchObject({ user_id: bob.userId, priority: 2 });
+      expect((await rowOf(bobs.id))!.due_at!.toISOString()).toBe('2026-03-01T17:00:00.000Z');
+    });
+
+    it("deletes many in one statement, each only within its own owner's tasks", async () => {
+      const mine = newTask(alice.userId);
+      const theirs = newTask(bob.userId);
+      await repository.insertMany(db, [mine, theirs]);
+
+      await expect(
+        repository.deleteMany(db, [
+          { id: mine.id, userId: alice.userId, expectedVersion: null },
+          { id: theirs.id, userId: alice.userId, expectedVersion: null },
+          { id: randomUUID(), userId: alice.userId, expectedVersion: null },
+        ]),
+      ).resolves.toBe(1);
+      expect(await rowOf(mine.id)).toBeUndefined();
+      expect(await rowOf(theirs.id)).toMatchObject({ user_id: bob.userId });
     });
   });
 

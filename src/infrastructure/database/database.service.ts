@@ -21,7 +21,8 @@ import {
   RequestTimeoutError,
   ServiceUnavailableError,
 } from '../../common/errors/domain-errors.js';
-import { isConnectionError, sqlState } from './connection-errors.js';
+import { InvalidDataError, isConnectionError, isDataException, sqlState } from './connection-errors.js';
+import type { SqlExecutor } from './sql-executor.js';
 
 export const DATABASE_OPTIONS = Symbol('DATABASE_OPTIONS');
 
@@ -37,7 +38,12 @@ const MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('taskd:migrations')
 const MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('taskd:migrations'))";
 const QUERY_CANCELED = '57014';
 const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
+/**
+ * The longest wait between two attempts to reach PostgreSQL again. It is also the longest that
+ * buffered writes wait to be replayed once PostgreSQL is back, so it is kept short: an attempt
+ * against a server that is down costs one refused (or timed-out) connection a second.
+ */
+const BACKOFF_MAX_MS = 1_000;
 
 @Injectable()
 export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
@@ -108,6 +114,14 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       throw this.translate(error);
     }
+  }
+
+  /**
+   * The statements of one request, each on its own (autocommit), with `query`'s breaker, deadline
+   * and error translation: for a write that is a single statement, no transaction is needed.
+   */
+  executor(ctx: RequestContext): SqlExecutor {
+    return { query: <T>(sql: string, params?: unknown[]) => this.query<T>(ctx, sql, params) };
   }
 
   /**
@@ -191,6 +205,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       return new ServiceUnavailableError('the database is unavailable; try again shortly');
     }
     if (sqlState(error) === QUERY_CANCELED) return new RequestTimeoutError();
+    if (isDataException(error)) return new InvalidDataError(sqlState(error)!);
     return error;
   }
 

@@ -332,4 +332,97 @@ describe('BufferService', () => {
     });
     expect(database.calls.filter((c) => c === 'migrate')).toHaveLength(1);
   });
+  describe('a kind with a batch handler', () => {
+    /** Sizes of the batch handler's calls, in order. */
+    let runs: number[];
+
+    beforeEach(() => {
+      runs = [];
+      registry.register<{ value: string }>(
+        'test.bulk',
+        async (manager, op) => {
+          const failure = behaviour.get(op.payload.value)?.();
+          if (failure) throw failure;
+          (manager as unknown as { tx: Tx }).tx.effects.push(op.payload.value);
+        },
+        {
+          applyBatch: async (manager, ops) => {
+            runs.push(ops.length);
+            for (const op of ops) {
+              const failure = behaviour.get(op.payload.value)?.();
+              if (failure) throw failure;
+            }
+            const { tx } = manager as unknown as { tx: Tx };
+            tx.effects.push(...ops.map((op) => op.payload.value));
+          },
+        },
+      );
+    });
+
+    async function enqueueKinds(
+      ...items: Array<[kind: string, value: string]>
+    ): Promise<BufferedOperation[]> {
+      const ops: BufferedOperation[] = [];
+      for (const [kind, value] of items) {
+        const op: BufferedOperation = {
+          id: uuidv7(),
+          kind,
+          userId: '0190c0de-0000-7000-8000-000000000001',
+          payload: { value },
+          acceptedAt: new Date().toISOString(),
+          requestId: `req-${value}`,
+        };
+        await buffer.add(op);
+        ops.push(op);
+      }
+      return ops;
+    }
+
+    it('applies each run of consecutive operations of that kind in one call, keeping the order across kinds', async () => {
+      await enqueueKinds(
+        ['test.bulk', 'b1'],
+        ['test.bulk', 'b2'],
+        ['test.bulk', 'b3'],
+        ['test.append', 'a1'],
+        ['test.bulk', 'b4'],
+        ['test.bulk', 'b5'],
+        ['test.append', 'a2'],
+        ['test.bulk', 'b6'],
+      );
+
+      await expect(service.replay()).resolves.toEqual({
+        applied: 8,
+        alreadyApplied: 0,
+        deadLettered: 0,
+      });
+      expect(database.committed).toEqual(['b1', 'b2', 'b3', 'a1', 'b4', 'b5', 'a2', 'b6']);
+      // Batches of 4: [b1 b2 b3] a1 | [b4 b5] a2 b6 (a run of one uses the single handler).
+      expect(runs).toEqual([3, 2]);
+      expect(database.calls.filter((c) => c === 'commit')).toHaveLength(2);
+    });
+
+    it('narrows a failing run down to the impossible operation, applying all the others once and in order', async () => {
+      const ops = await enqueueKinds(
+        ['test.bulk', 'b1'],
+        ['test.bulk', 'b2'],
+        ['test.bulk', 'bad'],
+        ['test.bulk', 'b4'],
+        ['test.bulk', 'b5'],
+        ['test.bulk', 'b6'],
+      );
+      behaviour.set('bad', checkViolation);
+
+      await expect(service.replay()).resolves.toEqual({
+        applied: 5,
+        alreadyApplied: 0,
+        deadLettered: 1,
+      });
+      expect(database.committed).toEqual(['b1', 'b2', 'b4', 'b5', 'b6']);
+      expect(buffer.listDeadLetters()).toEqual([expect.objectContaining({ op: ops[2] })]);
+      expect(buffer.depth).toBe(0);
+      expect(new Set(database.ledger)).toEqual(
+        new Set(ops.filter((_, n) => n !== 2).map((op) => op.id)),
+      );
+    });
+  });
 });

@@ -6,10 +6,15 @@
  * BUFFER_REPLAY_BATCH in queue order, each applied in one transaction that also claims the
  * operations' ids in the exactly-once ledger, then removed from LMDB. Removal after the commit
  * means a crash in between replays operations that are already applied, and the ledger makes
- * those no-ops. When an operation fails the batch is rolled back and the failing operation
- * isolated: what precedes it is applied without it, then it is set aside (dead letter) when it can
- * never apply, and the run carries on behind it. PostgreSQL going away stops the run and leaves
- * the queue untouched.
+ * those no-ops. Within a batch, a run of consecutive operations of a kind that registered a
+ * batch handler is applied in one statement (a multi-row INSERT for a queue of creates): the
+ * round trip per operation, not PostgreSQL, is what bounds replay otherwise. Order holds: runs
+ * and single operations are applied one after the other in queue order.
+ *
+ * When an operation fails the batch is rolled back and the failing operation isolated: what
+ * precedes it is applied without it (a failing run is halved until the culprit stands alone),
+ * then it is set aside (dead letter) when it can never apply, and the run carries on behind it.
+ * PostgreSQL going away stops the run and leaves the queue untouched.
  */
 import {
   Inject,
@@ -19,6 +24,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
+import type { EntityManager } from 'typeorm';
 import { RequestContext } from '../../common/context/request-context.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { DatabaseService } from '../../infrastructure/database/database.service.js';
@@ -73,13 +79,26 @@ export interface BufferStatsSnapshot {
 
 type BatchOutcome =
   | { ok: true; applied: number; alreadyApplied: number }
-  /** `failedAt`: index in the slice of the operation whose handler threw; undefined at commit. */
+  /**
+   * `failedAt`: index in the slice of the first operation of the handler call that threw (one
+   * operation, or a run of `span` slice positions applied together); undefined at commit.
+   */
   | {
       ok: false;
       failedAt: number | undefined;
+      span: number;
       failure: Exclude<FailureClass, 'transient'>;
       error: unknown;
     };
+
+/** One handler call of a replay transaction: a single operation, or a run of one kind. */
+interface Step {
+  /** Index in the slice of its first operation. */
+  first: number;
+  /** Slice positions from its first operation to its last, inclusive. */
+  span: number;
+  entries: BufferEntry[];
+}
 
 /** A transient failure: PostgreSQL cannot be reached; ends the run. */
 class DatabaseUnreachable extends Error {}
@@ -261,6 +280,11 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
         end = start + outcome.failedAt;
         continue;
       }
+      if (outcome.span > 1) {
+        // A run failed as a whole: try its first half on its own; halving finds the culprit.
+        end = start + Math.ceil(outcome.span / 2);
+        continue;
+      }
       const culprit = slice[0]!;
       if (!this.givesUp(culprit, outcome.failure)) {
         report.stoppedBy = 'retryable-failure';
@@ -286,7 +310,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     slice: BufferEntry[],
     deadline: number,
   ): Promise<BatchOutcome> {
-    let current: number | undefined;
+    let current: Step | undefined;
     const timeoutMs = Math.max(1, Math.min(REPLAY_TRANSACTION_TIMEOUT_MS, deadline - Date.now()));
     const ctx = RequestContext.background('buffer-replay', timeoutMs);
     try {
@@ -296,16 +320,10 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
           slice.map((entry) => entry.op.id),
         );
         let applied = 0;
-        for (const [index, entry] of slice.entries()) {
-          if (!fresh.has(entry.op.id.toLowerCase())) continue;
-          current = index;
-          const handler = this.registry.handlerFor(entry.op.kind);
-          if (!handler)
-            throw new PermanentOperationError(
-              `no handler is registered for operation kind ${entry.op.kind}`,
-            );
-          await handler(manager, entry.op);
-          applied += 1;
+        for (const step of this.stepsOf(slice, fresh)) {
+          current = step;
+          await this.applyStep(manager, step);
+          applied += step.entries.length;
         }
         current = undefined;
         return { ok: true as const, applied, alreadyApplied: slice.length - applied };
@@ -314,10 +332,49 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       const failure = classifyReplayFailure(error);
       if (failure === 'transient')
         throw new DatabaseUnreachable('PostgreSQL is unreachable', { cause: error });
-      return { ok: false, failedAt: current, failure, error };
+      return { ok: false, failedAt: current?.first, span: current?.span ?? 1, failure, error };
     } finally {
       ctx.release();
     }
+  }
+
+  /**
+   * The handler calls that apply the `fresh` operations of `slice`, in order: consecutive
+   * operations of a kind with a batch handler go together (operations already applied in
+   * between do nothing, so they do not break a run); all others go one by one.
+   */
+  private stepsOf(slice: BufferEntry[], fresh: Set<string>): Step[] {
+    const steps: Step[] = [];
+    let run: Step | undefined;
+    for (const [index, entry] of slice.entries()) {
+      if (!fresh.has(entry.op.id.toLowerCase())) continue;
+      const batchable = this.registry.batchHandlerFor(entry.op.kind) !== undefined;
+      if (batchable && run && run.entries[0]!.op.kind === entry.op.kind) {
+        run.entries.push(entry);
+        run.span = index - run.first + 1;
+        continue;
+      }
+      const step: Step = { first: index, span: 1, entries: [entry] };
+      steps.push(step);
+      run = batchable ? step : undefined;
+    }
+    return steps;
+  }
+
+  private async applyStep(manager: EntityManager, step: Step): Promise<void> {
+    const { kind } = step.entries[0]!.op;
+    const batchHandler = this.registry.batchHandlerFor(kind);
+    if (batchHandler && step.entries.length > 1) {
+      await batchHandler(
+        manager,
+        step.entries.map((entry) => entry.op),
+      );
+      return;
+    }
+    const handler = this.registry.handlerFor(kind);
+    if (!handler)
+      throw new PermanentOperationError(`no handler is registered for operation kind ${kind}`);
+    await handler(manager, step.entries[0]!.op);
   }
 
   /** True when `entry` is to be set aside now: at once if permanent, after repeated retryable failures. */

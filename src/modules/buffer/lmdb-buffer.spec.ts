@@ -204,8 +204,11 @@ describe('LmdbBuffer', () => {
     expect(retry).toEqual({ duplicate: true, entry: first.entry });
     expect(other.duplicate).toBe(false);
     expect(buffer.depth).toBe(2);
+    expect([buffer.isQueuedUnder('k1'), buffer.isQueuedUnder('k2')]).toEqual([true, true]);
+    expect(buffer.isQueuedUnder('k3')).toBe(false);
 
     await buffer.remove([first.entry.key]);
+    expect(buffer.isQueuedUnder('k1')).toBe(false);
     const later = await buffer.add(op(4), { dedupeKey: 'k1' });
     expect(later.duplicate).toBe(false);
     expect(later.entry.key).toBeGreaterThan(other.entry.key);

@@ -144,6 +144,12 @@ export class LmdbBuffer {
     }
   }
 
+  /** True while an entry added under `dedupeKey` waits in the queue. */
+  isQueuedUnder(dedupeKey: string): boolean {
+    const key = this.dedupe.get(dedupeKey);
+    return key !== undefined && this.queue.doesExist(key);
+  }
+
   /** The first `limit` waiting entries, oldest first. */
   getBatch(limit: number): BufferEntry[] {
     const batch: BufferEntry[] = [];
@@ -159,7 +165,13 @@ export class LmdbBuffer {
     return null;
   }
 
-  /** Removes the entries of `keys` (with their dedupe keys); resolves with how many were there. */
+  /**
+   * Removes the entries of `keys` (with their dedupe keys); resolves with how many were there,
+   * once committed. It does not wait for the disk as `add` does: replay removes entries only
+   * after their operations are committed to PostgreSQL and recorded in the exactly-once ledger,
+   * so a removal lost to a power cut only brings back entries whose replay is a no-op. (Replay
+   * is bounded by this wait otherwise: one disk flush per batch.)
+   */
   async remove(keys: readonly number[]): Promise<number> {
     if (keys.length === 0) return 0;
     const removed = await this.write(() => {
@@ -174,7 +186,6 @@ export class LmdbBuffer {
       this.setCounters(this.cachedDepth - count, this.cachedBytes - freed, this.cachedDead);
       return count;
     });
-    await this.root.flushed;
     return removed;
   }
 

@@ -6,6 +6,7 @@ import { jest } from '@jest/globals';
 import type { EntityManager } from 'typeorm';
 import { RequestContext } from '../../common/context/request-context.js';
 import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
 import type { DatabaseService } from '../../infrastructure/database/database.service.js';
 import type { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
@@ -13,10 +14,16 @@ import { BufferFullError } from './buffer.errors.js';
 import type { AddResult, LmdbBuffer } from './lmdb-buffer.js';
 import { createOperation, type BufferedOperation } from './operation.js';
 import { OperationRegistry } from './operation-registry.js';
-import { BUFFER_FULL_RETRY_AFTER_SECONDS, WritePath } from './write-path.js';
+import {
+  BUFFER_FULL_RETRY_AFTER_SECONDS,
+  DATABASE_DOWN_RETRY_AFTER_SECONDS,
+  DRAINING_RETRY_AFTER_SECONDS,
+  WritePath,
+} from './write-path.js';
 
 const USER = '0190c0de-0000-7000-8000-0000000000aa';
 const MANAGER = { name: 'the transaction manager' } as unknown as EntityManager;
+const POOL: SqlExecutor = { query: async () => [] };
 
 function connectionRefused(): Error {
   return Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
@@ -28,10 +35,11 @@ function uniqueViolation(): Error {
   });
 }
 
-function setup(options: { up?: boolean; empty?: boolean } = {}) {
+function setup(options: { up?: boolean; empty?: boolean; queuedKeys?: string[] } = {}) {
   let up = options.up ?? true;
   const database = {
     isUp: jest.fn(() => up),
+    executor: jest.fn((_ctx: RequestContext) => POOL),
     transaction: jest.fn(
       async (_ctx: RequestContext, work: (manager: EntityManager) => Promise<unknown>) =>
         work(MANAGER),
@@ -39,6 +47,7 @@ function setup(options: { up?: boolean; empty?: boolean } = {}) {
   };
   const buffer = {
     isEmpty: jest.fn(() => options.empty ?? true),
+    isQueuedUnder: jest.fn((key: string) => (options.queuedKeys ?? []).includes(key)),
     add: jest.fn(
       async (op: BufferedOperation, _options?: { dedupeKey?: string }): Promise<AddResult> => ({
         duplicate: false,
@@ -52,6 +61,7 @@ function setup(options: { up?: boolean; empty?: boolean } = {}) {
   const registry = new OperationRegistry();
   registry.register('task.create', async () => undefined);
   registry.register('profile.rename', async () => undefined);
+  registry.register('test.idempotent', async () => undefined, { idempotent: true });
   const counters = new BufferCounters();
   const writePath = new WritePath(
     database as unknown as DatabaseService,
@@ -89,7 +99,7 @@ describe('WritePath', () => {
     const op = operation();
     const calls: string[] = [];
     applied.claim.mockImplementation(async (_manager, ids) => (calls.push('claim'), new Set(ids)));
-    const direct = jest.fn(async (manager: EntityManager) => {
+    const direct = jest.fn(async (manager: SqlExecutor) => {
       calls.push('direct');
       expect(manager).toBe(MANAGER);
       return { id: 'task-1', version: 1 };
@@ -289,6 +299,158 @@ describe('WritePath', () => {
     await expect(writePath.execute(ctx, op, async () => 'never')).rejects.toThrow('nobody.handles');
     expect(buffer.add).not.toHaveBeenCalled();
     expect(database.transaction).not.toHaveBeenCalled();
+  });
+  describe('a kind registered as idempotent', () => {
+    it('writes directly as plain statements on the pool: no transaction, no ledger record', async () => {
+      const { writePath, database, applied, buffer } = setup();
+      const op = operation('test.idempotent');
+      const direct = jest.fn(async (db: SqlExecutor) => {
+        expect(db).toBe(POOL);
+        return 'stored';
+      });
+
+      await expect(writePath.execute(ctx, op, direct)).resolves.toEqual({
+        mode: 'direct',
+        result: 'stored',
+      });
+      expect(database.executor).toHaveBeenCalledWith(ctx);
+      expect(database.transaction).not.toHaveBeenCalled();
+      expect(applied.claim).not.toHaveBeenCalled();
+      expect(buffer.add).not.toHaveBeenCalled();
+    });
+
+    it('is buffered when its direct statement cannot reach PostgreSQL (its replay is harmless if it did commit)', async () => {
+      const { writePath, buffer } = setup();
+      const op = operation('test.idempotent');
+
+      await expect(
+        writePath.execute(ctx, op, async () => {
+          throw connectionRefused();
+        }),
+      ).resolves.toEqual({ mode: 'buffered', op, duplicate: false });
+      expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
+    });
+  });
+
+  describe('a write that must not be buffered (If-Match)', () => {
+    it('answers 503 with the database Retry-After while the breaker is open, trying nothing', async () => {
+      const { writePath, database, buffer } = setup({ up: false });
+      const direct = jest.fn(async () => 'never');
+
+      const failure = writePath.execute(ctx, operation(), direct, { bufferable: false });
+      await expect(failure).rejects.toBeInstanceOf(ServiceUnavailableError);
+      await expect(failure).rejects.toMatchObject({
+        retryAfterSeconds: DATABASE_DOWN_RETRY_AFTER_SECONDS,
+      });
+      expect(direct).not.toHaveBeenCalled();
+      expect(database.transaction).not.toHaveBeenCalled();
+      expect(buffer.add).not.toHaveBeenCalled();
+    });
+
+    it('answers 503 with a short Retry-After while older writes are still queued', async () => {
+      const { writePath, buffer } = setup({ up: true, empty: false });
+
+      await expect(
+        writePath.execute(ctx, operation(), async () => 'never', { bufferable: false }),
+      ).rejects.toMatchObject({
+        code: 'SERVICE_UNAVAILABLE',
+        retryAfterSeconds: DRAINING_RETRY_AFTER_SECONDS,
+      });
+      expect(buffer.add).not.toHaveBeenCalled();
+    });
+
+    it('answers 503 rather than buffering when its direct attempt loses the connection', async () => {
+      const { writePath, buffer } = setup();
+
+      await expect(
+        writePath.execute(
+          ctx,
+          operation('test.idempotent'),
+          async () => {
+            throw connectionRefused();
+          },
+          { bufferable: false },
+        ),
+      ).rejects.toBeInstanceOf(ServiceUnavailableError);
+      expect(buffer.add).not.toHaveBeenCalled();
+    });
+
+    it('can be refused before the use case reads anything', () => {
+      expect(() => setup({ up: false }).writePath.assertCanWriteDirectly()).toThrow(
+        ServiceUnavailableError,
+      );
+      expect(() => setup({ empty: false }).writePath.assertCanWriteDirectly()).toThrow(
+        ServiceUnavailableError,
+      );
+      expect(() => setup().writePath.assertCanWriteDirectly()).not.toThrow();
+      expect(setup().writePath.canWriteDirectly()).toBe(true);
+      expect(setup({ empty: false }).writePath.canWriteDirectly()).toBe(false);
+    });
+  });
+
+  describe('an idempotency key whose first write may have been replayed already', () => {
+    const options = (findExisting: () => Promise<string | undefined>) => ({
+      dedupeKey: 'idem-9',
+      findExisting,
+    });
+
+    it('answers with what the database holds for the key, queueing nothing, while the buffer drains', async () => {
+      const { writePath, buffer, counters } = setup({ up: true, empty: false });
+      const findExisting = jest.fn(async () => 'stored-under-key');
+
+      await expect(
+        writePath.execute(ctx, operation(), async () => 'never', options(findExisting)),
+      ).resolves.toEqual({ mode: 'direct', result: 'stored-under-key' });
+      expect(findExisting).toHaveBeenCalledTimes(1);
+      expect(buffer.add).not.toHaveBeenCalled();
+      expect(counters.buffered).toBe(0);
+    });
+
+    it('queues the write when the database holds nothing under the key', async () => {
+      const { writePath, buffer } = setup({ up: true, empty: false });
+      const op = operation();
+
+      await expect(
+        writePath.execute(
+          ctx,
+          op,
+          async () => 'never',
+          options(async () => undefined),
+        ),
+      ).resolves.toMatchObject({ mode: 'buffered', op });
+      expect(buffer.add).toHaveBeenCalledTimes(1);
+    });
+
+    it('does not look while the key is still queued: the queued operation answers', async () => {
+      const op = operation();
+      const scoped = JSON.stringify([USER, 'task.create', 'idem-9']);
+      const { writePath, buffer } = setup({ up: true, empty: false, queuedKeys: [scoped] });
+      const findExisting = jest.fn(async () => 'stored-under-key');
+
+      await writePath.execute(ctx, op, async () => 'never', options(findExisting));
+      expect(findExisting).not.toHaveBeenCalled();
+      expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: scoped });
+    });
+
+    it('does not look while PostgreSQL is down, and queues when the look-up loses the connection', async () => {
+      const down = setup({ up: false });
+      const findExisting = jest.fn(async () => 'stored-under-key');
+      await down.writePath.execute(ctx, operation(), async () => 'never', options(findExisting));
+      expect(findExisting).not.toHaveBeenCalled();
+      expect(down.buffer.add).toHaveBeenCalledTimes(1);
+
+      const draining = setup({ up: true, empty: false });
+      await expect(
+        draining.writePath.execute(
+          ctx,
+          operation(),
+          async () => 'never',
+          options(async () => {
+            throw connectionRefused();
+          }),
+        ),
+      ).resolves.toMatchObject({ mode: 'buffered' });
+    });
   });
 });
 

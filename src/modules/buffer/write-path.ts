@@ -7,17 +7,22 @@
  * - the buffer is not empty: buffer, so that a direct write never overtakes an older buffered
  *   one (replay drains the queue, then writes go direct again);
  * - the direct attempt fails because PostgreSQL cannot be reached: buffer. The attempt may have
- *   committed all the same (the connection died while the COMMIT was on its way), which is why
- *   it records the operation id in the exactly-once ledger inside its own transaction: replay
- *   skips an operation that turns out to be applied already;
+ *   committed all the same (the connection died while the COMMIT was on its way). For a kind
+ *   registered as idempotent that is harmless: its replay finds nothing left to do, so its direct
+ *   write is the plain statement alone, as cheap as a write without any buffer. Any other kind
+ *   runs its direct write in a transaction that also records the operation id in the exactly-once
+ *   ledger, and replay skips an operation that turns out to be applied already;
  * - anything else the direct attempt throws (constraint, validation, not found) propagates.
+ *
+ * A write that must not be buffered (one conditional on what is stored now, like `If-Match`)
+ * says so, and gets 503 with a Retry-After instead of a 202.
  */
 import { Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { isConnectionError } from '../../infrastructure/database/connection-errors.js';
 import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
 import { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
 import { BufferFullError } from './buffer.errors.js';
@@ -27,8 +32,13 @@ import { OperationRegistry } from './operation-registry.js';
 
 /** How long a client is asked to wait when the buffer is full: PostgreSQL has been down a while. */
 export const BUFFER_FULL_RETRY_AFTER_SECONDS = 30;
+/** How long a client is asked to wait for a write that cannot be buffered while PostgreSQL is down. */
+export const DATABASE_DOWN_RETRY_AFTER_SECONDS = 5;
+/** … and while PostgreSQL is up but the buffer is still draining (replay runs every second or so). */
+export const DRAINING_RETRY_AFTER_SECONDS = 2;
 
 export type WriteOutcome<T, P = unknown> =
+  /** Answered by PostgreSQL: `direct` ran, or `findExisting` found the key's earlier result. */
   | { mode: 'direct'; result: T }
   /**
    * Durably queued; `op` is the operation that will be applied: the one given, or for a
@@ -36,13 +46,26 @@ export type WriteOutcome<T, P = unknown> =
    */
   | { mode: 'buffered'; op: BufferedOperation<P>; duplicate: boolean };
 
-export interface WriteOptions {
+export interface WriteOptions<T> {
   /**
    * A client's idempotency key. While an operation of the same user and kind is queued under
    * this key, a retry returns that operation instead of queueing a second one. (Once replayed,
-   * the feature's own storage answers for the key.)
+   * the feature's own storage answers for the key: see `findExisting`.)
    */
   dedupeKey?: string;
+  /**
+   * With `dedupeKey`: reads what an earlier write under the same key stored, if anything. Asked
+   * when the write is about to be queued although PostgreSQL is up (the buffer is draining) and
+   * no queued operation holds the key, which is when the key's first write may have been
+   * replayed already: the retry then gets that result instead of a 202 for an operation whose
+   * replay would be ignored.
+   */
+  findExisting?: () => Promise<T | undefined>;
+  /**
+   * False for a write that is only valid against the data as it is now (`If-Match`): instead of
+   * being buffered, it fails with 503 SERVICE_UNAVAILABLE and a Retry-After. Default true.
+   */
+  bufferable?: boolean;
 }
 
 @Injectable()
@@ -56,26 +79,46 @@ export class WritePath {
   ) {}
 
   /**
-   * Applies `op` now with `direct`, or queues it for replay. `direct` runs inside a transaction
-   * and must do all its work through `manager` (typically the same code as the kind's
-   * registered handler, returning what the client is answered with).
+   * True when a write would go to PostgreSQL now: it is up and nothing is queued. A use case
+   * that must read before it writes (the version to guard an update with) asks first, and builds
+   * a change that needs no read when the answer is no.
+   */
+  canWriteDirectly(): boolean {
+    return this.database.isUp() && this.buffer.isEmpty();
+  }
+
+  /**
+   * For a write that must not be buffered (`bufferable: false`): throws its 503 now, before the
+   * use case reads anything, unless the write could go direct.
+   */
+  assertCanWriteDirectly(): void {
+    if (!this.canWriteDirectly()) throw this.cannotBuffer();
+  }
+
+  /**
+   * Applies `op` now with `direct`, or queues it for replay. `direct` must do all its work
+   * through `db` (typically the same code as the kind's registered handler, returning what the
+   * client is answered with): a transaction that also claims the operation id, or for an
+   * idempotent kind the pool, one statement at a time.
    */
   async execute<T, P>(
     ctx: RequestContext,
     op: BufferedOperation<P>,
-    direct: (manager: EntityManager) => Promise<T>,
-    options: WriteOptions = {},
+    direct: (db: SqlExecutor) => Promise<T>,
+    options: WriteOptions<T> = {},
   ): Promise<WriteOutcome<T, P>> {
     // A kind nobody can replay must fail now, not sit in the buffer until the database is back.
     if (!this.registry.has(op.kind))
       throw new Error(`no handler is registered for operation kind ${op.kind}`);
     ctx.throwIfAborted();
-    if (!this.database.isUp() || !this.buffer.isEmpty()) return this.enqueue(op, options);
+    if (!this.canWriteDirectly()) return this.enqueue(op, options);
     try {
-      const result = await this.database.transaction(ctx, async (manager) => {
-        await this.applied.claim(manager, [op.id]);
-        return direct(manager);
-      });
+      const result = this.registry.isIdempotent(op.kind)
+        ? await direct(this.database.executor(ctx))
+        : await this.database.transaction(ctx, async (manager) => {
+            await this.applied.claim(manager, [op.id]);
+            return direct(manager);
+          });
       return { mode: 'direct', result };
     } catch (error) {
       // Past its deadline the client has had its 504: no promise to keep, so nothing is queued.
@@ -84,8 +127,12 @@ export class WritePath {
     }
   }
 
-  /** DatabaseService turns connection errors into ServiceUnavailableError after opening the breaker. */
-  private isDatabaseUnreachable(error: unknown): boolean {
+  /**
+   * True when `error` (from the write path or from a read of the same request) means that
+   * PostgreSQL cannot be reached, as opposed to a failure of the statement itself.
+   * DatabaseService turns connection errors into ServiceUnavailableError after opening the breaker.
+   */
+  isDatabaseUnreachable(error: unknown): boolean {
     return (
       isConnectionError(error) ||
       (error instanceof ServiceUnavailableError && !this.database.isUp())
@@ -94,10 +141,15 @@ export class WritePath {
 
   private async enqueue<T, P>(
     op: BufferedOperation<P>,
-    options: WriteOptions,
+    options: WriteOptions<T>,
   ): Promise<WriteOutcome<T, P>> {
+    if (options.bufferable === false) throw this.cannotBuffer();
     const dedupeKey =
       options.dedupeKey === undefined ? undefined : scopedDedupeKey(op, options.dedupeKey);
+    if (dedupeKey !== undefined && options.findExisting) {
+      const existing = await this.findApplied(dedupeKey, options.findExisting);
+      if (existing !== undefined) return { mode: 'direct', result: existing };
+    }
     try {
       const { entry, duplicate } = await this.buffer.add(op, { dedupeKey });
       if (!duplicate) this.counters.buffered += 1;
@@ -111,6 +163,36 @@ export class WritePath {
       }
       throw error;
     }
+  }
+
+  /**
+   * The stored result of the key's earlier write, when PostgreSQL is up and that write is no
+   * longer queued. Checked in this order because an entry leaves the queue only after its replay
+   * has committed: a key not queued now is either in the database already or was never used.
+   */
+  private async findApplied<T>(
+    dedupeKey: string,
+    findExisting: () => Promise<T | undefined>,
+  ): Promise<T | undefined> {
+    if (!this.database.isUp() || this.buffer.isQueuedUnder(dedupeKey)) return undefined;
+    try {
+      return await findExisting();
+    } catch (error) {
+      if (this.isDatabaseUnreachable(error)) return undefined;
+      throw error;
+    }
+  }
+
+  private cannotBuffer(): ServiceUnavailableError {
+    return this.database.isUp()
+      ? new ServiceUnavailableError(
+          'earlier writes are still being applied; try again shortly',
+          DRAINING_RETRY_AFTER_SECONDS,
+        )
+      : new ServiceUnavailableError(
+          'the database is unavailable; try again shortly',
+          DATABASE_DOWN_RETRY_AFTER_SECONDS,
+        );
   }
 }
 

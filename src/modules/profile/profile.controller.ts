@@ -1,11 +1,26 @@
-import { Body, Controller, Get, HttpCode, Patch, Put } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Patch, Put, Res } from '@nestjs/common';
+import {
+  ApiAcceptedResponse,
+  ApiBearerAuth,
+  ApiBody,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
 import { Ctx } from '../../common/context/ctx.decorator.js';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { ApiProblems } from '../../common/http/problem-responses.js';
+import {
+  BUFFERED_DESCRIPTION,
+  markBuffered,
+  WRITE_STATUS_HEADER_DOC,
+} from '../../common/http/write-status.js';
 import { BEARER } from '../../swagger.js';
 import type { PublicUser } from '../users/user.js';
 import { UserDto } from '../users/user.dto.js';
+import { BufferedRenameDto } from './dto/buffered-rename.dto.js';
 import { ChangePasswordDto, UpdateProfileDto } from './dto/profile.dto.js';
 import { ProfileService } from './profile.service.js';
 
@@ -24,12 +39,29 @@ export class ProfileController {
   }
 
   @Patch()
-  @ApiOperation({ operationId: 'updateProfile', summary: 'Change your name and/or email' })
+  @ApiOperation({
+    operationId: 'updateProfile',
+    summary: 'Change your name and/or email',
+    description:
+      'While PostgreSQL is unavailable a change of `name` alone is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the new name and the resulting `updatedAt`. An email change needs PostgreSQL (the address must be free): 503 with `Retry-After` until it is back and earlier buffered writes are applied.',
+  })
   @ApiBody({ type: UpdateProfileDto })
   @ApiOkResponse({ type: UserDto })
+  @ApiAcceptedResponse({
+    type: BufferedRenameDto,
+    headers: WRITE_STATUS_HEADER_DOC,
+    description: `The id, the name as it will be and the resulting updatedAt. ${BUFFERED_DESCRIPTION}`,
+  })
   @ApiProblems(400, 401, 404, 409, 413, 415, 503)
-  update(@Ctx() ctx: RequestContext, @Body() body: UpdateProfileDto): Promise<PublicUser> {
-    return this.profile.update(ctx, body);
+  async update(
+    @Ctx() ctx: RequestContext,
+    @Body() body: UpdateProfileDto,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<PublicUser | BufferedRenameDto> {
+    const outcome = await this.profile.update(ctx, body);
+    if (!outcome.buffered) return outcome.user;
+    markBuffered(reply);
+    return outcome.rename;
   }
 
   @Put('password')

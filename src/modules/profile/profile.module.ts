@@ -1,8 +1,20 @@
+/**
+ * Profile: `ProfileController` → `ProfileService` → `UsersRepository`. Renames go through the
+ * buffer's `WritePath`; `ProfileOperations` registers how the buffer applies `profile.rename`.
+ */
 import { Module } from '@nestjs/common';
+import { ChangeClock } from '../../common/time/change-clock.js';
+import { Clock } from '../../common/time/clock.js';
 import { AuthModule } from '../auth/auth.module.js';
+import { BufferModule } from '../buffer/buffer.module.js';
 import { UsersModule } from '../users/users.module.js';
+import { ProfileOperations } from './profile-operations.js';
 import { ProfileController } from './profile.controller.js';
 import { ProfileService } from './profile.service.js';
 
-@Module({ imports: [UsersModule, AuthModule], controllers: [ProfileController], providers: [ProfileService] })
+@Module({
+  imports: [UsersModule, AuthModule, BufferModule],
+  controllers: [ProfileController],
+  providers: [ProfileService, ProfileOperations, Clock, ChangeClock],
+})
 export class ProfileModule {}

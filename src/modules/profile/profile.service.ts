@@ -1,19 +1,49 @@
 /**
  * Profile use cases: read, rename / change email (409 when taken), change password (403 on a
  * wrong current password; every other session of the user is revoked).
+ *
+ * A change of name alone needs no read, so it goes through the write path and is buffered while
+ * PostgreSQL is down (`profile.rename`, 202). An email change must check that the address is
+ * free, and a password change must verify the current one: both need PostgreSQL, and both wait
+ * (503 with Retry-After) while buffered writes are still queued, since applied before them they
+ * would overtake a queued rename, whose time guard would then take the newer row for a newer
+ * name and drop it.
  */
 import { Injectable } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
-import { InvalidCurrentPasswordError, NotFoundError } from '../../common/errors/domain-errors.js';
+import {
+  InvalidCurrentPasswordError,
+  NotFoundError,
+  ServiceUnavailableError,
+} from '../../common/errors/domain-errors.js';
+import { ChangeClock, toMillisecondIso } from '../../common/time/change-clock.js';
+import { Clock } from '../../common/time/clock.js';
 import { PasswordHasher } from '../auth/password-hasher.js';
 import { SessionsService } from '../auth/sessions.service.js';
+import { createOperation } from '../buffer/operation.js';
+import { WritePath } from '../buffer/write-path.js';
 import { normaliseEmail, toPublicUser, type PublicUser } from '../users/user.js';
-import { UsersRepository } from '../users/users.repository.js';
+import { UsersRepository, type Rename } from '../users/users.repository.js';
+import { PROFILE_RENAME, renamePayload } from './profile-operations.js';
+
+/** How often a rename is stamped again after finding a later change, before a 503. */
+const MAX_ATTEMPTS = 3;
 
 export interface ProfileUpdate {
   name?: string;
   email?: string;
 }
+
+/** What a buffered rename will change: the user's id, the new name, and its time. */
+export interface BufferedRename {
+  id: string;
+  name: string;
+  /** The user's `updatedAt` once applied, in milliseconds as the API shows it. */
+  updatedAt: string;
+}
+
+export type ProfileUpdateOutcome =
+  { buffered: false; user: PublicUser } | { buffered: true; rename: BufferedRename };
 
 @Injectable()
 export class ProfileService {
@@ -21,6 +51,9 @@ export class ProfileService {
     private readonly users: UsersRepository,
     private readonly hasher: PasswordHasher,
     private readonly sessions: SessionsService,
+    private readonly writes: WritePath,
+    private readonly changes: ChangeClock,
+    private readonly clock: Clock,
   ) {}
 
   async get(ctx: RequestContext): Promise<PublicUser> {
@@ -29,25 +62,69 @@ export class ProfileService {
     return toPublicUser(user);
   }
 
-  async update(ctx: RequestContext, input: ProfileUpdate): Promise<PublicUser> {
+  async update(ctx: RequestContext, input: ProfileUpdate): Promise<ProfileUpdateOutcome> {
     const userId = ctx.requireUserId();
-    if (input.name === undefined && input.email === undefined) return this.get(ctx);
+    if (input.name === undefined && input.email === undefined) {
+      return { buffered: false, user: await this.get(ctx) };
+    }
+    if (input.email === undefined) return this.rename(ctx, input.name!);
+    this.writes.assertCanWriteDirectly();
     const updated = await this.users.updateProfile(ctx, {
       id: userId,
       name: input.name,
-      email: input.email === undefined ? undefined : normaliseEmail(input.email),
-      updatedAt: new Date(),
+      email: normaliseEmail(input.email),
+      updatedAt: this.changes.next(),
     });
     if (!updated) throw new NotFoundError('user');
-    return toPublicUser(updated);
+    return { buffered: false, user: toPublicUser(updated) };
   }
 
-  async changePassword(ctx: RequestContext, currentPassword: string, newPassword: string): Promise<void> {
+  async changePassword(
+    ctx: RequestContext,
+    currentPassword: string,
+    newPassword: string,
+  ): Promise<void> {
     const userId = ctx.requireUserId();
+    this.writes.assertCanWriteDirectly();
     const user = await this.users.findById(ctx, userId);
     if (!user) throw new NotFoundError('user');
-    if (!(await this.hasher.verify(user.passwordHash, currentPassword))) throw new InvalidCurrentPasswordError();
-    await this.users.updatePasswordHash(ctx, userId, await this.hasher.hash(newPassword), new Date());
+    if (!(await this.hasher.verify(user.passwordHash, currentPassword)))
+      throw new InvalidCurrentPasswordError();
+    await this.users.updatePasswordHash(
+      ctx,
+      userId,
+      await this.hasher.hash(newPassword),
+      this.changes.next(),
+    );
     await this.sessions.revokeAll(userId, ctx.sessionId);
+  }
+
+  /**
+   * A rename, through the write path. Applied directly, its time guard matches nothing only when
+   * the user is gone (404) or carries a later time than this clock's (another instance's clock
+   * runs ahead): it is then stamped after that time and tried again.
+   */
+  private async rename(ctx: RequestContext, name: string): Promise<ProfileUpdateOutcome> {
+    const userId = ctx.requireUserId();
+    let after: string | undefined;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
+      const change: Rename = { id: userId, name, updatedAt: this.changes.next(after) };
+      const op = createOperation(ctx, PROFILE_RENAME, renamePayload(change), this.clock.now());
+      const outcome = await this.writes.execute(ctx, op, (db) => this.users.rename(db, change));
+      if (outcome.mode === 'buffered') {
+        return {
+          buffered: true,
+          rename: { id: userId, name, updatedAt: toMillisecondIso(change.updatedAt) },
+        };
+      }
+      if (outcome.result) return { buffered: false, user: toPublicUser(outcome.result) };
+      const current = await this.users.findById(ctx, userId);
+      if (!current) throw new NotFoundError('user');
+      after = current.updatedAt.toISOString();
+    }
+    throw new ServiceUnavailableError(
+      'the profile is being changed by other requests; try again',
+      1,
+    );
   }
 }

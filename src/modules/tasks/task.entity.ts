@@ -41,7 +41,8 @@ export class TaskEntity {
   @Column({ name: 'created_at', type: 'timestamptz', precision: 3 })
   createdAt!: Date;
 
-  @Column({ name: 'updated_at', type: 'timestamptz', precision: 3 })
+  /** Microseconds: the time guard of buffered updates (see the migration that set it). */
+  @Column({ name: 'updated_at', type: 'timestamptz', precision: 6 })
   updatedAt!: Date;
 
   @Column({ type: 'integer', default: 1 })

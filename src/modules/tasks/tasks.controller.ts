@@ -16,6 +16,7 @@ import {
   Res,
 } from '@nestjs/common';
 import {
+  ApiAcceptedResponse,
   ApiBearerAuth,
   ApiBody,
   ApiCreatedResponse,
@@ -30,7 +31,13 @@ import type { FastifyReply } from 'fastify';
 import { Ctx } from '../../common/context/ctx.decorator.js';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { ApiProblems } from '../../common/http/problem-responses.js';
+import {
+  BUFFERED_DESCRIPTION,
+  markBuffered,
+  WRITE_STATUS_HEADER_DOC,
+} from '../../common/http/write-status.js';
 import { BEARER } from '../../swagger.js';
+import { BufferedTaskChangeDto, toBufferedTaskChangeDto } from './dto/buffered-task-change.dto.js';
 import { CreateTaskDto } from './dto/create-task.dto.js';
 import { ListTasksQueryDto } from './dto/list-tasks.query.js';
 import { TaskIdParams } from './dto/task-id.params.js';
@@ -61,6 +68,18 @@ const IF_MATCH = {
     'Apply only if the task still has this version (its ETag, e.g. `"3"`), or `*` for any version; otherwise 412 PRECONDITION_FAILED.',
   schema: { type: 'string', example: '"3"' },
 };
+const LOCATION_HEADER = {
+  Location: {
+    description: "The new task's URL",
+    schema: { type: 'string', example: `${TASKS_PATH}/01936f3e-8b1c-7def-8a12-3456789abcde` },
+  },
+};
+const IDEMPOTENT_REPLAYED_HEADER_DOC = {
+  'Idempotent-Replayed': {
+    description: '`true` when this answer replays an earlier request with the same Idempotency-Key',
+    schema: { type: 'string', enum: ['true'] },
+  },
+};
 
 @ApiTags('tasks')
 @ApiBearerAuth(BEARER)
@@ -74,7 +93,7 @@ export class TasksController {
     operationId: 'createTask',
     summary: 'Create a task',
     description:
-      'With an `Idempotency-Key`, the first request with that key creates the task; any later request of the same user with the same key, concurrent or not and whatever its body, creates nothing and answers 201 with that same task as it is now, plus `Idempotent-Replayed: true`. Keys are per user. A key is free again once its task is deleted.',
+      'With an `Idempotency-Key`, the first request with that key creates the task; any later request of the same user with the same key, concurrent or not and whatever its body, creates nothing and answers 201 with that same task as it is now, plus `Idempotent-Replayed: true`. Keys are per user. A key is free again once its task is deleted.\n\nWhile PostgreSQL is unavailable the task is accepted into the write buffer: 202 with `X-Write-Status: buffered`, `Location`, and the task as it will be stored (its id final). A retry with the same key while it waits answers 202 with that same task and `Idempotent-Replayed: true`; once applied, retries get the stored task with 201.',
   })
   @ApiHeader({
     name: 'Idempotency-Key',
@@ -87,18 +106,12 @@ export class TasksController {
   @ApiCreatedResponse({
     type: TaskDto,
     description: 'Created, or the task an earlier request with the same Idempotency-Key created',
-    headers: {
-      Location: {
-        description: "The new task's URL",
-        schema: { type: 'string', example: `${TASKS_PATH}/01936f3e-8b1c-7def-8a12-3456789abcde` },
-      },
-      ...ETAG_HEADER,
-      'Idempotent-Replayed': {
-        description:
-          '`true` when this answer replays an earlier request with the same Idempotency-Key',
-        schema: { type: 'string', enum: ['true'] },
-      },
-    },
+    headers: { ...LOCATION_HEADER, ...ETAG_HEADER, ...IDEMPOTENT_REPLAYED_HEADER_DOC },
+  })
+  @ApiAcceptedResponse({
+    type: TaskDto,
+    description: `The task as it will be stored. ${BUFFERED_DESCRIPTION} No ETag: the task has no stored version yet.`,
+    headers: { ...LOCATION_HEADER, ...WRITE_STATUS_HEADER_DOC, ...IDEMPOTENT_REPLAYED_HEADER_DOC },
   })
   @ApiProblems(400, 401, 413, 415, 503)
   async create(
@@ -107,12 +120,14 @@ export class TasksController {
     @Headers(IDEMPOTENCY_KEY_HEADER) idempotencyKey: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<TaskDto> {
-    const { task, replayed } = await this.tasks.create(
+    const { task, replayed, buffered } = await this.tasks.create(
       ctx,
       body,
       parseIdempotencyKey(idempotencyKey),
     );
-    void reply.header('location', `${TASKS_PATH}/${task.id}`).header('etag', etagOf(task.version));
+    void reply.header('location', `${TASKS_PATH}/${task.id}`);
+    if (buffered) markBuffered(reply);
+    else void reply.header('etag', etagOf(task.version));
     if (replayed) void reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true');
     return toTaskDto(task);
   }
@@ -166,11 +181,16 @@ export class TasksController {
     operationId: 'updateTask',
     summary: 'Change some fields of one of your tasks',
     description:
-      'Send only the fields to change, at least one. The version grows by one when a value actually changes; setting fields to the values they have changes nothing.',
+      'Send only the fields to change, at least one. The version grows by one when a value actually changes; setting fields to the values they have changes nothing.\n\nWhile PostgreSQL is unavailable an update without `If-Match` is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the fields it will set and the resulting `updatedAt`. Applied later, it sets the given fields and grows the version by one, unless the task changed at a later time meanwhile. With `If-Match` it needs the stored version, so it answers 503 with `Retry-After` instead.',
   })
   @ApiHeader(IF_MATCH)
   @ApiBody({ type: UpdateTaskDto })
   @ApiOkResponse({ type: TaskDto, headers: ETAG_HEADER, description: 'The task as it is now' })
+  @ApiAcceptedResponse({
+    type: BufferedTaskChangeDto,
+    headers: WRITE_STATUS_HEADER_DOC,
+    description: `The id, the fields the update will set and the resulting updatedAt. ${BUFFERED_DESCRIPTION}`,
+  })
   @ApiProblems(400, 401, 404, 412, 413, 415, 503)
   async update(
     @Ctx() ctx: RequestContext,
@@ -178,23 +198,35 @@ export class TasksController {
     @Body() body: UpdateTaskDto,
     @Headers('if-match') ifMatch: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<TaskDto> {
-    const task = await this.tasks.update(ctx, params.id, body, parseIfMatch(ifMatch));
-    void reply.header('etag', etagOf(task.version));
-    return toTaskDto(task);
+  ): Promise<TaskDto | BufferedTaskChangeDto> {
+    const outcome = await this.tasks.update(ctx, params.id, body, parseIfMatch(ifMatch));
+    if (outcome.buffered) {
+      markBuffered(reply);
+      return toBufferedTaskChangeDto(outcome.change);
+    }
+    void reply.header('etag', etagOf(outcome.task.version));
+    return toTaskDto(outcome.task);
   }
 
   @Delete(':id')
   @HttpCode(204)
-  @ApiOperation({ operationId: 'deleteTask', summary: 'Delete one of your tasks' })
+  @ApiOperation({
+    operationId: 'deleteTask',
+    summary: 'Delete one of your tasks',
+    description:
+      'While PostgreSQL is unavailable a delete without `If-Match` is accepted into the write buffer: 202 with `X-Write-Status: buffered` and no body; deleting a task that is gone by then is no error. With `If-Match` it answers 503 with `Retry-After` instead.',
+  })
   @ApiHeader(IF_MATCH)
   @ApiNoContentResponse({ description: 'Deleted' })
+  @ApiAcceptedResponse({ headers: WRITE_STATUS_HEADER_DOC, description: BUFFERED_DESCRIPTION })
   @ApiProblems(400, 401, 404, 412, 503)
   async delete(
     @Ctx() ctx: RequestContext,
     @Param() params: TaskIdParams,
     @Headers('if-match') ifMatch: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ): Promise<void> {
-    await this.tasks.delete(ctx, params.id, parseIfMatch(ifMatch));
+    const { buffered } = await this.tasks.delete(ctx, params.id, parseIfMatch(ifMatch));
+    if (buffered) markBuffered(reply);
   }
 }

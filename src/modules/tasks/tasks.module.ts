@@ -1,21 +1,28 @@
 /**
- * Tasks: `TasksController` → `TasksService` (use cases) → `TasksRepository` (SQL). Exports the
- * repository for the offline buffer, which applies the same changes later.
+ * Tasks: `TasksController` → `TasksService` (use cases) → `TasksRepository` (SQL). Writes go
+ * through the buffer's `WritePath`; `TaskOperations` registers how the buffer applies the
+ * `task.*` operations it replays.
  */
 import { Module } from '@nestjs/common';
+import { ChangeClock } from '../../common/time/change-clock.js';
+import { Clock } from '../../common/time/clock.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
-import { Clock } from './clock.js';
+import { BufferModule } from '../buffer/buffer.module.js';
 import { TaskCursorCodec } from './task-cursor.js';
+import { TaskOperations } from './task-operations.js';
 import { TasksController } from './tasks.controller.js';
 import { TasksRepository } from './tasks.repository.js';
 import { TasksService } from './tasks.service.js';
 
 @Module({
+  imports: [BufferModule],
   controllers: [TasksController],
   providers: [
     TasksService,
     TasksRepository,
+    TaskOperations,
     Clock,
+    ChangeClock,
     {
       provide: TaskCursorCodec,
       inject: [APP_CONFIG],

@@ -5,8 +5,10 @@
 import { describe, expect, it } from '@jest/globals';
 import type { NewTask, TaskUpdate } from './task.js';
 import {
+  deleteManyStatement,
   deleteStatement,
   escapeLike,
+  insertManyStatement,
   insertStatement,
   listStatement,
   updateStatement,
@@ -146,5 +148,49 @@ describe('task statements', () => {
     const guarded = deleteStatement({ id: ID, userId: USER, expectedVersion: 5 });
     expect(squash(guarded.sql)).toContain('WHERE id = $1 AND user_id = $2 AND version = $3');
     expect(guarded.params).toEqual([ID, USER, 5]);
+  });
+  it('inserts many as one INSERT … SELECT from parallel arrays, in their order, ignoring conflicts', () => {
+    const base: NewTask = {
+      id: ID,
+      userId: USER,
+      title: 't',
+      description: null,
+      status: 'todo',
+      priority: 'high',
+      dueAt: null,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      updatedAt: '2026-01-01T00:00:00.000Z',
+      version: 1,
+      idempotencyKey: null,
+    };
+    const second = {
+      ...base,
+      id: 'id-2',
+      title: 'u',
+      priority: 'low' as const,
+      idempotencyKey: 'k',
+    };
+    const { sql, params } = insertManyStatement([base, second]);
+    expect(squash(sql)).toContain('WITH ORDINALITY');
+    expect(squash(sql)).toContain('ORDER BY position ON CONFLICT DO NOTHING');
+    expect(params).toHaveLength(11);
+    expect(params[0]).toEqual([ID, 'id-2']);
+    expect(params[2]).toEqual(['t', 'u']);
+    expect(params[5]).toEqual([3, 1]);
+    expect(params[10]).toEqual([null, 'k']);
+  });
+
+  it('deletes many, each by its own owner', () => {
+    const { sql, params } = deleteManyStatement([
+      { id: ID, userId: USER, expectedVersion: null },
+      { id: 'id-2', userId: 'user-2', expectedVersion: null },
+    ]);
+    expect(squash(sql)).toContain(
+      'WHERE tasks.id = deletion.id AND tasks.user_id = deletion.user_id',
+    );
+    expect(params).toEqual([
+      [ID, 'id-2'],
+      [USER, 'user-2'],
+    ]);
   });
 });

@@ -2,11 +2,12 @@
  * Tasks in PostgreSQL, with explicit parameterised SQL (no entity hydration on the hot paths).
  *
  * Every statement filters by owner in SQL: another user's task is indistinguishable from a
- * missing one. The three apply statements (insert, update, delete) take a change that is
- * complete beforehand and are harmless to replay, so the offline buffer can apply the very same
- * changes later, inside its own transaction, through the exported statement builders:
+ * missing one. The apply statements (insert, update, delete) take a change that is complete
+ * beforehand and are harmless to replay; they run on a `SqlExecutor`, so that a direct write (on
+ * the pool) and its replay from the offline buffer (in the replay transaction) are the very
+ * same code:
  *   - insert: `ON CONFLICT DO NOTHING` (a replay, or a second request with the same
- *     idempotency key, inserts nothing);
+ *     idempotency key, inserts nothing); a run of buffered creates goes in one multi-row insert;
  *   - update: guarded by the version it was computed from (or, when that is unknown, by
  *     `updated_at` older than the change), so it can never undo a newer change;
  *   - delete: a missing row is no error.
@@ -15,12 +16,8 @@
  */
 import { Injectable } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
-import { UnauthenticatedError } from '../../common/errors/domain-errors.js';
-import {
-  FOREIGN_KEY_VIOLATION,
-  sqlState,
-} from '../../infrastructure/database/connection-errors.js';
 import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
 import {
   priorityOfRank,
   priorityRank,
@@ -97,31 +94,45 @@ export class TasksRepository {
   }
 
   /** Applies a create; false when a row with its id or idempotency key already exists. */
-  async insertTask(ctx: RequestContext, task: NewTask): Promise<boolean> {
+  async insert(db: SqlExecutor, task: NewTask): Promise<boolean> {
     const { sql, params } = insertStatement(task);
-    try {
-      const rows = await this.database.query<{ id: string }>(ctx, sql, params);
-      return rows.length === 1;
-    } catch (error) {
-      // The owner's account is gone while their access token still runs.
-      if (sqlState(error) === FOREIGN_KEY_VIOLATION) {
-        throw new UnauthenticatedError('the account no longer exists');
-      }
-      throw error;
-    }
+    const rows = await db.query<{ id: string }>(sql, params);
+    return rows.length === 1;
+  }
+
+  /** Applies creates in one statement, in their order; resolves with how many were new. */
+  async insertMany(db: SqlExecutor, tasks: readonly NewTask[]): Promise<number> {
+    if (tasks.length === 0) return 0;
+    const { sql, params } = insertManyStatement(tasks);
+    const [row] = await db.query<{ inserted: number }>(sql, params);
+    return row?.inserted ?? 0;
   }
 
   /** Applies an update; the task as it is now, or undefined when the guard matched no row. */
-  async applyUpdate(ctx: RequestContext, change: TaskUpdate): Promise<Task | undefined> {
+  async update(db: SqlExecutor, change: TaskUpdate): Promise<Task | undefined> {
     const { sql, params } = updateStatement(change);
-    const rows = await this.database.query<TaskRow>(ctx, sql, params);
+    const rows = await db.query<TaskRow>(sql, params);
     return rows[0] && toTask(rows[0]);
   }
 
   /** Applies a delete; false when no row matched (missing, another owner's, or another version). */
-  async deleteTask(ctx: RequestContext, deletion: TaskDeletion): Promise<boolean> {
+  async delete(db: SqlExecutor, deletion: TaskDeletion): Promise<boolean> {
     const { sql, params } = deleteStatement(deletion);
-    const rows = await this.database.query<{ id: string }>(ctx, sql, params);
+    const rows = await db.query<{ id: string }>(sql, params);
+    return rows.length === 1;
+  }
+
+  /** Applies deletes without a version guard in one statement; resolves with how many rows went. */
+  async deleteMany(db: SqlExecutor, deletions: readonly TaskDeletion[]): Promise<number> {
+    if (deletions.length === 0) return 0;
+    const { sql, params } = deleteManyStatement(deletions);
+    const [row] = await db.query<{ deleted: number }>(sql, params);
+    return row?.deleted ?? 0;
+  }
+
+  /** Whether the user has a task with this id (whatever its version). */
+  async exists(db: SqlExecutor, userId: string, id: string): Promise<boolean> {
+    const rows = await db.query(`SELECT 1 FROM tasks WHERE id = $1 AND user_id = $2`, [id, userId]);
     return rows.length === 1;
   }
 }
@@ -144,6 +155,42 @@ export function insertStatement(task: NewTask): Statement {
       task.updatedAt,
       task.version,
       task.idempotencyKey,
+    ],
+  };
+}
+
+/**
+ * Many creates as one INSERT … SELECT from parallel arrays, in their order (`WITH ORDINALITY`),
+ * so that when two of them claim the same idempotency key the earlier one wins, as it would
+ * one statement at a time. ON CONFLICT DO NOTHING also covers conflicts within the statement.
+ */
+export function insertManyStatement(tasks: readonly NewTask[]): Statement {
+  const column = <V>(value: (task: NewTask) => V): V[] => tasks.map(value);
+  return {
+    sql: `WITH inserted AS (
+            INSERT INTO tasks (${COLUMNS}, idempotency_key)
+            SELECT ${COLUMNS}, idempotency_key
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                          $6::smallint[], $7::timestamptz[], $8::timestamptz[],
+                          $9::timestamptz[], $10::integer[], $11::text[])
+                   WITH ORDINALITY AS change(${COLUMNS}, idempotency_key, position)
+             ORDER BY position
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+          )
+          SELECT count(*)::int AS inserted FROM inserted`,
+    params: [
+      column((task) => task.id),
+      column((task) => task.userId),
+      column((task) => task.title),
+      column((task) => task.description),
+      column((task) => task.status),
+      column((task) => priorityRank(task.priority)),
+      column((task) => task.dueAt),
+      column((task) => task.createdAt),
+      column((task) => task.updatedAt),
+      column((task) => task.version),
+      column((task) => task.idempotencyKey),
     ],
   };
 }
@@ -200,6 +247,23 @@ export function deleteStatement(deletion: TaskDeletion): Statement {
           )
           SELECT id FROM deleted`,
     params,
+  };
+}
+
+/** Deletes without a version guard, each filtered by its own owner. */
+export function deleteManyStatement(deletions: readonly TaskDeletion[]): Statement {
+  return {
+    sql: `WITH deleted AS (
+            DELETE FROM tasks
+             USING unnest($1::uuid[], $2::uuid[]) AS deletion(id, user_id)
+             WHERE tasks.id = deletion.id AND tasks.user_id = deletion.user_id
+            RETURNING 1
+          )
+          SELECT count(*)::int AS deleted FROM deleted`,
+    params: [
+      deletions.map((deletion) => deletion.id),
+      deletions.map((deletion) => deletion.userId),
+    ],
   };
 }
 

@@ -1,12 +1,22 @@
 /**
- * The task use cases. Each write first reads what it needs (the current task, for `If-Match`
- * and to know what actually changes), then builds the complete change (id, timestamps,
- * resulting version) as plain data and hands it to exactly one apply call of the repository.
- * That seam lets the offline buffer store the same change and apply it later.
+ * The task use cases. A write builds the complete change first (id, timestamps, resulting
+ * version) as plain data, then hands it to the write path with the one repository call that
+ * applies it. The write path applies it at once, or queues it in the offline buffer while
+ * PostgreSQL is down or older writes are still queued; the handlers of `task-operations.ts` then
+ * apply the same change later, with the same statements.
  *
- * Concurrency is optimistic: an update or delete is guarded by the version it was computed
- * from. When another request changed the task in between, the use case reads again and
- * recomputes (a specific `If-Match` then fails with 412, as it should).
+ * What a write may do while it cannot reach PostgreSQL decides its shape:
+ * - create needs no read: the same task is applied now or later (202 with the task as it will
+ *   be). An idempotency key deduplicates retries while queued and, once replayed, the row's
+ *   unique key answers them.
+ * - update reads the current task when it can (for the version to guard with, and to change
+ *   only what differs); when it cannot, it queues the patch guarded by its time instead (202).
+ *   With `If-Match` it must compare against the stored version, so it is never queued: 503.
+ * - delete needs no read without `If-Match` (202 when queued); with it, like update.
+ *
+ * Concurrency is optimistic: a direct update or delete is guarded by the version it was
+ * computed from. When another request changed the task in between, the use case reads again
+ * and recomputes (a specific `If-Match` then fails with 412, as it should).
  */
 import { Injectable } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
@@ -15,9 +25,18 @@ import {
   NotFoundError,
   PreconditionFailedError,
   ServiceUnavailableError,
+  UnauthenticatedError,
   ValidationFailedError,
 } from '../../common/errors/domain-errors.js';
-import { Clock } from './clock.js';
+import { ChangeClock, toMillisecondIso } from '../../common/time/change-clock.js';
+import { Clock } from '../../common/time/clock.js';
+import {
+  FOREIGN_KEY_VIOLATION,
+  sqlState,
+} from '../../infrastructure/database/connection-errors.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import { createOperation } from '../buffer/operation.js';
+import { WritePath } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
 import {
   DEFAULT_PAGE_SIZE,
@@ -36,6 +55,14 @@ import {
   type VersionCondition,
 } from './task.js';
 import { TaskCursorCodec, type CursorScope } from './task-cursor.js';
+import {
+  deletePayload,
+  TASK_CREATE,
+  TASK_DELETE,
+  TASK_UPDATE,
+  updatePayload,
+  type TaskCreatePayload,
+} from './task-operations.js';
 import { TasksRepository } from './tasks.repository.js';
 
 /** How often a write recomputes after losing a race before it gives up with a 503. */
@@ -56,9 +83,26 @@ export interface ListTasksInput extends TaskFilter {
 }
 
 export interface CreatedTask {
+  /** The task as stored, or, when buffered, as it will be stored. */
   task: Task;
-  /** True when the idempotency key had already created this task: nothing new was stored. */
+  /** True when the idempotency key had already created (or queued) this task: nothing new was stored. */
   replayed: boolean;
+  /** True when the create waits in the offline buffer (202), false when PostgreSQL has it (201). */
+  buffered: boolean;
+}
+
+/** What a buffered update will change: the task's id, the fields it sets, and its time. */
+export interface BufferedTaskChange extends TaskPatch {
+  id: string;
+  /** The task's `updatedAt` once applied, in milliseconds as the API shows it. */
+  updatedAt: string;
+}
+
+export type TaskUpdateOutcome =
+  { buffered: false; task: Task } | { buffered: true; change: BufferedTaskChange };
+
+export interface TaskDeleteOutcome {
+  buffered: boolean;
 }
 
 @Injectable()
@@ -67,11 +111,13 @@ export class TasksService {
     private readonly tasks: TasksRepository,
     private readonly cursors: TaskCursorCodec,
     private readonly clock: Clock,
+    private readonly changes: ChangeClock,
+    private readonly writes: WritePath,
   ) {}
 
   /**
    * Creates a task. With an idempotency key, the first request with that key (per user)
-   * creates it and every later one, concurrent or not, gets that same task back.
+   * creates it and every later one, concurrent or not, gets that same task back, buffered or not.
    */
   async create(
     ctx: RequestContext,
@@ -82,12 +128,30 @@ export class TasksService {
     const fields = creationFields(input);
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
       const task = this.newTask(userId, fields, idempotencyKey ?? null);
-      const inserted = await this.tasks.insertTask(ctx, task);
-      if (inserted) return { task: withoutIdempotencyKey(task), replayed: false };
+      const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
+      const outcome = await this.writes.execute(
+        ctx,
+        op,
+        (db) => this.insertNow(db, task),
+        idempotencyKey === undefined
+          ? {}
+          : {
+              dedupeKey: idempotencyKey,
+              findExisting: () => this.createdWithKey(ctx, userId, idempotencyKey),
+            },
+      );
+      if (outcome.mode === 'buffered') {
+        return {
+          task: storedForm(outcome.op.payload),
+          replayed: outcome.duplicate,
+          buffered: true,
+        };
+      }
+      if (outcome.result) return outcome.result;
       if (idempotencyKey === undefined) break;
       // Another request with this key got there first: its task is the answer.
-      const existing = await this.tasks.findByIdempotencyKey(ctx, userId, idempotencyKey);
-      if (existing) return { task: existing, replayed: true };
+      const existing = await this.createdWithKey(ctx, userId, idempotencyKey);
+      if (existing) return existing;
       // Its task has been deleted since, which frees the key: try again.
     }
     throw new Error('the new task was not inserted and no task holds its idempotency key');
@@ -118,49 +182,147 @@ export class TasksService {
   }
 
   /**
-   * Changes the given fields. The version grows by one when something actually changes; a
-   * patch that sets every field to the value it already has changes nothing and keeps the
-   * version (and so the ETag) as it is.
+   * Changes the given fields. Applied directly, the version grows by one when something actually
+   * changes, and a patch that sets every field to the value it already has changes nothing (the
+   * version, and so the ETag, stay). Buffered, the patch is applied as it is when replayed.
    */
   async update(
     ctx: RequestContext,
     id: string,
     patch: TaskPatch,
     ifMatch?: VersionCondition,
-  ): Promise<Task> {
+  ): Promise<TaskUpdateOutcome> {
     const userId = ctx.requireUserId();
     const wanted = normalisedPatch(patch);
+    const conditional = ifMatch !== undefined;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      const current = await this.tasks.findById(ctx, userId, id);
+      if (conditional) this.writes.assertCanWriteDirectly();
+      else if (!this.writes.canWriteDirectly()) {
+        // Nothing to read: the task may itself still be queued, and its version with it.
+        const outcome = await this.updateBlind(ctx, userId, id, wanted);
+        if (outcome) return outcome;
+        continue;
+      }
+      const current = await this.readForUpdate(ctx, userId, id, conditional);
+      if (current === 'unreachable') {
+        const outcome = await this.updateBlind(ctx, userId, id, wanted);
+        if (outcome) return outcome;
+        continue;
+      }
       if (!current) throw new NotFoundError('task');
       checkPrecondition(ifMatch, current.version);
       const change = this.updateOf(current, wanted);
-      if (!change) return current;
-      const updated = await this.tasks.applyUpdate(ctx, change);
-      if (updated) return updated;
+      if (!change) return { buffered: false, task: current };
+      const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
+      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.update(db, change), {
+        bufferable: !conditional,
+      });
+      if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
+      if (outcome.result) return { buffered: false, task: outcome.result };
     }
     throw concurrentChanges();
   }
 
-  async delete(ctx: RequestContext, id: string, ifMatch?: VersionCondition): Promise<void> {
+  async delete(
+    ctx: RequestContext,
+    id: string,
+    ifMatch?: VersionCondition,
+  ): Promise<TaskDeleteOutcome> {
     const userId = ctx.requireUserId();
     if (ifMatch === undefined) {
-      const deleted = await this.tasks.deleteTask(ctx, { id, userId, expectedVersion: null });
-      if (!deleted) throw new NotFoundError('task');
-      return;
+      const deletion = { id, userId, expectedVersion: null };
+      const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
+      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion));
+      if (outcome.mode === 'buffered') return { buffered: true };
+      if (!outcome.result) throw new NotFoundError('task');
+      return { buffered: false };
     }
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
+      this.writes.assertCanWriteDirectly();
       const current = await this.tasks.findById(ctx, userId, id);
       if (!current) throw new NotFoundError('task');
       checkPrecondition(ifMatch, current.version);
       const deletion = { id, userId, expectedVersion: current.version };
-      if (await this.tasks.deleteTask(ctx, deletion)) return;
+      const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
+      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion), {
+        bufferable: false,
+      });
+      if (outcome.mode === 'direct' && outcome.result) return { buffered: false };
     }
     throw concurrentChanges();
   }
 
+  /** Applies a create on `db`; the answer, or undefined when its id or key is taken already. */
+  private async insertNow(db: SqlExecutor, task: NewTask): Promise<CreatedTask | undefined> {
+    try {
+      const inserted = await this.tasks.insert(db, task);
+      return inserted ? { task: storedForm(task), replayed: false, buffered: false } : undefined;
+    } catch (error) {
+      // The owner's account is gone while their access token still runs.
+      if (sqlState(error) === FOREIGN_KEY_VIOLATION) {
+        throw new UnauthenticatedError('the account no longer exists');
+      }
+      throw error;
+    }
+  }
+
+  private async createdWithKey(
+    ctx: RequestContext,
+    userId: string,
+    key: string,
+  ): Promise<CreatedTask | undefined> {
+    const existing = await this.tasks.findByIdempotencyKey(ctx, userId, key);
+    return existing && { task: existing, replayed: true, buffered: false };
+  }
+
+  /**
+   * The current task, for a direct update; 'unreachable' when PostgreSQL cannot be reached and
+   * the update may go to the buffer instead (never a conditional one: its 503 propagates).
+   */
+  private async readForUpdate(
+    ctx: RequestContext,
+    userId: string,
+    id: string,
+    conditional: boolean,
+  ): Promise<Task | undefined | 'unreachable'> {
+    try {
+      return await this.tasks.findById(ctx, userId, id);
+    } catch (error) {
+      if (!conditional && this.writes.isDatabaseUnreachable(error)) return 'unreachable';
+      throw error;
+    }
+  }
+
+  /**
+   * An update computed without reading the task: the whole patch, guarded by its time. Queued
+   * as a rule; should the buffer have drained meanwhile it is applied directly, and when that
+   * matches no row (the task is gone, or changed at a later time) resolves undefined for the
+   * caller to read and decide.
+   */
+  private async updateBlind(
+    ctx: RequestContext,
+    userId: string,
+    id: string,
+    wanted: TaskPatch,
+  ): Promise<TaskUpdateOutcome | undefined> {
+    const change: TaskUpdate = {
+      id,
+      userId,
+      changes: wanted,
+      expectedVersion: null,
+      version: null,
+      updatedAt: this.changes.next(),
+    };
+    const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
+    const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.update(db, change));
+    if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
+    return outcome.result && { buffered: false, task: outcome.result };
+  }
+
   private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null): NewTask {
+    // Milliseconds, as the API shows them: createdAt is a sort key, and cursors carry it.
     const now = this.clock.now().toISOString();
+    this.changes.observe(now);
     return {
       id: uuidv7(),
       userId,
@@ -193,19 +355,10 @@ export class TasksService {
       changes,
       expectedVersion: current.version,
       version: current.version + 1,
-      updatedAt: this.nextUpdatedAt(current),
+      // After the task's last change even when this clock lags behind another instance's, so
+      // that the time guard of a replay keeps its meaning.
+      updatedAt: this.changes.next(current.updatedAt),
     };
-  }
-
-  /**
-   * Now, but always after the task's last change: `updated_at` then grows with every change
-   * even across instances whose clocks disagree by a little, which keeps the time guard of
-   * changes applied without a known version meaningful.
-   */
-  private nextUpdatedAt(current: Task): string {
-    const now = this.clock.now().getTime();
-    const floor = Date.parse(current.updatedAt) + 1;
-    return new Date(Math.max(now, floor)).toISOString();
   }
 }
 
@@ -253,9 +406,19 @@ function canonicalDueAt(dueAt: string): string {
   return canonical;
 }
 
-function withoutIdempotencyKey(task: NewTask): Task {
+/** A new task as the API shows it once stored: no idempotency key, times in milliseconds. */
+function storedForm(task: NewTask): Task {
   const { idempotencyKey: _key, ...stored } = task;
-  return stored;
+  return {
+    ...stored,
+    createdAt: toMillisecondIso(stored.createdAt),
+    updatedAt: toMillisecondIso(stored.updatedAt),
+  };
+}
+
+/** What a queued update will change, as its 202 shows it. */
+function bufferedView(change: TaskUpdate): BufferedTaskChange {
+  return { id: change.id, ...change.changes, updatedAt: toMillisecondIso(change.updatedAt) };
 }
 
 function definedOnly<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {

@@ -3,11 +3,11 @@
  * violation on the email becomes `EmailTakenError`.
  */
 import { Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { EmailTakenError } from '../../common/errors/domain-errors.js';
 import { sqlState, UNIQUE_VIOLATION } from '../../infrastructure/database/connection-errors.js';
 import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
 import type { User } from './user.js';
 
 interface UserRow {
@@ -26,7 +26,16 @@ export interface ProfileChange {
   id: string;
   name?: string;
   email?: string;
-  updatedAt: Date;
+  /** ISO 8601; microseconds are kept. */
+  updatedAt: string;
+}
+
+/** A change of name alone: the one profile change the write buffer may apply later. */
+export interface Rename {
+  id: string;
+  name: string;
+  /** ISO 8601 with microseconds, from `ChangeClock`: the guard against undoing a newer change. */
+  updatedAt: string;
 }
 
 @Injectable()
@@ -70,19 +79,30 @@ export class UsersRepository {
   }
 
   /**
-   * A rename replayed from the offline buffer: applied only if no later change has been made
-   * (`updated_at` older than the rename's own time), so a replay never undoes a newer change.
+   * Applies a rename, directly or replayed from the offline buffer, only if no change of a later
+   * time has been made (`updated_at` older than the rename's own), so that a replay never undoes
+   * a newer change. The user as it is now, or undefined when nothing matched (gone, or changed
+   * later).
    */
-  async applyRename(manager: EntityManager, change: { id: string; name: string; updatedAt: Date }): Promise<number> {
-    const result = (await manager.query(
-      `UPDATE users SET name = $2, updated_at = $3, version = version + 1
-        WHERE id = $1 AND updated_at < $3`,
+  async rename(db: SqlExecutor, change: Rename): Promise<User | undefined> {
+    const rows = await db.query<UserRow>(
+      `WITH renamed AS (
+         UPDATE users SET name = $2, updated_at = $3, version = version + 1
+          WHERE id = $1 AND updated_at < $3
+         RETURNING ${COLUMNS}
+       )
+       SELECT ${COLUMNS} FROM renamed`,
       [change.id, change.name, change.updatedAt],
-    )) as [unknown[], number];
-    return result[1];
+    );
+    return rows[0] && toUser(rows[0]);
   }
 
-  async updatePasswordHash(ctx: RequestContext, id: string, passwordHash: string, updatedAt: Date): Promise<void> {
+  async exists(db: SqlExecutor, id: string): Promise<boolean> {
+    const rows = await db.query('SELECT 1 FROM users WHERE id = $1', [id]);
+    return rows.length === 1;
+  }
+
+  async updatePasswordHash(ctx: RequestContext, id: string, passwordHash: string, updatedAt: Date | string): Promise<void> {
     await this.database.query(
       ctx,
       'UPDATE users SET password_hash = $2, updated_at = $3, version = version + 1 WHERE id = $1',

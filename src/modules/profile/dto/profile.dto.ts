@@ -1,34 +1,36 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsEmail, IsNotEmpty, IsOptional, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsEmail, IsNotEmpty, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
+import { IsText } from '../../../common/http/text-validators.js';
 
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
 
+/** Absent fields stay as they are; neither can be null (both are required of a user). */
 export class UpdateProfileDto {
   @ApiPropertyOptional({ minLength: 1, maxLength: 100, example: 'Ada King' })
-  @IsOptional()
+  @ValidateIf((dto: UpdateProfileDto) => dto.name !== undefined)
   @Transform(trim)
   @IsString()
   @IsNotEmpty()
-  @MaxLength(100)
+  @IsText(1, 100)
   name?: string;
 
   @ApiPropertyOptional({ format: 'email', maxLength: 254, example: 'ada.king@example.com' })
-  @IsOptional()
+  @ValidateIf((dto: UpdateProfileDto) => dto.email !== undefined)
   @Transform(trim)
   @IsEmail()
-  @MaxLength(254)
+  @IsText(1, 254)
   email?: string;
 }
 
 export class ChangePasswordDto {
-  @ApiProperty({ format: 'password', maxLength: 128 })
+  @ApiProperty({ format: 'password', maxLength: 128, example: 'correct horse battery staple' })
   @IsString()
   @IsNotEmpty()
   @MaxLength(128)
   currentPassword!: string;
 
-  @ApiProperty({ format: 'password', minLength: 8, maxLength: 128 })
+  @ApiProperty({ format: 'password', minLength: 8, maxLength: 128, example: 'a longer passphrase than before' })
   @IsString()
   @MinLength(8)
   @MaxLength(128)

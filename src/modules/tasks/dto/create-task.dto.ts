@@ -44,12 +44,22 @@ export class CreateTaskDto {
   @IsText(0, DESCRIPTION_MAX_LENGTH)
   description?: string | null;
 
-  @ApiPropertyOptional({ enum: TASK_STATUSES, enumName: 'TaskStatus', default: 'todo' })
+  @ApiPropertyOptional({
+    enum: TASK_STATUSES,
+    enumName: 'TaskStatus',
+    default: 'todo',
+    example: 'todo',
+  })
   @ValidateIf((dto: CreateTaskDto) => dto.status !== undefined)
   @IsIn(TASK_STATUSES)
   status?: TaskStatus;
 
-  @ApiPropertyOptional({ enum: TASK_PRIORITIES, enumName: 'TaskPriority', default: 'medium' })
+  @ApiPropertyOptional({
+    enum: TASK_PRIORITIES,
+    enumName: 'TaskPriority',
+    default: 'medium',
+    example: 'high',
+  })
   @ValidateIf((dto: CreateTaskDto) => dto.priority !== undefined)
   @IsIn(TASK_PRIORITIES)
   priority?: TaskPriority;

@@ -44,9 +44,8 @@ export class ListTasksQueryDto {
 
   @ApiPropertyOptional({
     description:
-      'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included. Empty means no search.',
+      'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search.',
     maxLength: TITLE_MAX_LENGTH,
-    example: '50%',
   })
   @Transform(emptyToUndefined)
   @IsOptional()

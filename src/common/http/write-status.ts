@@ -1,0 +1,27 @@
+/**
+ * How a write that went to the offline buffer instead of PostgreSQL is answered: 202 Accepted
+ * with `X-Write-Status: buffered` (API.md, "Writes while PostgreSQL is down"). The 202 is a
+ * promise: the write is on disk and will be applied exactly once, in the order accepted.
+ */
+import type { FastifyReply } from 'fastify';
+
+export const WRITE_STATUS_HEADER = 'x-write-status';
+export const WRITE_STATUS_BUFFERED = 'buffered';
+
+/** The header as the OpenAPI document declares it on every 202. */
+export const WRITE_STATUS_HEADER_DOC = {
+  'X-Write-Status': {
+    description:
+      '`buffered`: PostgreSQL is unavailable (or still applying earlier buffered writes); the write is stored durably and will be applied once, in the order accepted',
+    schema: { type: 'string', enum: [WRITE_STATUS_BUFFERED] },
+  },
+};
+
+/** What every 202 description says, after what its body shows. */
+export const BUFFERED_DESCRIPTION =
+  'Accepted into the durable write buffer while PostgreSQL is unavailable; applied exactly once, in order, when it returns. Reads answer 503 until then.';
+
+/** Turns the answer into a 202 of a buffered write. */
+export function markBuffered(reply: FastifyReply): void {
+  void reply.status(202).header(WRITE_STATUS_HEADER, WRITE_STATUS_BUFFERED);
+}

@@ -1,0 +1,206 @@
+/**
+ * The profile use cases' decisions about PostgreSQL being down: a rename alone goes through the
+ * write path (direct, or buffered for a 202); email and password changes never wait in the
+ * buffer. Strict mocks of the repository; the real `WritePath` over stand-ins of PostgreSQL's
+ * state and of the buffer. No I/O.
+ */
+import { beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { RequestContext } from '../../common/context/request-context.js';
+import { NotFoundError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import { ChangeClock } from '../../common/time/change-clock.js';
+import type { Clock } from '../../common/time/clock.js';
+import type { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { PasswordHasher } from '../auth/password-hasher.js';
+import type { SessionsService } from '../auth/sessions.service.js';
+import type { AppliedOperations } from '../buffer/applied-operations.js';
+import { BufferCounters } from '../buffer/buffer-counters.js';
+import { PermanentOperationError } from '../buffer/buffer.errors.js';
+import type { AddResult, LmdbBuffer } from '../buffer/lmdb-buffer.js';
+import type { BufferedOperation } from '../buffer/operation.js';
+import { OperationRegistry } from '../buffer/operation-registry.js';
+import { WritePath } from '../buffer/write-path.js';
+import type { User } from '../users/user.js';
+import type { UsersRepository } from '../users/users.repository.js';
+import { ProfileOperations, type RenamePayload } from './profile-operations.js';
+import { ProfileService } from './profile.service.js';
+
+const USER = '0193a000-0000-7000-8000-000000000001';
+const NOW = new Date('2026-02-20T09:15:00.000Z');
+const POOL: SqlExecutor = {
+  query: async () => {
+    throw new Error('unexpected SQL: the repository is mocked');
+  },
+};
+
+function user(overrides: Partial<User> = {}): User {
+  return {
+    id: USER,
+    email: 'ada@example.com',
+    name: 'Ada',
+    passwordHash: 'hash',
+    createdAt: new Date('2026-01-01T00:00:00.000Z'),
+    updatedAt: new Date('2026-01-01T00:00:00.000Z'),
+    version: 1,
+    ...overrides,
+  };
+}
+
+function strictUsers() {
+  const unexpected = (name: string) =>
+    jest.fn(() => {
+      throw new Error(`unexpected call: users.${name}`);
+    });
+  return {
+    findById: unexpected('findById'),
+    updateProfile: unexpected('updateProfile'),
+    updatePasswordHash: unexpected('updatePasswordHash'),
+    rename: unexpected('rename'),
+    exists: unexpected('exists'),
+  } as unknown as { [K in keyof UsersRepository]: jest.Mock<UsersRepository[K]> };
+}
+
+describe('ProfileService', () => {
+  let users: ReturnType<typeof strictUsers>;
+  let service: ProfileService;
+  let registry: OperationRegistry;
+  let ctx: RequestContext;
+  let up: boolean;
+  let queue: BufferedOperation[];
+  const clock: Clock = { now: () => new Date(NOW) };
+
+  beforeEach(() => {
+    up = true;
+    queue = [];
+    users = strictUsers();
+    registry = new OperationRegistry();
+    new ProfileOperations(registry, users as unknown as UsersRepository).onModuleInit();
+    const database = { isUp: () => up, executor: () => POOL };
+    const buffer = {
+      isEmpty: () => queue.length === 0,
+      isQueuedUnder: () => false,
+      add: async (op: BufferedOperation): Promise<AddResult> => {
+        queue.push(op);
+        return { duplicate: false, entry: { key: queue.length, op, enqueuedAt: 0, bytes: 1 } };
+      },
+    };
+    const writePath = new WritePath(
+      database as unknown as DatabaseService,
+      buffer as unknown as LmdbBuffer,
+      registry,
+      {} as AppliedOperations,
+      new BufferCounters(),
+    );
+    const hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };
+    const sessions = { revokeAll: jest.fn(async () => undefined) };
+    service = new ProfileService(
+      users as unknown as UsersRepository,
+      hasher as unknown as PasswordHasher,
+      sessions as unknown as SessionsService,
+      writePath,
+      new ChangeClock(clock),
+      clock,
+    );
+    ctx = RequestContext.start('req-1', 10_000);
+    ctx.userId = USER;
+    ctx.release();
+  });
+
+  it('renames directly on the pool, guarded by the change time, and answers the user (200)', async () => {
+    const renamed = user({ name: 'Ada King', updatedAt: NOW });
+    users.rename.mockResolvedValue(renamed);
+
+    await expect(service.update(ctx, { name: 'Ada King' })).resolves.toEqual({
+      buffered: false,
+      user: expect.objectContaining({ id: USER, name: 'Ada King', updatedAt: NOW.toISOString() }),
+    });
+    expect(users.rename).toHaveBeenCalledWith(POOL, {
+      id: USER,
+      name: 'Ada King',
+      updatedAt: '2026-02-20T09:15:00.000000Z',
+    });
+  });
+
+  it('stamps a rename again after a later change found on the row (another clock ahead of this one)', async () => {
+    users.rename.mockResolvedValueOnce(undefined).mockResolvedValueOnce(user({ name: 'B' }));
+    users.findById.mockResolvedValue(user({ updatedAt: new Date('2026-02-20T09:20:00.000Z') }));
+
+    await expect(service.update(ctx, { name: 'B' })).resolves.toMatchObject({ buffered: false });
+    expect(users.rename.mock.calls[1]![1].updatedAt).toBe('2026-02-20T09:20:00.001000Z');
+  });
+
+  it('answers NOT_FOUND when the user is gone', async () => {
+    users.rename.mockResolvedValue(undefined);
+    users.findById.mockResolvedValue(undefined);
+    await expect(service.update(ctx, { name: 'B' })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('queues a rename while PostgreSQL is down and answers the id, the name and the resulting updatedAt (202)', async () => {
+    up = false;
+
+    await expect(service.update(ctx, { name: 'Offline Ada' })).resolves.toEqual({
+      buffered: true,
+      rename: { id: USER, name: 'Offline Ada', updatedAt: NOW.toISOString() },
+    });
+    await service.update(ctx, { name: 'Second' });
+    expect(queue.map((op) => [op.kind, op.userId, op.payload])).toEqual([
+      ['profile.rename', USER, { name: 'Offline Ada', updatedAt: '2026-02-20T09:15:00.000000Z' }],
+      ['profile.rename', USER, { name: 'Second', updatedAt: '2026-02-20T09:15:00.000001Z' }],
+    ]);
+  });
+
+  it('answers 503 to an email change while PostgreSQL is down, or while buffered writes are still queued, queueing nothing', async () => {
+    up = false;
+    await expect(service.update(ctx, { email: 'new@example.com' })).rejects.toBeInstanceOf(
+      ServiceUnavailableError,
+    );
+    await expect(
+      service.update(ctx, { name: 'With email', email: 'new@example.com' }),
+    ).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await service.update(ctx, { name: 'queued' });
+    up = true;
+    await expect(service.update(ctx, { email: 'new@example.com' })).rejects.toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+      retryAfterSeconds: expect.any(Number),
+    });
+    expect(queue).toHaveLength(1);
+  });
+
+  it('answers 503 to a password change while PostgreSQL is down, before reading anything', async () => {
+    up = false;
+    await expect(
+      service.changePassword(ctx, 'old-password', 'new-password'),
+    ).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(users.findById).not.toHaveBeenCalled();
+  });
+
+  describe('a replayed rename', () => {
+    const op: BufferedOperation<RenamePayload> = {
+      id: '0193a000-0000-7000-8000-00000000f00d',
+      kind: 'profile.rename',
+      userId: USER,
+      payload: { name: 'Replayed', updatedAt: '2026-02-20T09:15:00.000001Z' },
+      acceptedAt: NOW.toISOString(),
+      requestId: 'req-1',
+    };
+
+    it("renames the operation's own user, guarded by its time", async () => {
+      users.rename.mockResolvedValue(user());
+      await registry.handlerFor('profile.rename')!(POOL, op);
+      expect(users.rename).toHaveBeenCalledWith(POOL, {
+        id: USER,
+        name: 'Replayed',
+        updatedAt: '2026-02-20T09:15:00.000001Z',
+      });
+    });
+
+    it('does nothing when a change as new or newer is there, and is set aside when the user is gone', async () => {
+      users.rename.mockResolvedValue(undefined);
+      users.exists.mockResolvedValueOnce(true).mockResolvedValueOnce(false);
+      await expect(registry.handlerFor('profile.rename')!(POOL, op)).resolves.toBeUndefined();
+      await expect(registry.handlerFor('profile.rename')!(POOL, op)).rejects.toBeInstanceOf(
+        PermanentOperationError,
+      );
+    });
+  });
+});
