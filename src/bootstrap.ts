@@ -6,10 +6,12 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import helmet from '@fastify/helmet';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
 import { RequestContext } from './common/context/request-context.js';
+import { sendProblem } from './common/errors/send-problem.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import type { AppConfig } from './config/app-config.js';
 import { createLogger, RequestLogController } from './logger.js';
@@ -36,6 +38,12 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     connectionTimeout: 0,
     routerOptions: { maxParamLength: 200 },
     trustProxy: config.http.trustProxy,
+    // What Fastify's router refuses before any hook runs (a URL that is not validly
+    // percent-encoded, a path parameter over maxParamLength) is answered as problem details too.
+    frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      void reply.header(REQUEST_ID_HEADER, request.id);
+      sendProblem(error, request, reply, (err) => logger.error({ err, requestId: request.id }, 'router error'));
+    },
   });
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),
@@ -44,17 +52,14 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   );
   app.useLogger(app.get(NestPinoLogger));
   installRequestHooks(app, config);
+  // Everything but Swagger UI is JSON, which needs to load nothing: the strictest policy.
   await app.register(helmet, {
-    // Swagger UI runs inline scripts and styles; everything else is JSON.
     contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'", "'unsafe-inline'"],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:'],
-      },
+      useDefaults: false,
+      directives: { defaultSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"], frameAncestors: ["'none'"] },
     },
   });
+  installDocsContentSecurityPolicy(app);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -66,6 +71,34 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return { app, logger };
+}
+
+/**
+ * Swagger UI's page and assets (`/docs`, `/docs/…`; not `/docs-json`) get the one looser policy:
+ * the UI's own scripts, its inline styles and data: images, and calls to this origin for "Try it
+ * out". No `upgrade-insecure-requests`: over plain http on any host but localhost it would send
+ * the page's assets to https and leave the page blank; redirecting to https is the job of the
+ * TLS termination in front of the service.
+ */
+const DOCS_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+const DOCS_PAGE = /^\/docs(?:\/|\?|$)/;
+
+function installDocsContentSecurityPolicy(app: NestFastifyApplication): void {
+  // Runs after helmet's own onRequest hook, so this header replaces the one helmet set.
+  app.getHttpAdapter().getInstance().addHook('onRequest', (request, reply, done) => {
+    if (DOCS_PAGE.test(request.url)) reply.raw.setHeader('content-security-policy', DOCS_CSP);
+    done();
+  });
 }
 
 /** Per request: the id header and the context with its deadline. */

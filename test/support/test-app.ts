@@ -2,7 +2,9 @@
  * Starts the real application (Fastify, PostgreSQL, Redis, LMDB) for an e2e suite, isolated:
  * a database of its own (created by the service itself, dropped at the end), a Redis key
  * prefix of its own, and a fresh LMDB directory. Only databases named `taskd_test_…` are ever
- * dropped, so a suite can never touch development data.
+ * dropped, so a suite can never touch development data. Every response `app.inject` returns is
+ * checked against the app's own OpenAPI document (`contract.ts`): a response the document does
+ * not promise fails the test that received it.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +16,7 @@ import pino from 'pino';
 import { createApp } from '../../src/bootstrap.js';
 import { loadConfig, type AppConfig } from '../../src/config/app-config.js';
 import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { ContractViolation, enforceContract } from './contract.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -70,6 +73,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const logger = pino({ level: config.logLevel });
   const { app } = await createApp(config, logger);
+  const contract = enforceContract(app);
   let url = '';
   if (options.listen) {
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -91,6 +95,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await app.close();
       if (!closeOptions.keepDatabase) await dropDatabase(databaseName);
       if (!closeOptions.keepBuffer) rmSync(bufferPath, { recursive: true, force: true });
+      // Also those a test caught (Promise.allSettled, say) instead of failing on them.
+      if (contract.violations.length > 0) throw new ContractViolation(contract.violations);
     },
   };
 }

@@ -2,6 +2,8 @@
  * Which database errors mean "PostgreSQL cannot be reached" (and so open the circuit breaker),
  * as opposed to errors of the statement itself (constraint violations, bad input), which never do.
  */
+import { ValidationFailedError } from '../../common/errors/domain-errors.js';
+
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -51,3 +53,28 @@ export function sqlState(error: unknown): string | undefined {
 
 export const UNIQUE_VIOLATION = '23505';
 export const FOREIGN_KEY_VIOLATION = '23503';
+
+const DATA_EXCEPTION_DETAILS: Record<string, string> = {
+  '22001': 'a value is longer than its field allows',
+  '22021': 'a value contains characters that cannot be stored',
+  '22P05': 'a value contains characters that cannot be stored',
+};
+
+/**
+ * PostgreSQL refused a value of the statement (SQLSTATE class 22, data exception: too long, not
+ * valid text, out of range…). Statements take their values as parameters, so such a value came
+ * from the client: a 400, not a 500. Validation should have caught it first; this is the net.
+ * The SQLSTATE stays readable through `sqlState`, so replay still sets such a write aside.
+ */
+export class InvalidDataError extends ValidationFailedError {
+  readonly driverError: { code: string };
+
+  constructor(code: string) {
+    super(DATA_EXCEPTION_DETAILS[code] ?? 'a value is not valid for its field');
+    this.driverError = { code };
+  }
+}
+
+export function isDataException(error: unknown): boolean {
+  return sqlState(error)?.startsWith('22') ?? false;
+}

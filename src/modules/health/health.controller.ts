@@ -8,7 +8,9 @@ import { Controller, Get, HttpCode, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
+import { ApiProblems } from '../../common/http/problem-responses.js';
 import { Public } from '../../common/http/public.decorator.js';
+import { HealthCheckResultDto } from './health.dto.js';
 import { ReadinessService } from './readiness.service.js';
 
 @ApiTags('health')
@@ -23,7 +25,9 @@ export class HealthController {
   @Get('live')
   @HealthCheck({ swaggerDocumentation: false })
   @ApiOperation({ operationId: 'liveness', summary: 'The process is alive and answering' })
-  @ApiOkResponse({ description: 'Alive' })
+  @ApiOkResponse({ description: 'Alive', type: HealthCheckResultDto })
+  // Terminus refuses every check once the application has begun to close.
+  @ApiProblems(503)
   live(): Promise<HealthCheckResult> {
     return this.health.check([]);
   }
@@ -36,8 +40,12 @@ export class HealthController {
     description:
       'One entry per dependency (postgres, redis, buffer), each up or down. PostgreSQL alone being down keeps 200: writes are buffered.',
   })
-  @ApiOkResponse({ description: 'Ready' })
-  @ApiServiceUnavailableResponse({ description: 'Starting, shutting down, or unable to take writes' })
+  @ApiOkResponse({ description: 'Ready', type: HealthCheckResultDto })
+  @ApiServiceUnavailableResponse({
+    description: 'Starting, shutting down, or unable to take writes',
+    type: HealthCheckResultDto,
+    headers: { 'Retry-After': { description: 'Seconds to wait before asking again', schema: { type: 'integer', example: 5 } } },
+  })
   async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult> {
     const { ready, result } = await this.readiness.evaluate();
     if (!ready) void reply.status(503).header('retry-after', '5');

@@ -1,6 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsEmail, IsNotEmpty, IsString, MaxLength, MinLength } from 'class-validator';
+import { IsText } from '../../../common/http/text-validators.js';
 
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
 
@@ -8,7 +9,7 @@ export class RegisterDto {
   @ApiProperty({ format: 'email', maxLength: 254, example: 'ada@example.com', description: 'Stored trimmed and lower-cased' })
   @Transform(trim)
   @IsEmail()
-  @MaxLength(254)
+  @IsText(1, 254)
   email!: string;
 
   @ApiProperty({ minLength: 8, maxLength: 128, example: 'correct horse battery staple', format: 'password' })
@@ -21,7 +22,7 @@ export class RegisterDto {
   @Transform(trim)
   @IsString()
   @IsNotEmpty()
-  @MaxLength(100)
+  @IsText(1, 100)
   name!: string;
 }
 
@@ -48,10 +49,16 @@ export class RefreshDto {
 }
 
 export class TokenPairDto {
-  @ApiProperty({ description: 'JWT access token; send as `Authorization: Bearer …`' })
+  @ApiProperty({
+    description: 'JWT access token; send as `Authorization: Bearer …`',
+    example: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIwMTkzNmYzZSJ9.c2lnbmF0dXJl',
+  })
   accessToken!: string;
 
-  @ApiProperty({ description: 'Opaque refresh token; single use (rotated on every refresh)' })
+  @ApiProperty({
+    description: 'Opaque refresh token; single use (rotated on every refresh)',
+    example: '01936f3e-8b1c-7def-8a12-3456789abcde.q3Jx…',
+  })
   refreshToken!: string;
 
   @ApiProperty({ enum: ['Bearer'], example: 'Bearer' })
@@ -62,7 +69,7 @@ export class TokenPairDto {
 }
 
 export class SessionDto {
-  @ApiProperty({ format: 'uuid' })
+  @ApiProperty({ format: 'uuid', example: '01936f3e-8b1c-7def-8a12-3456789abcde' })
   id!: string;
 
   @ApiProperty({ example: 'Mozilla/5.0 …' })
@@ -71,15 +78,15 @@ export class SessionDto {
   @ApiProperty({ example: '203.0.113.7' })
   ip!: string;
 
-  @ApiProperty({ format: 'date-time' })
+  @ApiProperty({ format: 'date-time', example: '2026-01-02T03:04:05.000Z' })
   createdAt!: string;
 
-  @ApiProperty({ format: 'date-time' })
+  @ApiProperty({ format: 'date-time', example: '2026-01-03T08:00:00.000Z' })
   lastUsedAt!: string;
 
-  @ApiProperty({ format: 'date-time', description: 'When the session ends unless refreshed' })
+  @ApiProperty({ format: 'date-time', description: 'When the session ends unless refreshed', example: '2026-01-10T08:00:00.000Z' })
   expiresAt!: string;
 
-  @ApiProperty({ description: 'True for the session of the token making this request' })
+  @ApiProperty({ description: 'True for the session of the token making this request', example: true })
   current!: boolean;
 }
