@@ -187,7 +187,7 @@ async function recreateDatabase(): Promise<void> {
   await admin.end();
 }
 
-async function api(base: string, method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; json: any }> {
+async function api(base: string, method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`${base}${route}`, {
     method,
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -197,10 +197,16 @@ async function api(base: string, method: string, route: string, body?: unknown, 
   return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
+interface Readiness {
+  details?: { postgres?: { status?: string }; buffer?: { depth?: number } };
+}
+
+async function readiness(base: string): Promise<Readiness> {
+  return (await (await fetch(`${base}/health/ready`)).json()) as Readiness;
+}
+
 async function bufferDepth(base: string): Promise<number> {
-  const res = await fetch(`${base}/health/ready`);
-  const body = (await res.json()) as { details?: { buffer?: { depth?: number } } };
-  return body.details?.buffer?.depth ?? 0;
+  return (await readiness(base)).details?.buffer?.depth ?? 0;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -220,7 +226,8 @@ async function main(): Promise<void> {
   const bufferPath = mkdtempSync(path.join(tmpdir(), 'taskd-bench-'));
 
   const app = await startServer(
-    ['dist/src/main.js'],
+    // The production command line (Dockerfile, npm run start:prod).
+    ['--max-semi-space-size=8', 'dist/src/main.js'],
     {
       NODE_ENV: 'development',
       DATABASE_URL: viaProxy.toString(),
@@ -235,7 +242,7 @@ async function main(): Promise<void> {
   );
   notes.appStartupMs = Math.round(app.startupMs);
   // Ready before PostgreSQL is connected is by design; the bench needs the database too.
-  while (!((await (await fetch(`${app.url}/health/ready`)).json()) as any).details?.postgres?.status?.startsWith('up')) await sleep(20);
+  while ((await readiness(app.url)).details?.postgres?.status !== 'up') await sleep(20);
 
   const email = `bench-${Date.now()}@example.com`;
   const password = 'bench-password-1';
@@ -275,7 +282,7 @@ async function main(): Promise<void> {
 
   // Buffered writes: PostgreSQL cut at the proxy; every POST answers 202.
   proxy.cut();
-  while (((await (await fetch(`${app.url}/health/ready`)).json()) as any).details?.postgres?.status === 'up') await sleep(20);
+  while ((await readiness(app.url)).details?.postgres?.status === 'up') await sleep(20);
   await fetch(`${app.url}/api/v1/tasks`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody });
   const buffered = await load('buffered POST', `${app.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 202 });
   rows.push({ name: 'POST /api/v1/tasks, buffered (PostgreSQL cut)', ...buffered });

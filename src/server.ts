@@ -1,5 +1,5 @@
 /**
- * Entry point: validate the environment, build the app, listen, and stop cleanly on
+ * The server: validate the environment, build the app, listen, and stop cleanly on
  * SIGTERM/SIGINT (the order of ARCHITECTURE.md's life cycle, bounded by SHUTDOWN_TIMEOUT_MS).
  */
 import 'reflect-metadata';

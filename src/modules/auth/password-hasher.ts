@@ -17,15 +17,16 @@ export const ARGON2_OPTIONS = {
 
 @Injectable()
 export class PasswordHasher implements OnModuleInit {
-  private dummyHash = '';
+  /** Made in the background at start-up, so that start-up does not wait for it. */
+  private dummyHash: Promise<string> | undefined;
   private readonly slots: Semaphore;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.slots = new Semaphore(config.auth.passwordHashConcurrency);
   }
 
-  async onModuleInit(): Promise<void> {
-    this.dummyHash = await this.hash('not-a-real-password');
+  onModuleInit(): void {
+    this.dummyHash = this.hash('not-a-real-password');
   }
 
   hash(password: string): Promise<string> {
@@ -42,7 +43,8 @@ export class PasswordHasher implements OnModuleInit {
 
   /** Spends the time of one verification, for an email that does not exist. */
   async verifyDummy(password: string): Promise<false> {
-    await this.verify(this.dummyHash, password);
+    this.dummyHash ??= this.hash('not-a-real-password');
+    await this.verify(await this.dummyHash, password);
     return false;
   }
 
