@@ -39,7 +39,9 @@ export function createOpenApiDocument(app: INestApplication): OpenAPIObject {
  * belong to the documentation tooling, not to the API, and are left out of the document.
  */
 export function setupSwagger(app: NestFastifyApplication): void {
-  SwaggerModule.setup('docs', app, createOpenApiDocument(app), {
+  // Built on first request rather than at start-up, which it would otherwise slow by the time
+  // it takes to walk every route and DTO.
+  SwaggerModule.setup('docs', app, () => createOpenApiDocument(app), {
     jsonDocumentUrl: 'docs-json',
     yamlDocumentUrl: 'docs-yaml',
   });
