@@ -36,7 +36,9 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     keepAliveTimeout: 65_000,
     requestTimeout: config.http.requestTimeoutMs + 5_000,
     connectionTimeout: 0,
-    routerOptions: { maxParamLength: 200 },
+    // Long enough that any malformed id reaches validation (400, as API.md says); only a
+    // parameter no client could mean as an id is refused by the router (414).
+    routerOptions: { maxParamLength: 2048 },
     trustProxy: config.http.trustProxy,
     // What Fastify's router refuses before any hook runs (a URL that is not validly
     // percent-encoded, a path parameter over maxParamLength) is answered as problem details too.
