@@ -6,7 +6,7 @@
  */
 import { RequestTimeoutError, UnauthenticatedError } from '../errors/domain-errors.js';
 
-export type AbortCause = 'deadline' | 'client-closed' | 'shutdown';
+export type AbortCause = 'deadline' | 'client-closed';
 
 export class RequestContext {
   private readonly controller = new AbortController();
@@ -34,11 +34,6 @@ export class RequestContext {
 
   get aborted(): boolean {
     return this.controller.signal.aborted;
-  }
-
-  /** Why the signal fired, once it has. */
-  get abortCause(): AbortCause | undefined {
-    return this.aborted ? (this.controller.signal.reason as AbortCause) : undefined;
   }
 
   /** The authenticated user's id; only routes behind the access-token guard may call this. */

@@ -7,10 +7,6 @@ export class Semaphore {
 
   constructor(private readonly limit: number) {}
 
-  get pending(): number {
-    return this.waiting.length;
-  }
-
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
     else this.running += 1;
