@@ -3,6 +3,7 @@
  * `none` and algorithm confusion are refused), `exp`, `iss`, `aud`, the claims' shape, and that
  * the session has not been revoked (in-memory, kept current by RevocationService).
  */
+import { createSecretKey } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { ExtractJwt, Strategy } from 'passport-jwt';
@@ -29,7 +30,9 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
   ) {
     super({
       jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-      secretOrKey: config.auth.jwtSecret,
+      // A KeyObject made once: given a string, jsonwebtoken would try to parse it as a PEM
+      // public key on every request (and throw) before making it a secret key.
+      secretOrKey: createSecretKey(Buffer.from(config.auth.jwtSecret, 'utf8')) as unknown as string,
       algorithms: [JWT_ALGORITHM],
       issuer: config.auth.issuer,
       audience: config.auth.audience,
