@@ -5,7 +5,6 @@
  */
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import helmet from '@fastify/helmet';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
@@ -13,6 +12,7 @@ import { AppModule } from './app.module.js';
 import { RequestContext } from './common/context/request-context.js';
 import { sendProblem } from './common/errors/send-problem.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
+import { SecurityHeaders } from './common/http/security-headers.js';
 import type { AppConfig } from './config/app-config.js';
 import { createLogger, RequestLogController } from './logger.js';
 import { setupSwagger } from './swagger.js';
@@ -25,7 +25,7 @@ export interface CreatedApp {
 export async function createApp(config: AppConfig, logger = createLogger(config)): Promise<CreatedApp> {
   const adapter = new FastifyAdapter({
     loggerInstance: logger,
-    logController: new RequestLogController(),
+    logController: new RequestLogController(logger),
     genReqId: requestIdFor,
     requestIdHeader: false,
     bodyLimit: config.http.bodyLimit,
@@ -54,14 +54,6 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   );
   app.useLogger(app.get(NestPinoLogger));
   installRequestHooks(app, config);
-  // Everything but Swagger UI is JSON, which needs to load nothing: the strictest policy.
-  await app.register(helmet, {
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: { defaultSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"], frameAncestors: ["'none'"] },
-    },
-  });
-  installDocsContentSecurityPolicy(app);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -76,43 +68,19 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
 }
 
 /**
- * Swagger UI's page and assets (`/docs`, `/docs/…`; not `/docs-json`) get the one looser policy:
- * the UI's own scripts, its inline styles and data: images, and calls to this origin for "Try it
- * out". No `upgrade-insecure-requests`: over plain http on any host but localhost it would send
- * the page's assets to https and leave the page blank; redirecting to https is the job of the
- * TLS termination in front of the service.
+ * Per request, in one hook: the context with its deadline, the id header and the security
+ * headers (helmet's, computed once; Swagger UI's pages get their own policy).
  */
-const DOCS_CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
-const DOCS_PAGE = /^\/docs(?:\/|\?|$)/;
-
-function installDocsContentSecurityPolicy(app: NestFastifyApplication): void {
-  // Runs after helmet's own onRequest hook, so this header replaces the one helmet set.
-  app.getHttpAdapter().getInstance().addHook('onRequest', (request, reply, done) => {
-    if (DOCS_PAGE.test(request.url)) reply.raw.setHeader('content-security-policy', DOCS_CSP);
-    done();
-  });
-}
-
-/** Per request: the id header and the context with its deadline. */
 function installRequestHooks(app: NestFastifyApplication, config: AppConfig): void {
   const fastify = app.getHttpAdapter().getInstance();
+  const security = new SecurityHeaders();
   // JSON only: Fastify's built-in text/plain parser would let a plain-text body through to
   // validation (400) where a client must learn that the media type is wrong (415).
   fastify.removeContentTypeParser('text/plain');
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
     request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs);
-    reply.header(REQUEST_ID_HEADER, request.id);
+    reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
     });
