@@ -22,17 +22,32 @@ const REDACTED_PATHS = [
   'refreshToken',
 ];
 
+const SERVICE = 'taskd';
+
 export function createLogger(config: Pick<AppConfig, 'logLevel'>, destination = pino.destination({ sync: false })): Logger {
   return pino(
     {
       level: config.logLevel,
-      base: { service: 'taskd' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      base: { service: SERVICE },
+      timestamp: isoTimeCachedPerMillisecond,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
     destination,
   );
+}
+
+let lastMillisecond = 0;
+let lastTimestamp = '';
+
+/** pino's ISO timestamp, formatted once per millisecond however many lines share it. */
+function isoTimeCachedPerMillisecond(): string {
+  const now = Date.now();
+  if (now !== lastMillisecond) {
+    lastMillisecond = now;
+    lastTimestamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTimestamp;
 }
 
 /** Writes out whatever the asynchronous destination still holds; call right before exiting. */
@@ -47,27 +62,40 @@ export function flushLogs(logger: Logger): void {
 
 /**
  * Fastify's request logging, reduced to one line per request, written when the response is
- * done: method, route template, status, time, and the user once known. Every line of a request
- * carries its `requestId`.
+ * done: method, route template, path, status, time, and the user once known, under the
+ * request's `requestId` like every other line of the request.
+ *
+ * The line of a completed request is formatted here and written straight to the logger's
+ * destination, in the logger's own format: its fields are known and hold no secret, and pino's
+ * generic path (redaction clones and walks every object logged) cost a tenth of a cheap
+ * request's CPU. A 5xx line carries the error and goes through pino and its redaction.
  */
 export class RequestLogController extends LogController {
-  constructor() {
+  private readonly destination: pino.DestinationStream;
+
+  constructor(private readonly logger: Logger) {
     super({ requestIdLogLabel: 'requestId' });
+    this.destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
   }
 
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    const fields = {
-      method: request.method,
-      route: request.routeOptions.url,
-      url: request.url,
-      statusCode: reply.statusCode,
-      responseTime: Math.round(reply.elapsedTime * 100) / 100,
-      userId: request.ctx?.userId,
-      err: error ?? undefined,
-    };
-    if (reply.statusCode >= 500) request.log.error(fields, 'request completed');
-    else request.log.info(fields, 'request completed');
+    const responseTime = Math.round(reply.elapsedTime * 100) / 100;
+    const route = request.routeOptions.url;
+    const userId = request.ctx?.userId;
+    if (reply.statusCode >= 500 || error) {
+      const fields = { method: request.method, route, url: request.url, statusCode: reply.statusCode, responseTime, userId, err: error ?? undefined };
+      if (reply.statusCode >= 500) request.log.error(fields, 'request completed');
+      else request.log.info(fields, 'request completed');
+      return;
+    }
+    if (!this.logger.isLevelEnabled('info')) return;
+    this.destination.write(
+      `{"level":"info"${isoTimeCachedPerMillisecond()},"service":"${SERVICE}","requestId":${JSON.stringify(request.id)}` +
+        `,"method":${JSON.stringify(request.method)}${route === undefined ? '' : `,"route":${JSON.stringify(route)}`}` +
+        `,"url":${JSON.stringify(request.url)},"statusCode":${reply.statusCode},"responseTime":${responseTime}` +
+        `${userId === undefined ? '' : `,"userId":${JSON.stringify(userId)}`},"msg":"request completed"}\n`,
+    );
   }
 }

@@ -15,6 +15,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { createApp } from '../../src/bootstrap.js';
 import { loadConfig, type AppConfig } from '../../src/config/app-config.js';
+import { createLogger } from '../../src/logger.js';
 import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
 import { ContractViolation, enforceContract } from './contract.js';
 
@@ -43,6 +44,8 @@ export interface TestAppOptions {
   listen?: boolean;
   /** Wait for PostgreSQL to be connected and migrated before returning (default true). */
   waitForDatabase?: boolean;
+  /** Where the service's own logger (format, redaction) writes; default: a silent plain pino. */
+  logDestination?: pino.DestinationStream;
 }
 
 export function uniqueName(prefix = TEST_DB_PREFIX): string {
@@ -71,7 +74,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     BUFFER_REPLAY_INTERVAL_MS: '100',
     ...options.env,
   });
-  const logger = pino({ level: config.logLevel });
+  const logger = options.logDestination ? createLogger(config, options.logDestination) : pino({ level: config.logLevel });
   const { app } = await createApp(config, logger);
   const contract = enforceContract(app);
   let url = '';

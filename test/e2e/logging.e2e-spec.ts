@@ -1,0 +1,144 @@
+/**
+ * What the service writes to its log, through its own logger (format, redaction): one JSON line
+ * per request with the route template and the request id the client saw, and never a password
+ * or a token.
+ */
+import { registerAndLogin, type TestUser } from '../support/auth.js';
+import { startTestApp, type TestApp } from '../support/test-app.js';
+
+interface LogLine {
+  level: string;
+  time: string;
+  service: string;
+  msg: string;
+  requestId?: string;
+  method?: string;
+  route?: string;
+  url?: string;
+  statusCode?: number;
+  responseTime?: number;
+  userId?: string;
+  [field: string]: unknown;
+}
+
+class CapturedLog {
+  readonly raw: string[] = [];
+
+  write(chunk: string): void {
+    this.raw.push(chunk);
+  }
+
+  lines(): LogLine[] {
+    return this.raw
+      .join('')
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line) as LogLine);
+  }
+
+  completed(requestId: string | string[] | undefined): LogLine[] {
+    return this.lines().filter((line) => line.msg === 'request completed' && line.requestId === requestId);
+  }
+}
+
+describe('request logging (e2e)', () => {
+  const log = new CapturedLog();
+  let t: TestApp;
+  let user: TestUser;
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { LOG_LEVEL: 'info' }, logDestination: log });
+    user = await registerAndLogin(t.app);
+  });
+
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('writes one JSON line per request, under the id the client saw, with the route template', async () => {
+    const created = await t.app.inject({ method: 'POST', url: '/api/v1/tasks', headers: user.auth, payload: { title: 'Logged' } });
+    expect(created.statusCode).toBe(201);
+    const id = created.json<{ id: string }>().id;
+    const read = await t.app.inject({ method: 'GET', url: `/api/v1/tasks/${id}?x=%22q%22`, headers: user.auth });
+    expect(read.statusCode).toBe(200);
+
+    const lines = log.completed(read.headers['x-request-id']);
+    expect(lines).toEqual([
+      {
+        level: 'info',
+        time: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+        service: 'taskd',
+        requestId: read.headers['x-request-id'],
+        method: 'GET',
+        route: '/api/v1/tasks/:id',
+        url: `/api/v1/tasks/${id}?x=%22q%22`,
+        statusCode: 200,
+        responseTime: expect.any(Number),
+        userId: user.userId,
+        msg: 'request completed',
+      },
+    ]);
+    expect(log.completed(created.headers['x-request-id'])).toEqual([
+      expect.objectContaining({ method: 'POST', route: '/api/v1/tasks', statusCode: 201, userId: user.userId }),
+    ]);
+  });
+
+  it('logs an unknown route without a template and an anonymous request without a user', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/api/v1/nope' });
+    expect(res.statusCode).toBe(404);
+    const [line] = log.completed(res.headers['x-request-id']);
+    expect(line).toMatchObject({ statusCode: 404, url: '/api/v1/nope' });
+    expect(line).not.toHaveProperty('route');
+    expect(line).not.toHaveProperty('userId');
+  });
+
+  it('never writes a password or a token', async () => {
+    const other = await registerAndLogin(t.app);
+    const refreshed = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/refresh',
+      payload: { refreshToken: other.refreshToken },
+    });
+    expect(refreshed.statusCode).toBe(200);
+    const wrong = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      payload: { email: other.email, password: `${other.password}-wrong` },
+    });
+    expect(wrong.statusCode).toBe(401);
+    await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: other.auth });
+
+    const text = log.raw.join('');
+    expect(text).toContain(other.userId);
+    const secrets = [
+      user.password,
+      user.accessToken,
+      user.refreshToken,
+      other.password,
+      other.accessToken,
+      other.refreshToken,
+      refreshed.json<{ accessToken: string }>().accessToken,
+      refreshed.json<{ refreshToken: string }>().refreshToken,
+    ];
+    for (const secret of secrets) expect(text).not.toContain(secret);
+  });
+});
+
+describe('request logging of failures (e2e)', () => {
+  it('logs a 5xx at level error, under the request id, without the password', async () => {
+    const log = new CapturedLog();
+    // A login spends an argon2id verification (tens of milliseconds), well past 5 ms: 504.
+    const t = await startTestApp({ env: { LOG_LEVEL: 'info', REQUEST_TIMEOUT_MS: '5' }, logDestination: log });
+    try {
+      const password = 'a-password-never-logged';
+      const res = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: 'slow@example.com', password } });
+      expect(res.statusCode).toBe(504);
+      expect(log.completed(res.headers['x-request-id'])).toEqual([
+        expect.objectContaining({ level: 'error', method: 'POST', route: '/api/v1/auth/login', statusCode: 504, service: 'taskd' }),
+      ]);
+      expect(log.raw.join('')).not.toContain(password);
+    } finally {
+      await t.close();
+    }
+  });
+});
