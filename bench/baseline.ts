@@ -3,6 +3,7 @@
  * insert as the service, with nothing else (no Nest, no validation, no logging, no metrics).
  * Run by bench/run.ts as a child process: DATABASE_URL, JWT_SECRET, PORT.
  */
+import { createSecretKey } from 'node:crypto';
 import Fastify from 'fastify';
 import jwt from 'jsonwebtoken';
 import pg from 'pg';
@@ -10,7 +11,8 @@ import { v7 as uuidv7 } from 'uuid';
 
 const PRIORITY = ['', 'low', 'medium', 'high'];
 const COLUMNS = 'id, title, description, status, priority, due_at, created_at, updated_at, version';
-const secret = process.env.JWT_SECRET!;
+// A KeyObject, as the service uses: given a string, jsonwebtoken parses it on every call.
+const secret = createSecretKey(Buffer.from(process.env.JWT_SECRET!, 'utf8'));
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
 const app = Fastify({ logger: false });
 

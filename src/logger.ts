@@ -24,7 +24,10 @@ const REDACTED_PATHS = [
 
 const SERVICE = 'taskd';
 
-export function createLogger(config: Pick<AppConfig, 'logLevel'>, destination = pino.destination({ sync: false })): Logger {
+export function createLogger(
+  config: Pick<AppConfig, 'logLevel'>,
+  destination: pino.DestinationStream = pino.destination({ sync: false }),
+): Logger {
   return pino(
     {
       level: config.logLevel,

@@ -36,7 +36,7 @@ class CapturedLog {
       .map((line) => JSON.parse(line) as LogLine);
   }
 
-  completed(requestId: string | string[] | undefined): LogLine[] {
+  completed(requestId: unknown): LogLine[] {
     return this.lines().filter((line) => line.msg === 'request completed' && line.requestId === requestId);
   }
 }

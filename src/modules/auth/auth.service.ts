@@ -4,7 +4,6 @@
  * made with older argon2 parameters.
  */
 import { Injectable, Logger } from '@nestjs/common';
-import { v7 as uuidv7 } from 'uuid';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { InvalidCredentialsError } from '../../common/errors/domain-errors.js';
 import { normaliseEmail, toPublicUser, type PublicUser, type User } from '../users/user.js';
@@ -13,6 +12,7 @@ import { LoginThrottle } from './login-throttle.js';
 import { PasswordHasher } from './password-hasher.js';
 import { SessionsService } from './sessions.service.js';
 import type { ClientInfo, TokenPair } from './token-pair.js';
+import { newId } from '../../common/util/ids.js';
 
 export interface Registration {
   email: string;
@@ -34,7 +34,7 @@ export class AuthService {
   async register(ctx: RequestContext, input: Registration): Promise<PublicUser> {
     const now = new Date();
     const user: User = {
-      id: uuidv7(),
+      id: newId(),
       email: normaliseEmail(input.email),
       name: input.name.trim(),
       passwordHash: await this.hasher.hash(input.password),

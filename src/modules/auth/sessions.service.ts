@@ -5,7 +5,6 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { JwtService } from '@nestjs/jwt';
-import { v7 as uuidv7 } from 'uuid';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { InvalidRefreshTokenError, NotFoundError } from '../../common/errors/domain-errors.js';
 import { newRefreshSecret, parseRefreshToken } from './refresh-token.js';
@@ -13,6 +12,7 @@ import { RevocationService } from './revocation.service.js';
 import type { Session } from './session.js';
 import { SessionRepository } from './session.repository.js';
 import type { ClientInfo, SessionView, TokenPair } from './token-pair.js';
+import { newId } from '../../common/util/ids.js';
 
 @Injectable()
 export class SessionsService {
@@ -26,7 +26,7 @@ export class SessionsService {
   async start(userId: string, client: ClientInfo, now = Date.now()): Promise<TokenPair> {
     const { refreshTtlMs, sessionMaxTtlMs } = this.config.auth;
     const session: Session = {
-      id: uuidv7(),
+      id: newId(),
       userId,
       userAgent: client.userAgent.slice(0, 256),
       ip: client.ip,

@@ -4,8 +4,8 @@
  * apply the `payload`. The same operation is handed to the handler whether the write goes to
  * PostgreSQL at once or is replayed from the buffer later.
  */
-import { v7 as uuidv7 } from 'uuid';
 import type { RequestContext } from '../../common/context/request-context.js';
+import { newId } from '../../common/util/ids.js';
 
 export interface BufferedOperation<P = unknown> {
   /** UUIDv7; also the key of the operation's exactly-once marker in PostgreSQL. */
@@ -41,7 +41,7 @@ export function createOperation<P>(
 ): BufferedOperation<P> {
   if (!isValidKind(kind)) throw new TypeError(`invalid operation kind: ${kind}`);
   return {
-    id: uuidv7(),
+    id: newId(),
     kind,
     userId: ctx.requireUserId(),
     payload: asJson(payload),

@@ -19,7 +19,6 @@
  * and recomputes (a specific `If-Match` then fails with 412, as it should).
  */
 import { Injectable } from '@nestjs/common';
-import { v7 as uuidv7 } from 'uuid';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
   NotFoundError,
@@ -64,6 +63,7 @@ import {
   type TaskCreatePayload,
 } from './task-operations.js';
 import { TasksRepository } from './tasks.repository.js';
+import { newId } from '../../common/util/ids.js';
 
 /** How often a write recomputes after losing a race before it gives up with a 503. */
 const MAX_ATTEMPTS = 3;
@@ -324,7 +324,7 @@ export class TasksService {
     const now = this.clock.now().toISOString();
     this.changes.observe(now);
     return {
-      id: uuidv7(),
+      id: newId(),
       userId,
       ...fields,
       createdAt: now,
