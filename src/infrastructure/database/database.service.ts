@@ -23,6 +23,7 @@ import {
 } from '../../common/errors/domain-errors.js';
 import { InvalidDataError, isConnectionError, isDataException, sqlState } from './connection-errors.js';
 import type { SqlExecutor } from './sql-executor.js';
+import { PG_TYPES, SESSION_OPTIONS } from './pg-types.js';
 
 export const DATABASE_OPTIONS = Symbol('DATABASE_OPTIONS');
 
@@ -308,6 +309,9 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
         query_timeout: timeoutMs + 1_000,
         keepAlive: true,
         idleTimeoutMillis: 30_000,
+        // Sessions in UTC, and timestamptz read as the ISO strings the API answers with.
+        options: SESSION_OPTIONS,
+        types: PG_TYPES,
       },
     });
   }

@@ -52,9 +52,10 @@ interface TaskRow {
   description: string | null;
   status: TaskStatus;
   priority: number;
-  due_at: Date | null;
-  created_at: Date;
-  updated_at: Date;
+  /** timestamptz columns arrive as ISO 8601 strings (see pg-types.ts). */
+  due_at: string | null;
+  created_at: string;
+  updated_at: string;
   version: number;
 }
 
@@ -347,9 +348,9 @@ function toTask(row: TaskRow): Task {
     description: row.description,
     status: row.status,
     priority: priorityOfRank(row.priority),
-    dueAt: row.due_at && row.due_at.toISOString(),
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
+    dueAt: row.due_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
     version: row.version,
   };
 }

@@ -15,8 +15,9 @@ interface UserRow {
   email: string;
   name: string;
   password_hash: string;
-  created_at: Date;
-  updated_at: Date;
+  /** timestamptz columns arrive as ISO 8601 strings (see pg-types.ts). */
+  created_at: string;
+  updated_at: string;
   version: number;
 }
 
@@ -131,8 +132,8 @@ function toUser(row: UserRow): User {
     email: row.email,
     name: row.name,
     passwordHash: row.password_hash,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
     version: row.version,
   };
 }
