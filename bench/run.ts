@@ -6,8 +6,10 @@
  *
  * Prints req/s, p50, p99 and the ratio to the baseline for each route, RSS under load, start-up
  * time, login throughput and its effect on a cheap authenticated route, buffered-write
- * throughput (PostgreSQL cut through a TCP proxy) and the replay drain rate; writes the same
- * figures as JSON. Uses its own database (`taskd_bench`, recreated) and Redis key prefix.
+ * throughput and the replay drain rate; writes the same figures as JSON. The service and the
+ * baseline both reach PostgreSQL directly while they are compared; the buffered writes are
+ * measured on a second instance that reaches it through a TCP proxy, which is cut and then
+ * restored. Uses its own database (`taskd_bench`, recreated) and Redis key prefix.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -205,6 +207,15 @@ async function readiness(base: string): Promise<Readiness> {
   return (await (await fetch(`${base}/health/ready`)).json()) as Readiness;
 }
 
+async function waitForPostgres(base: string, status: 'up' | 'down'): Promise<void> {
+  const until = Date.now() + 20_000;
+  const reached = (seen: string | undefined) => (status === 'up' ? seen === 'up' : seen !== 'up');
+  while (!reached((await readiness(base)).details?.postgres?.status)) {
+    if (Date.now() > until) throw new Error(`PostgreSQL did not turn ${status} for ${base}`);
+    await sleep(20);
+  }
+}
+
 async function bufferDepth(base: string): Promise<number> {
   return (await readiness(base)).details?.buffer?.depth ?? 0;
 }
@@ -225,24 +236,24 @@ async function main(): Promise<void> {
   viaProxy.host = `127.0.0.1:${proxy.port}`;
   const bufferPath = mkdtempSync(path.join(tmpdir(), 'taskd-bench-'));
 
-  const app = await startServer(
-    // The production command line (Dockerfile, npm run start:prod).
-    ['--max-semi-space-size=8', 'dist/src/main.js'],
-    {
-      NODE_ENV: 'development',
-      DATABASE_URL: viaProxy.toString(),
-      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
-      REDIS_KEY_PREFIX: 'taskd-bench:',
-      BUFFER_PATH: bufferPath,
-      JWT_SECRET,
-      LOG_LEVEL: 'info',
-      LOGIN_MAX_FAILURES_PER_IP: '100000',
-    },
-    '/health/ready',
-  );
+  // The service talks to PostgreSQL directly while it is compared with the baseline, which does
+  // too; only the buffered-write phase below runs a second instance through the proxy it cuts.
+  const serviceEnv = (databaseUrl: URL): Record<string, string> => ({
+    NODE_ENV: 'development',
+    DATABASE_URL: databaseUrl.toString(),
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
+    REDIS_KEY_PREFIX: 'taskd-bench:',
+    BUFFER_PATH: bufferPath,
+    JWT_SECRET,
+    LOG_LEVEL: 'info',
+    LOGIN_MAX_FAILURES_PER_IP: '100000',
+  });
+  // The production command line (Dockerfile, npm run start:prod).
+  const SERVICE_COMMAND = ['--max-semi-space-size=8', 'dist/src/main.js'];
+  const app = await startServer(SERVICE_COMMAND, serviceEnv(direct), '/health/ready');
   notes.appStartupMs = Math.round(app.startupMs);
   // Ready before PostgreSQL is connected is by design; the bench needs the database too.
-  while ((await readiness(app.url)).details?.postgres?.status !== 'up') await sleep(20);
+  await waitForPostgres(app.url, 'up');
 
   const email = `bench-${Date.now()}@example.com`;
   const password = 'bench-password-1';
@@ -279,27 +290,31 @@ async function main(): Promise<void> {
   rows.push({ name: 'GET /api/v1/profile alone', ...quiet });
   rows.push({ name: 'GET /api/v1/profile during a login burst', ...busy });
   notes.profileP99RatioUnderLoginBurst = Number((busy.p99 / Math.max(quiet.p99, 1)).toFixed(2));
+  notes.appPeakRssMb = Math.round(app.peakRssMb);
+  notes.baselinePeakRssMb = Math.round(baseline.peakRssMb);
+  await Promise.all([app.stop(), baseline.stop()]);
 
-  // Buffered writes: PostgreSQL cut at the proxy; every POST answers 202.
+  // Buffered writes: a second instance (same database, buffer and key prefix, so the same access
+  // token holds) reaches PostgreSQL through the proxy, which is then cut; every POST answers 202.
+  const offline = await startServer(SERVICE_COMMAND, serviceEnv(viaProxy), '/health/ready');
+  await waitForPostgres(offline.url, 'up');
   proxy.cut();
-  while ((await readiness(app.url)).details?.postgres?.status === 'up') await sleep(20);
-  await fetch(`${app.url}/api/v1/tasks`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody });
-  const buffered = await load('buffered POST', `${app.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 202 });
+  await waitForPostgres(offline.url, 'down');
+  await fetch(`${offline.url}/api/v1/tasks`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: createBody });
+  const buffered = await load('buffered POST', `${offline.url}/api/v1/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 202 });
   rows.push({ name: 'POST /api/v1/tasks, buffered (PostgreSQL cut)', ...buffered });
-  const depth = await bufferDepth(app.url);
+  const depth = await bufferDepth(offline.url);
   notes.bufferedEntries = depth;
 
   // Replay: from restoring the proxy until the buffer is empty.
   const restoredAt = performance.now();
   proxy.restore();
-  while ((await bufferDepth(app.url)) > 0) await sleep(25);
+  while ((await bufferDepth(offline.url)) > 0) await sleep(25);
   const drainSeconds = (performance.now() - restoredAt) / 1000;
   notes.replayOpsPerSec = Math.round(depth / drainSeconds);
   notes.replayDrainSeconds = Number(drainSeconds.toFixed(2));
-
-  notes.appPeakRssMb = Math.round(app.peakRssMb);
-  notes.baselinePeakRssMb = Math.round(baseline.peakRssMb);
-  await Promise.all([app.stop(), baseline.stop()]);
+  notes.bufferingAppPeakRssMb = Math.round(offline.peakRssMb);
+  await offline.stop();
   proxy.close();
   rmSync(bufferPath, { recursive: true, force: true });
   await recreateDatabase();
