@@ -255,6 +255,19 @@ describe('auth and profile (e2e)', () => {
       expect(problemOf(res)).toEqual({ status: 401, code: 'UNAUTHENTICATED' });
     });
 
+    it('refuses a token that worked before once it has expired, and a tampered copy of it', async () => {
+      const exp = Math.floor(Date.now() / 1000) + 2;
+      const token = signJwt({ ...claims, exp }, SECRET);
+      const headers = { authorization: `Bearer ${token}` };
+      expect((await call({ method: 'GET', url: '/api/v1/profile', headers })).statusCode).toBe(200);
+      expect((await call({ method: 'GET', url: '/api/v1/profile', headers })).statusCode).toBe(200);
+      const [h, p] = token.split('.');
+      const tampered = `${h}.${p}.${'A'.repeat(43)}`;
+      expect(problemOf(await call({ method: 'GET', url: '/api/v1/profile', headers: { authorization: `Bearer ${tampered}` } }))).toEqual({ status: 401, code: 'UNAUTHENTICATED' });
+      await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 10));
+      expect(problemOf(await call({ method: 'GET', url: '/api/v1/profile', headers }))).toEqual({ status: 401, code: 'UNAUTHENTICATED' });
+    });
+
     it('accepts a token signed correctly by hand (the forgeries fail for their flaw only)', async () => {
       const res = await call({ method: 'GET', url: '/api/v1/profile', headers: { authorization: `Bearer ${signJwt(claims, SECRET)}` } });
       expect(res.statusCode).toBe(200);

@@ -9,6 +9,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import { ExtractJwt, Strategy } from 'passport-jwt';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RevocationService } from './revocation.service.js';
+import { VerifiedTokens } from './verified-tokens.js';
 
 export const JWT_ALGORITHM = 'HS256';
 
@@ -22,14 +23,22 @@ export interface AuthenticatedUser {
   sessionId: string;
 }
 
+const bearerToken = ExtractJwt.fromAuthHeaderAsBearerToken();
+
+/** Verified tokens remembered at most; each is a few hundred bytes. */
+const VERIFIED_TOKENS_CAPACITY = 10_000;
+
 @Injectable()
 export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
+  private readonly verified = new VerifiedTokens(VERIFIED_TOKENS_CAPACITY);
+
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly revocations: RevocationService,
   ) {
     super({
-      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+      jwtFromRequest: bearerToken,
+      passReqToCallback: true,
       // A KeyObject made once: given a string, jsonwebtoken would try to parse it as a PEM
       // public key on every request (and throw) before making it a secret key.
       secretOrKey: createSecretKey(Buffer.from(config.auth.jwtSecret, 'utf8')) as unknown as string,
@@ -40,7 +49,33 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
     });
   }
 
-  validate(claims: Partial<AccessClaims>): AuthenticatedUser | false {
+  /**
+   * A token verified before (same bytes, not yet expired) skips passport-jwt's decoding and
+   * HMAC; it still goes through `validate`'s checks, revocation included.
+   */
+  override authenticate(request: unknown, options?: unknown): void {
+    const token = bearerToken(request as never);
+    const claims = token ? this.verified.get(token, Date.now()) : undefined;
+    if (!claims) {
+      super.authenticate(request as never, options);
+      return;
+    }
+    const user = this.check(claims);
+    if (user) this.success(user);
+    else this.fail(401);
+  }
+
+  /** Called by passport-jwt once a token's signature, `exp`, `iss` and `aud` hold. */
+  validate(request: unknown, claims: Partial<AccessClaims> & { exp?: number }): AuthenticatedUser | false {
+    const user = this.check(claims);
+    const token = bearerToken(request as never);
+    if (user && token && typeof claims.exp === 'number') {
+      this.verified.remember(token, { sub: user.userId, sid: user.sessionId, exp: claims.exp });
+    }
+    return user;
+  }
+
+  private check(claims: Partial<AccessClaims>): AuthenticatedUser | false {
     if (typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return false;
     if (this.revocations.isRevoked(claims.sid)) return false;
     return { userId: claims.sub, sessionId: claims.sid };
