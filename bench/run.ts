@@ -306,13 +306,23 @@ async function main(): Promise<void> {
   const depth = await bufferDepth(offline.url);
   notes.bufferedEntries = depth;
 
-  // Replay: from restoring the proxy until the buffer is empty.
+  // Replay: the service notices PostgreSQL is back (its reconnect backoff and replay schedule),
+  // then drains the buffer. The rate counts from the first drop in depth to empty; the delay
+  // before it is reported on its own.
   const restoredAt = performance.now();
   proxy.restore();
-  while ((await bufferDepth(offline.url)) > 0) await sleep(25);
-  const drainSeconds = (performance.now() - restoredAt) / 1000;
-  notes.replayOpsPerSec = Math.round(depth / drainSeconds);
-  notes.replayDrainSeconds = Number(drainSeconds.toFixed(2));
+  let firstDrop: { at: number; depth: number } | undefined;
+  for (;;) {
+    const left = await bufferDepth(offline.url);
+    if (left === 0) break;
+    if (!firstDrop && left < depth) firstDrop = { at: performance.now(), depth: left };
+    await sleep(10);
+  }
+  const emptyAt = performance.now();
+  const drainSeconds = (emptyAt - (firstDrop?.at ?? restoredAt)) / 1000;
+  notes.replayOpsPerSec = Math.round((firstDrop?.depth ?? depth) / drainSeconds);
+  notes.replayStartDelayMs = Math.round((firstDrop?.at ?? emptyAt) - restoredAt);
+  notes.replayTotalSeconds = Number(((emptyAt - restoredAt) / 1000).toFixed(2));
   notes.bufferingAppPeakRssMb = Math.round(offline.peakRssMb);
   await offline.stop();
   proxy.close();
