@@ -24,10 +24,10 @@ export class DeadlineInterceptor implements NestInterceptor {
         onAbort();
         return;
       }
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      const stopListening = ctx.onAbort(onAbort);
       const inner = next.handle().subscribe(subscriber);
       return () => {
-        ctx.signal.removeEventListener('abort', onAbort);
+        stopListening();
         inner.unsubscribe();
       };
     });

@@ -9,7 +9,10 @@ import { RequestTimeoutError, UnauthenticatedError } from '../errors/domain-erro
 export type AbortCause = 'deadline' | 'client-closed';
 
 export class RequestContext {
-  private readonly controller = new AbortController();
+  /** Made on first use of `signal`: most requests never need a real AbortSignal. */
+  private controller: AbortController | undefined;
+  private abortedBy: AbortCause | undefined;
+  private readonly listeners: Array<(cause: AbortCause) => void> = [];
   private timer: NodeJS.Timeout | undefined;
   /** Set by the authentication guard once the access token is verified. */
   userId: string | undefined;
@@ -28,12 +31,29 @@ export class RequestContext {
     return ctx;
   }
 
+  /** Aborts at the deadline or when the client goes away, with the cause as its reason. */
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortedBy) this.controller.abort(this.abortedBy);
+    }
     return this.controller.signal;
   }
 
   get aborted(): boolean {
-    return this.controller.signal.aborted;
+    return this.abortedBy !== undefined;
+  }
+
+  /**
+   * Calls `listener` once when the context aborts (never if it already has: check `aborted`
+   * first); returns the function that unregisters it. The cheap form of listening to `signal`.
+   */
+  onAbort(listener: (cause: AbortCause) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const index = this.listeners.indexOf(listener);
+      if (index >= 0) this.listeners.splice(index, 1);
+    };
   }
 
   /** The authenticated user's id; only routes behind the access-token guard may call this. */
@@ -59,7 +79,10 @@ export class RequestContext {
 
   abort(cause: AbortCause): void {
     this.release();
-    if (!this.controller.signal.aborted) this.controller.abort(cause);
+    if (this.abortedBy) return;
+    this.abortedBy = cause;
+    this.controller?.abort(cause);
+    for (const listener of this.listeners.splice(0)) listener(cause);
   }
 
   /** Stops the deadline timer once the response has been sent. */
