@@ -56,6 +56,7 @@ interface Server {
   child: ChildProcess;
   url: string;
   peakRssMb: number;
+  peakAnonRssMb: number;
   stop(): Promise<void>;
 }
 
@@ -81,12 +82,14 @@ async function waitFor(url: string, status = 200, timeoutMs = 20_000): Promise<v
   throw new Error(`${url} did not answer ${status}`);
 }
 
-function rssMb(pid: number): number {
+/** Resident set in MB: all of it (VmRSS) and its anonymous part (the heap; not the mapped binary). */
+function rssMb(pid: number): { total: number; anon: number } {
   try {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) / 1024 : 0;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
+    return { total: field('VmRSS'), anon: field('RssAnon') };
   } catch {
-    return 0;
+    return { total: 0, anon: 0 };
   }
 }
 
@@ -105,12 +108,17 @@ async function startServer(entry: string[], env: Record<string, string>, readyPa
     url,
     startupMs,
     peakRssMb: 0,
+    peakAnonRssMb: 0,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
     },
   };
-  const sampler = setInterval(() => (server.peakRssMb = Math.max(server.peakRssMb, rssMb(child.pid!))), 200);
+  const sampler = setInterval(() => {
+    const rss = rssMb(child.pid!);
+    server.peakRssMb = Math.max(server.peakRssMb, rss.total);
+    server.peakAnonRssMb = Math.max(server.peakAnonRssMb, rss.anon);
+  }, 200);
   child.once('exit', () => clearInterval(sampler));
   return server;
 }
@@ -291,7 +299,9 @@ async function main(): Promise<void> {
   rows.push({ name: 'GET /api/v1/profile during a login burst', ...busy });
   notes.profileP99RatioUnderLoginBurst = Number((busy.p99 / Math.max(quiet.p99, 1)).toFixed(2));
   notes.appPeakRssMb = Math.round(app.peakRssMb);
+  notes.appPeakAnonRssMb = Math.round(app.peakAnonRssMb);
   notes.baselinePeakRssMb = Math.round(baseline.peakRssMb);
+  notes.baselinePeakAnonRssMb = Math.round(baseline.peakAnonRssMb);
   await Promise.all([app.stop(), baseline.stop()]);
 
   // Buffered writes: a second instance (same database, buffer and key prefix, so the same access
