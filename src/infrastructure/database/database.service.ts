@@ -37,6 +37,8 @@ export type DatabaseState = 'connecting' | 'up' | 'down';
 /** Serialises the migrations of replicas that start together. */
 /** Statement texts this process prepares on its connections at most (see `statementName`). */
 const MAX_PREPARED_STATEMENTS = 256;
+/** "cached plan must not change result type", "prepared statement does not exist". */
+const STALE_STATEMENT_SQLSTATES = new Set(['0A000', '26000']);
 const MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('taskd:migrations'))";
 const MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('taskd:migrations'))";
 const QUERY_CANCELED = '57014';
@@ -110,17 +112,31 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
    * Runs one statement for a request: refused at once while the breaker is open. Goes straight
    * to the pool TypeORM owns, which skips a query runner per statement on the hot paths, as a
    * named (prepared) statement: each connection parses and plans a statement text once, not on
-   * every request. Statements select and return explicit column lists, so a migration that adds
-   * a column never changes a prepared statement's result type.
+   * every request.
    */
   async execute<T>(ctx: RequestContext, sql: string, params: unknown[] = []): Promise<{ rows: T[]; rowCount: number }> {
     ctx.throwIfAborted();
     this.assertUp();
     try {
-      const result = await this.pool().query({ name: this.statementName(sql), text: sql, values: params });
+      const result = await this.runPrepared(sql, params);
       return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
     } catch (error) {
       throw this.translate(error);
+    }
+  }
+
+  /**
+   * A migration run elsewhere (a rolling deploy) can change the type of a column a prepared
+   * statement returns, and a pooler can lose a statement; PostgreSQL then refuses it before
+   * executing anything. The pool has already dropped that connection (it drops a connection on
+   * any error); the statement runs again, unprepared, on another.
+   */
+  private async runPrepared(sql: string, params: unknown[]): Promise<pg.QueryResult> {
+    try {
+      return await this.pool().query({ name: this.statementName(sql), text: sql, values: params });
+    } catch (error) {
+      if (!STALE_STATEMENT_SQLSTATES.has(sqlState(error) ?? '')) throw error;
+      return this.pool().query(sql, params);
     }
   }
 
