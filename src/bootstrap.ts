@@ -23,6 +23,7 @@ export interface CreatedApp {
 }
 
 export async function createApp(config: AppConfig, logger = createLogger(config)): Promise<CreatedApp> {
+  const security = new SecurityHeaders();
   const adapter = new FastifyAdapter({
     loggerInstance: logger,
     logController: new RequestLogController(logger),
@@ -43,7 +44,8 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     // What Fastify's router refuses before any hook runs (a URL that is not validly
     // percent-encoded, a path parameter over maxParamLength) is answered as problem details too.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      void reply.header(REQUEST_ID_HEADER, request.id);
+      // No hook runs for these, so the headers the request hook sets are set here.
+      void reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
       sendProblem(error, request, reply, (err) => logger.error({ err, requestId: request.id }, 'router error'));
     },
   });
@@ -53,7 +55,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     { bufferLogs: true },
   );
   app.useLogger(app.get(NestPinoLogger));
-  installRequestHooks(app, config);
+  installRequestHooks(app, config, security);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -71,9 +73,8 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
  * Per request, in one hook: the context with its deadline, the id header and the security
  * headers (helmet's, computed once; Swagger UI's pages get their own policy).
  */
-function installRequestHooks(app: NestFastifyApplication, config: AppConfig): void {
+function installRequestHooks(app: NestFastifyApplication, config: AppConfig, security: SecurityHeaders): void {
   const fastify = app.getHttpAdapter().getInstance();
-  const security = new SecurityHeaders();
   // JSON only: Fastify's built-in text/plain parser would let a plain-text body through to
   // validation (400) where a client must learn that the media type is wrong (415).
   fastify.removeContentTypeParser('text/plain');

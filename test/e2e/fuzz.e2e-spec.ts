@@ -919,6 +919,8 @@ describe('fuzzing every operation (e2e)', () => {
           requestId: res.headers['x-request-id'],
         });
         expect(res.json().detail).not.toMatch(/aaaa|%/);
+        expect(res.headers['x-content-type-options']).toBe('nosniff');
+        expect(res.headers['content-security-policy']).toBe("default-src 'none';base-uri 'none';form-action 'none';frame-ancestors 'none'");
       }
     });
   });
