@@ -71,7 +71,9 @@ export function flushLogs(logger: Logger): void {
  * The line of a completed request is formatted here and written straight to the logger's
  * destination, in the logger's own format: its fields are known and hold no secret, and pino's
  * generic path (redaction clones and walks every object logged) cost a tenth of a cheap
- * request's CPU. A 5xx line carries the error and goes through pino and its redaction.
+ * request's CPU. A 5xx line carries the error and goes through pino and its redaction. This
+ * relies on what `createLogger` builds: one destination stream and one level for the process
+ * (no per-route log levels, pino hooks or multistream).
  */
 export class RequestLogController extends LogController {
   private readonly destination: pino.DestinationStream;
