@@ -24,6 +24,9 @@ export interface CreatedApp {
 
 export async function createApp(config: AppConfig, logger = createLogger(config)): Promise<CreatedApp> {
   const security = new SecurityHeaders();
+  // The id and security headers of every response, router refusals included.
+  const setStandardHeaders = (request: FastifyRequest, reply: FastifyReply) =>
+    reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
   const adapter = new FastifyAdapter({
     loggerInstance: logger,
     logController: new RequestLogController(logger),
@@ -45,7 +48,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     // percent-encoded, a path parameter over maxParamLength) is answered as problem details too.
     frameworkErrors: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       // No hook runs for these, so the headers the request hook sets are set here.
-      void reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
+      void setStandardHeaders(request, reply);
       sendProblem(error, request, reply, (err) => logger.error({ err, requestId: request.id }, 'router error'));
     },
   });
@@ -55,7 +58,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     { bufferLogs: true },
   );
   app.useLogger(app.get(NestPinoLogger));
-  installRequestHooks(app, config, security);
+  installRequestHooks(app, config, setStandardHeaders);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -73,7 +76,11 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
  * Per request, in one hook: the context with its deadline, the id header and the security
  * headers (helmet's, computed once; Swagger UI's pages get their own policy).
  */
-function installRequestHooks(app: NestFastifyApplication, config: AppConfig, security: SecurityHeaders): void {
+function installRequestHooks(
+  app: NestFastifyApplication,
+  config: AppConfig,
+  setStandardHeaders: (request: FastifyRequest, reply: FastifyReply) => unknown,
+): void {
   const fastify = app.getHttpAdapter().getInstance();
   // JSON only: Fastify's built-in text/plain parser would let a plain-text body through to
   // validation (400) where a client must learn that the media type is wrong (415).
@@ -81,7 +88,7 @@ function installRequestHooks(app: NestFastifyApplication, config: AppConfig, sec
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
     request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs);
-    reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
+    setStandardHeaders(request, reply);
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
     });

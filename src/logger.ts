@@ -53,9 +53,14 @@ function isoTimeCachedPerMillisecond(): string {
   return lastTimestamp;
 }
 
+/** The stream a pino logger writes to (SonicBoom for `createLogger`'s default). */
+function destinationOf(logger: Logger): pino.DestinationStream & { flushSync?: () => void } {
+  return (logger as unknown as Record<symbol, pino.DestinationStream & { flushSync?: () => void }>)[pino.symbols.streamSym];
+}
+
 /** Writes out whatever the asynchronous destination still holds; call right before exiting. */
 export function flushLogs(logger: Logger): void {
-  const stream = (logger as unknown as Record<symbol, { flushSync?: () => void }>)[pino.symbols.streamSym];
+  const stream = destinationOf(logger);
   try {
     stream?.flushSync?.();
   } catch {
@@ -80,7 +85,7 @@ export class RequestLogController extends LogController {
 
   constructor(private readonly logger: Logger) {
     super({ requestIdLogLabel: 'requestId' });
-    this.destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
+    this.destination = destinationOf(logger);
   }
 
   override incomingRequest(): void {}
