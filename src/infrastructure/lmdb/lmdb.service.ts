@@ -24,6 +24,9 @@ export class LmdbService implements OnApplicationShutdown {
     mkdirSync(config.buffer.path, { recursive: true });
     this.root = open({
       path: config.buffer.path,
+      // BUFFER_PATH is a directory, whatever its name: left to itself lmdb takes a path whose
+      // last segment has a dot (`/var/lib/taskd.buffer`) for a file and fails to open it.
+      noSubdir: false,
       // Named databases (queue, dead letters, meta) share this environment.
       maxDbs: 16,
       // Writes are committed and synced to disk before `flushed` resolves; never `noSync`.
