@@ -57,6 +57,8 @@ interface Server {
   url: string;
   peakRssMb: number;
   peakAnonRssMb: number;
+  /** Peak VmRSS while each named load ran. */
+  peakRssByLoad: Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -93,6 +95,9 @@ function rssMb(pid: number): { total: number; anon: number } {
   }
 }
 
+/** Child processes still running, killed if the bench fails. */
+const running = new Set<ChildProcess>();
+
 async function startServer(entry: string[], env: Record<string, string>, readyPath: string): Promise<Server & { startupMs: number }> {
   const port = await freePort();
   const started = performance.now();
@@ -100,6 +105,8 @@ async function startServer(entry: string[], env: Record<string, string>, readyPa
     env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}${readyPath}`);
   const startupMs = performance.now() - started;
@@ -109,6 +116,7 @@ async function startServer(entry: string[], env: Record<string, string>, readyPa
     startupMs,
     peakRssMb: 0,
     peakAnonRssMb: 0,
+    peakRssByLoad: new Map<string, number>(),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
@@ -118,6 +126,7 @@ async function startServer(entry: string[], env: Record<string, string>, readyPa
     const rss = rssMb(child.pid!);
     server.peakRssMb = Math.max(server.peakRssMb, rss.total);
     server.peakAnonRssMb = Math.max(server.peakAnonRssMb, rss.anon);
+    for (const name of runningLoads) server.peakRssByLoad.set(name, Math.max(server.peakRssByLoad.get(name) ?? 0, rss.total));
   }, 200);
   child.once('exit', () => clearInterval(sampler));
   return server;
@@ -159,11 +168,15 @@ function startProxy(target: { host: string; port: number }): Promise<{ port: num
 
 // ---------- load ----------
 
+/** The loads running now, by name, for the RSS samplers. */
+const runningLoads = new Set<string>();
+
 async function load(
   name: string,
   url: string,
   options: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections?: number; duration?: number; expect?: number } = {},
 ): Promise<Figures> {
+  runningLoads.add(name);
   const result = await autocannon({
     url,
     method: options.method ?? 'GET',
@@ -172,6 +185,7 @@ async function load(
     connections: options.connections ?? CONNECTIONS,
     duration: options.duration ?? DURATION,
   });
+  runningLoads.delete(name);
   const expected = options.expect ?? 200;
   const codes = (result as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {};
   const wrong = Object.entries(codes)
@@ -232,6 +246,19 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * The production command line's arguments to node (`npm run start:prod`, which the Dockerfile's
+ * CMD repeats): its V8 flags and entry file. BENCH_NODE_FLAGS replaces the flags, to try others.
+ */
+function productionCommand(): string[] {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+  const [node, ...rest] = pkg.scripts['start:prod']!.split(/\s+/);
+  if (node !== 'node') throw new Error(`start:prod does not start with node: ${pkg.scripts['start:prod']}`);
+  const entry = rest.pop()!;
+  const flags = process.env.BENCH_NODE_FLAGS === undefined ? rest : process.env.BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean);
+  return [...flags, entry];
+}
+
 // ---------- main ----------
 
 async function main(): Promise<void> {
@@ -256,8 +283,8 @@ async function main(): Promise<void> {
     LOG_LEVEL: 'info',
     LOGIN_MAX_FAILURES_PER_IP: '100000',
   });
-  // The production command line (Dockerfile, npm run start:prod).
-  const SERVICE_COMMAND = ['--max-semi-space-size=8', 'dist/src/main.js'];
+  const SERVICE_COMMAND = productionCommand();
+  notes.appNodeFlags = SERVICE_COMMAND.slice(0, -1).join(' ');
   const app = await startServer(SERVICE_COMMAND, serviceEnv(direct), '/health/ready');
   notes.appStartupMs = Math.round(app.startupMs);
   // Ready before PostgreSQL is connected is by design; the bench needs the database too.
@@ -300,6 +327,11 @@ async function main(): Promise<void> {
   notes.profileP99RatioUnderLoginBurst = Number((busy.p99 / Math.max(quiet.p99, 1)).toFixed(2));
   notes.appPeakRssMb = Math.round(app.peakRssMb);
   notes.appPeakAnonRssMb = Math.round(app.peakAnonRssMb);
+  // RSS rarely shrinks: each figure is the peak reached by the end of that load.
+  notes.appPeakRssMbByLoad = [...app.peakRssByLoad]
+    .filter(([name]) => !name.endsWith('(baseline)'))
+    .map(([name, mb]) => `${name} ${Math.round(mb)}`)
+    .join(', ');
   notes.baselinePeakRssMb = Math.round(baseline.peakRssMb);
   notes.baselinePeakAnonRssMb = Math.round(baseline.peakAnonRssMb);
   await Promise.all([app.stop(), baseline.stop()]);
@@ -368,5 +400,6 @@ function report(): void {
 
 main().catch((error: unknown) => {
   process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  for (const child of running) child.kill('SIGKILL');
   process.exit(1);
 });

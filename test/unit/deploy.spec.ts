@@ -267,6 +267,13 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
         expect(quantity(limits?.[kind])).toBeGreaterThanOrEqual(quantity(requests?.[kind]));
       }
     });
+
+    it("caps V8's old generation at half the memory limit at most", () => {
+      const options = container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+      const heapMb = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1]);
+      expect(heapMb).toBeGreaterThan(0);
+      expect(heapMb * 2 ** 20 * 2).toBeLessThanOrEqual(quantity(container.resources?.limits?.memory));
+    });
   });
 
   describe('references', () => {
