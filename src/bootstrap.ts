@@ -4,13 +4,15 @@
  * and by the tests, so that both run the very same app.
  */
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
 import { RequestContext } from './common/context/request-context.js';
+import { RequestTimeoutError } from './common/errors/domain-errors.js';
 import { sendProblem } from './common/errors/send-problem.js';
+import { AnswerOnceFastifyAdapter } from './common/http/answer-once-fastify-adapter.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { SecurityHeaders } from './common/http/security-headers.js';
 import type { AppConfig } from './config/app-config.js';
@@ -27,7 +29,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   // The id and security headers of every response, router refusals included.
   const setStandardHeaders = (request: FastifyRequest, reply: FastifyReply) =>
     reply.headers(security.for(request.url)).header(REQUEST_ID_HEADER, request.id);
-  const adapter = new FastifyAdapter({
+  const adapter = new AnswerOnceFastifyAdapter({
     loggerInstance: logger,
     logController: new RequestLogController(logger),
     genReqId: requestIdFor,
@@ -58,7 +60,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     { bufferLogs: true },
   );
   app.useLogger(app.get(NestPinoLogger));
-  installRequestHooks(app, config, setStandardHeaders);
+  installRequestHooks(app, config, logger, setStandardHeaders);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -75,10 +77,15 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
 /**
  * Per request, in one hook: the context with its deadline, the id header and the security
  * headers (helmet's, computed once; Swagger UI's pages get their own policy).
+ *
+ * At the deadline the client gets 504 `TIMEOUT` at once, whatever the request is still doing
+ * (a guard, the handler, a query); the work stops where it honours the context's signal, and
+ * its late result is dropped (AnswerOnceFastifyAdapter; the exception filter sends nothing twice).
  */
 function installRequestHooks(
   app: NestFastifyApplication,
   config: AppConfig,
+  logger: Logger,
   setStandardHeaders: (request: FastifyRequest, reply: FastifyReply) => unknown,
 ): void {
   const fastify = app.getHttpAdapter().getInstance();
@@ -87,7 +94,9 @@ function installRequestHooks(
   fastify.removeContentTypeParser('text/plain');
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
-    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs);
+    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () =>
+      sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout')),
+    );
     setStandardHeaders(request, reply);
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');

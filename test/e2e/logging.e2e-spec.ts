@@ -137,6 +137,23 @@ describe('request logging of failures (e2e)', () => {
         expect.objectContaining({ level: 'error', method: 'POST', route: '/api/v1/auth/login', statusCode: 504, service: 'taskd' }),
       ]);
       expect(log.raw.join('')).not.toContain(password);
+
+      // A registration hashes with argon2id past the deadline too, then succeeds: its late
+      // result (and the login's late 401) is dropped without a second answer or a warning.
+      const late = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/register',
+        payload: { email: 'late@example.com', password, name: 'Late' },
+      });
+      expect(late.statusCode).toBe(504);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      for (const answered of [res, late]) {
+        expect(log.lines().filter((line) => line.requestId === answered.headers['x-request-id'])).toEqual([
+          expect.objectContaining({ msg: 'request completed', statusCode: 504 }),
+        ]);
+      }
+      expect(log.lines().filter((line) => line.level !== 'info' && line.msg !== 'request completed')).toEqual([]);
+      expect(log.raw.join('')).not.toContain(password);
     } finally {
       await t.close();
     }

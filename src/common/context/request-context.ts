@@ -23,10 +23,16 @@ export class RequestContext {
     readonly deadline: number,
   ) {}
 
-  /** A context bounded by `timeoutMs` from now. */
-  static start(requestId: string, timeoutMs: number): RequestContext {
+  /**
+   * A context bounded by `timeoutMs` from now; at the deadline it aborts, then calls
+   * `onDeadline` (the HTTP layer answers 504 there).
+   */
+  static start(requestId: string, timeoutMs: number, onDeadline?: () => void): RequestContext {
     const ctx = new RequestContext(requestId, Date.now() + timeoutMs);
-    ctx.timer = setTimeout(() => ctx.abort('deadline'), timeoutMs);
+    ctx.timer = setTimeout(() => {
+      ctx.abort('deadline');
+      onDeadline?.();
+    }, timeoutMs);
     ctx.timer.unref();
     return ctx;
   }

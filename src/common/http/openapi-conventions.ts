@@ -1,7 +1,7 @@
 /**
  * What the OpenAPI document must say of every operation because of machinery that applies to
  * every route, rather than of any one controller: the global exception filter (500), the
- * deadline interceptor (504), Fastify's body parser (400 malformed JSON, 413, 415 for every
+ * request deadline (504), Fastify's body parser (400 malformed JSON, 413, 415 for every
  * method that may carry a body, DELETE included), Fastify's router (414 for a path parameter
  * longer than its `maxParamLength`) and the global access-token guard (401 for every operation
  * that declares the bearer scheme). Controllers declare what their own use
