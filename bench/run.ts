@@ -338,7 +338,13 @@ async function main(): Promise<void> {
 
   // Buffered writes: a second instance (same database, buffer and key prefix, so the same access
   // token holds) reaches PostgreSQL through the proxy, which is then cut; every POST answers 202.
-  const offline = await startServer(SERVICE_COMMAND, serviceEnv(viaProxy), '/health/ready');
+  // Room for everything the load can send: a full buffer answers 503, which is not what this
+  // phase measures (the default bound, 100,000 entries, fills within 10 s).
+  const offline = await startServer(
+    SERVICE_COMMAND,
+    { ...serviceEnv(viaProxy), BUFFER_MAX_ENTRIES: '1000000', BUFFER_MAX_BYTES: String(1024 * 1024 * 1024) },
+    '/health/ready',
+  );
   await waitForPostgres(offline.url, 'up');
   proxy.cut();
   await waitForPostgres(offline.url, 'down');

@@ -1,7 +1,7 @@
 /**
  * Wires the modules together; nothing else.
  */
-import { Module, RequestMethod, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LoggerModule } from 'nestjs-pino';
@@ -32,12 +32,10 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         // Requests are logged by Fastify's own pino instance (one line each, in an onResponse
-        // hook); nestjs-pino reuses it so that every log line of a request carries its id.
-        LoggerModule.forRoot({
-          pinoHttp: { logger },
-          useExisting: true,
-          forRoutes: [{ path: '/{*splat}', method: RequestMethod.ALL }],
-        }),
+        // hook); nestjs-pino reuses it for Nest's Logger. Its per-request context (so that a
+        // line logged during a request carries the request's id) is entered by the request
+        // hook in bootstrap.ts rather than by its middleware: no middleware runs at all.
+        LoggerModule.forRoot({ pinoHttp: { logger }, useExisting: true, forRoutes: [] }),
         DatabaseModule.forRoot({ entities: [UserEntity, TaskEntity], migrations: MIGRATIONS }),
         RedisModule,
         LmdbModule,

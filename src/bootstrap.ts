@@ -6,7 +6,7 @@
 import { NestFactory } from '@nestjs/core';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { Logger as NestPinoLogger } from 'nestjs-pino';
+import { Logger as NestPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
 import { RequestContext } from './common/context/request-context.js';
@@ -34,6 +34,8 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     logController: new RequestLogController(logger),
     genReqId: requestIdFor,
     requestIdHeader: false,
+    // No Nest middleware: the logging context is entered by the request hook below.
+    skipMiddie: true,
     bodyLimit: config.http.bodyLimit,
     // In-flight and kept-alive requests are served to the end during shutdown, never 503'd.
     return503OnClosing: false,
@@ -60,7 +62,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     { bufferLogs: true },
   );
   app.useLogger(app.get(NestPinoLogger));
-  installRequestHooks(app, config, logger, setStandardHeaders);
+  installRequestHooks(app, config, logger, await app.resolve(PinoLogger), setStandardHeaders);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,
@@ -76,7 +78,8 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
 
 /**
  * Per request, in one hook: the context with its deadline, the id header and the security
- * headers (helmet's, computed once; Swagger UI's pages get their own policy).
+ * headers (helmet's, computed once; Swagger UI's pages get their own policy), and the logging
+ * context the rest of the request runs in.
  *
  * At the deadline the client gets 504 `TIMEOUT` at once, whatever the request is still doing
  * (a guard, the handler, a query); the work stops where it honours the context's signal, and
@@ -86,6 +89,7 @@ function installRequestHooks(
   app: NestFastifyApplication,
   config: AppConfig,
   logger: Logger,
+  logContext: PinoLogger,
   setStandardHeaders: (request: FastifyRequest, reply: FastifyReply) => unknown,
 ): void {
   const fastify = app.getHttpAdapter().getInstance();
@@ -101,7 +105,9 @@ function installRequestHooks(
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
     });
-    done();
+    // The rest of the request runs in a logging context of its own: Nest's Logger, wherever
+    // it is called from during the request, writes under the request's id.
+    logContext.runInContext(done, { bindings: { requestId: request.id } });
   });
   fastify.addHook('onResponse', (request, _reply, done) => {
     request.ctx.release();

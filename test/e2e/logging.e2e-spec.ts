@@ -3,6 +3,9 @@
  * per request with the route template and the request id the client saw, and never a password
  * or a token.
  */
+import { jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import { TasksService } from '../../src/modules/tasks/tasks.service.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
@@ -53,6 +56,38 @@ describe('request logging (e2e)', () => {
 
   afterAll(async () => {
     await t.close();
+  });
+
+  it("writes what Nest's Logger logs during a request under the request's id, after awaits too", async () => {
+    const tasks = t.app.get(TasksService);
+    const list = tasks.list.bind(tasks);
+    const probe = new Logger('Probe');
+    const spy = jest.spyOn(tasks, 'list').mockImplementation(async (...args) => {
+      probe.log('before the query');
+      const page = await list(...args);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      probe.warn({ items: page.items.length }, 'after the query');
+      return page;
+    });
+    try {
+      const [first, second] = await Promise.all([
+        t.app.inject({ method: 'GET', url: '/api/v1/tasks', headers: user.auth }),
+        t.app.inject({ method: 'GET', url: '/api/v1/tasks', headers: user.auth }),
+      ]);
+      for (const res of [first, second]) {
+        expect(res.statusCode).toBe(200);
+        const probed = log.lines().filter((line) => line.context === 'Probe' && line.requestId === res.headers['x-request-id']);
+        expect(probed.map((line) => [line.level, line.msg])).toEqual([
+          ['info', 'before the query'],
+          ['warn', 'after the query'],
+        ]);
+      }
+      // Outside any request, no request id.
+      probe.log('outside');
+      expect(log.lines().find((line) => line.msg === 'outside')).not.toHaveProperty('requestId');
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('writes one JSON line per request, under the id the client saw, with the route template', async () => {
