@@ -69,6 +69,12 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
       exposedHeaders: ['ETag', 'Location', 'Retry-After', 'X-Request-Id', 'X-Write-Status', 'Idempotent-Replayed'],
       maxAge: 600,
     });
+    // Nest runs the CORS hook before any hook of the app's: a preflight it answers gets the
+    // id and security headers here.
+    app.getHttpAdapter().getInstance().addHook('onSend', (request, reply, payload, done) => {
+      if (!reply.hasHeader(REQUEST_ID_HEADER)) setStandardHeaders(request, reply);
+      done(null, payload);
+    });
   }
   setupSwagger(app);
   await app.init();
@@ -98,9 +104,12 @@ function installRequestHooks(
   fastify.removeContentTypeParser('text/plain');
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
-    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () =>
-      sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout')),
-    );
+    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () => {
+      // An answer already under way (a file still streaming to a slow client) stands: the
+      // deadline bounds the work, not the transfer, and no other status can be sent now.
+      if (reply.raw.headersSent) return;
+      sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout'));
+    });
     setStandardHeaders(request, reply);
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
@@ -110,7 +119,8 @@ function installRequestHooks(
     logContext.runInContext(done, { bindings: { requestId: request.id } });
   });
   fastify.addHook('onResponse', (request, _reply, done) => {
-    request.ctx.release();
+    // A CORS preflight is answered by the CORS plugin's hook before this one's: no context.
+    request.ctx?.release();
     done();
   });
 }

@@ -84,3 +84,49 @@ describe('foundation (e2e)', () => {
     expect(rows.map((r) => r.name)).toContain('CreateUsers1764000000000');
   });
 });
+
+describe('CORS (e2e)', () => {
+  const lines: string[] = [];
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      env: { CORS_ORIGINS: 'https://app.example', LOG_LEVEL: 'info' },
+      logDestination: { write: (line: string) => void lines.push(line) },
+    });
+  });
+
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('answers a preflight from an allowed origin, and logs it as a plain completed request', async () => {
+    const res = await t.app.inject({
+      method: 'OPTIONS',
+      url: '/api/v1/tasks',
+      headers: {
+        origin: 'https://app.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, content-type, idempotency-key',
+      },
+    });
+    expect(res.statusCode).toBe(204);
+    expect(res.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(res.headers['access-control-allow-methods']).toContain('POST');
+    expect(res.headers['x-request-id']).toEqual(expect.any(String));
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    const logged = lines.map((line) => JSON.parse(line) as { level: string; msg: string; method?: string; err?: unknown });
+    const preflight = logged.filter((line) => line.msg === 'request completed' && line.method === 'OPTIONS');
+    expect(preflight).toEqual([expect.objectContaining({ level: 'info', statusCode: 204 })]);
+    expect(preflight[0]).not.toHaveProperty('err');
+    expect(logged.filter((line) => line.level !== 'info')).toEqual([]);
+  });
+
+  it('lets an allowed origin read the headers a client needs, and no other origin', async () => {
+    const allowed = await t.app.inject({ method: 'GET', url: '/health/live', headers: { origin: 'https://app.example' } });
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(allowed.headers['access-control-expose-headers']).toContain('X-Request-Id');
+    const other = await t.app.inject({ method: 'GET', url: '/health/live', headers: { origin: 'https://evil.example' } });
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+  });
+});

@@ -6,6 +6,7 @@ import { freePort, spawnServer, waitForStatus } from '../support/server-process.
 import { databaseUrlFor, dropDatabase, REDIS_URL, startTestApp, uniqueName } from '../support/test-app.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 
 describe('life cycle (e2e)', () => {
@@ -91,6 +92,41 @@ describe('life cycle (e2e)', () => {
       const { code } = await server.exited;
       expect(code).not.toBe(0);
       expect(server.output()).toContain('JWT_SECRET');
+    });
+
+    it('keeps running when the deadline passes while an answer is still streaming to a slow client', async () => {
+      const port = await freePort();
+      const server = spawnServer(
+        {
+          NODE_ENV: 'development',
+          DATABASE_URL: databaseUrlFor(databaseName),
+          REDIS_URL,
+          REDIS_KEY_PREFIX: `${databaseName}:`,
+          BUFFER_PATH: bufferPath,
+          REQUEST_TIMEOUT_MS: '1000',
+        },
+        port,
+      );
+      const client = new net.Socket();
+      try {
+        await waitForStatus(`${server.url}/health/ready`, 200);
+        const asset = '/docs/swagger-ui-bundle.js';
+        const whole = await fetch(`${server.url}${asset}`);
+        expect(whole.status).toBe(200);
+        expect((await whole.arrayBuffer()).byteLength).toBeGreaterThan(500_000);
+        // Tens of MB asked for on one connection that is never read: the first answer's headers
+        // are out, its body stalls in full socket buffers, and the deadline passes meanwhile.
+        await new Promise<void>((resolve, reject) => client.once('error', reject).connect(port, '127.0.0.1', resolve));
+        client.pause();
+        client.write(`GET ${asset} HTTP/1.1\r\nHost: localhost\r\n\r\n`.repeat(24));
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        expect(server.child.exitCode).toBeNull();
+        expect((await fetch(`${server.url}/health/live`)).status).toBe(200);
+        expect(server.output()).not.toContain('ERR_HTTP_HEADERS_SENT');
+      } finally {
+        client.destroy();
+        server.child.kill('SIGKILL');
+      }
     });
 
     it('starts, serves, and exits 0 on SIGTERM within SHUTDOWN_TIMEOUT_MS', async () => {

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, problem } from './problem.js';
 import { toProblem } from './to-problem.js';
 
-/** Writes the problem-details answer for `error`, unless the client is already gone. */
+/** Writes the problem-details answer for `error`, unless an answer was begun or the client is gone. */
 export function sendProblem(
   error: unknown,
   request: FastifyRequest,
@@ -11,7 +11,7 @@ export function sendProblem(
 ): void {
   const outline = toProblem(error);
   if (outline.internal) logInternal(error);
-  if (reply.sent || reply.raw.destroyed) return;
+  if (reply.sent || reply.raw.headersSent || reply.raw.destroyed) return;
   const body = problem({
     code: outline.code,
     status: outline.status,
