@@ -104,12 +104,11 @@ function installRequestHooks(
   fastify.removeContentTypeParser('text/plain');
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
-    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () => {
-      // An answer already under way (a file still streaming to a slow client) stands: the
-      // deadline bounds the work, not the transfer, and no other status can be sent now.
-      if (reply.raw.headersSent) return;
-      sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout'));
-    });
+    // sendProblem leaves an answer already under way alone (a file still streaming to a slow
+    // client): the deadline bounds the work, not the transfer.
+    request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () =>
+      sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout')),
+    );
     setStandardHeaders(request, reply);
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');

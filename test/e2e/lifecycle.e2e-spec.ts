@@ -73,6 +73,16 @@ describe('life cycle (e2e)', () => {
       await dropDatabase(databaseName);
     });
 
+    /** The environment of a server connected to this suite's database, Redis and buffer. */
+    const connected = (env: Record<string, string>): Record<string, string> => ({
+      NODE_ENV: 'development',
+      DATABASE_URL: databaseUrlFor(databaseName),
+      REDIS_URL,
+      REDIS_KEY_PREFIX: `${databaseName}:`,
+      BUFFER_PATH: bufferPath,
+      ...env,
+    });
+
     it.each([
       ['PORT', 'not-a-port'],
       ['BUFFER_MAX_ENTRIES', '-3'],
@@ -96,17 +106,7 @@ describe('life cycle (e2e)', () => {
 
     it('keeps running when the deadline passes while an answer is still streaming to a slow client', async () => {
       const port = await freePort();
-      const server = spawnServer(
-        {
-          NODE_ENV: 'development',
-          DATABASE_URL: databaseUrlFor(databaseName),
-          REDIS_URL,
-          REDIS_KEY_PREFIX: `${databaseName}:`,
-          BUFFER_PATH: bufferPath,
-          REQUEST_TIMEOUT_MS: '1000',
-        },
-        port,
-      );
+      const server = spawnServer(connected({ REQUEST_TIMEOUT_MS: '1000' }), port);
       const client = new net.Socket();
       try {
         await waitForStatus(`${server.url}/health/ready`, 200);
@@ -131,18 +131,7 @@ describe('life cycle (e2e)', () => {
 
     it('starts, serves, and exits 0 on SIGTERM within SHUTDOWN_TIMEOUT_MS', async () => {
       const port = await freePort();
-      const server = spawnServer(
-        {
-          NODE_ENV: 'development',
-          DATABASE_URL: databaseUrlFor(databaseName),
-          REDIS_URL,
-          REDIS_KEY_PREFIX: `${databaseName}:`,
-          BUFFER_PATH: bufferPath,
-          SHUTDOWN_DRAIN_MS: '200',
-          SHUTDOWN_TIMEOUT_MS: '5000',
-        },
-        port,
-      );
+      const server = spawnServer(connected({ SHUTDOWN_DRAIN_MS: '200', SHUTDOWN_TIMEOUT_MS: '5000' }), port);
       try {
         await waitForStatus(`${server.url}/health/ready`, 200);
         expect((await fetch(`${server.url}/docs`)).status).toBe(200);
