@@ -14,7 +14,7 @@ import {
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { DataSource, MigrationExecutor, type EntityManager, type MixedList } from 'typeorm';
+import { DataSource, MigrationExecutor, type EntityManager, type MixedList, type QueryRunner } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
@@ -155,13 +155,23 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
   async transaction<T>(ctx: RequestContext, work: (manager: EntityManager) => Promise<T>): Promise<T> {
     ctx.throwIfAborted();
     this.assertUp();
+    const runner = this.source.createQueryRunner();
+    let unsure: unknown;
     try {
-      return await this.source.transaction(async (manager) => {
-        await manager.query(`SET LOCAL statement_timeout = ${Math.max(1, ctx.remainingMs())}`);
-        return work(manager);
-      });
+      await runner.startTransaction();
+      await runner.query(`SET LOCAL statement_timeout = ${Math.max(1, ctx.remainingMs())}`);
+      const result = await work(runner.manager);
+      await runner.commitTransaction();
+      return result;
     } catch (error) {
+      // When the ROLLBACK fails too (the driver gave up waiting on a statement the server is still
+      // running, and the ROLLBACK queued behind it timed out in turn), the session may still be
+      // inside this transaction: it must not go back to the pool, where the next transaction
+      // would run inside this one (its BEGIN a mere warning) and commit what this one began.
+      await runner.rollbackTransaction().catch((rollbackError: unknown) => (unsure = rollbackError));
       throw this.translate(error);
+    } finally {
+      await releaseRunner(runner, unsure);
     }
   }
 
@@ -213,6 +223,7 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
    */
   async migrate(): Promise<void> {
     const runner = this.source.createQueryRunner();
+    let failure: unknown;
     try {
       await runner.connect();
       await runner.query('SET statement_timeout = 0');
@@ -226,8 +237,14 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
         await runner.query(MIGRATION_UNLOCK_SQL);
         await runner.query('RESET statement_timeout');
       }
+    } catch (error) {
+      failure = error;
+      throw error;
     } finally {
-      await runner.release();
+      // After any failure the session is closed, not pooled: a lock request the driver stopped
+      // waiting for (another replica migrating for longer than the query timeout) is still
+      // queued on the server, and a pooled session would take the lock later and keep it.
+      await releaseRunner(runner, failure);
     }
   }
 
@@ -355,6 +372,16 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 }
 
 class TimeoutError extends Error {}
+
+/**
+ * Hands a query runner's connection back to the pool; given a failure, has the pool close it
+ * instead (pg-pool discards a client released with an error).
+ */
+async function releaseRunner(runner: QueryRunner, failure: unknown): Promise<void> {
+  if (failure === undefined) return runner.release();
+  const reason = failure instanceof Error ? failure : new Error(String(failure));
+  await (runner as unknown as { releasePostgresConnection(err: Error): Promise<void> }).releasePostgresConnection(reason);
+}
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
