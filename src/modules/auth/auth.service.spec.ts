@@ -18,7 +18,8 @@ function setup() {
   const users = {
     findByEmail: jest.fn<UsersRepository['findByEmail']>(),
     insert: jest.fn<UsersRepository['insert']>().mockResolvedValue(undefined),
-    rehashPassword: jest.fn<UsersRepository['rehashPassword']>().mockResolvedValue(undefined),
+    rehashPassword: jest.fn<UsersRepository['rehashPassword']>().mockResolvedValue(true),
+    passwordHashOf: jest.fn<UsersRepository['passwordHashOf']>().mockResolvedValue(user.passwordHash),
   };
   const hasher = {
     hash: jest.fn<PasswordHasher['hash']>().mockResolvedValue('new-hash'),
@@ -27,11 +28,14 @@ function setup() {
     needsRehash: jest.fn<PasswordHasher['needsRehash']>().mockReturnValue(false),
   };
   const throttle = {
-    assertAllowed: jest.fn<LoginThrottle['assertAllowed']>().mockResolvedValue(undefined),
-    recordFailure: jest.fn<LoginThrottle['recordFailure']>().mockResolvedValue(undefined),
-    recordSuccess: jest.fn<LoginThrottle['recordSuccess']>().mockResolvedValue(undefined),
+    begin: jest.fn<LoginThrottle['begin']>().mockResolvedValue(undefined),
+    succeeded: jest.fn<LoginThrottle['succeeded']>().mockResolvedValue(undefined),
   };
-  const sessions = { start: jest.fn<SessionsService['start']>().mockResolvedValue({ accessToken: 'a', refreshToken: 'r', tokenType: 'Bearer', expiresIn: 900 }) };
+  const pair = { accessToken: 'a', refreshToken: 'r', tokenType: 'Bearer', expiresIn: 900 } as const;
+  // As SessionsService does: the session exists when `stillValid` is asked, and is withdrawn if not.
+  const sessions = {
+    startChecked: jest.fn<SessionsService['startChecked']>(async (_userId, _client, stillValid) => ((await stillValid()) ? pair : undefined)),
+  };
   const service = new AuthService(
     users as unknown as UsersRepository,
     hasher as unknown as PasswordHasher,
@@ -47,10 +51,18 @@ describe('AuthService.login', () => {
     users.findByEmail.mockResolvedValue(user);
     hasher.verify.mockResolvedValue(true);
     await service.login(ctx, '  ADA@example.com ', 'pw', client);
-    expect(throttle.assertAllowed).toHaveBeenCalledWith('ada@example.com', '10.0.0.1');
+    expect(throttle.begin).toHaveBeenCalledWith('ada@example.com', '10.0.0.1');
     expect(users.findByEmail).toHaveBeenCalledWith(ctx, 'ada@example.com');
-    expect(throttle.recordSuccess).toHaveBeenCalledWith('ada@example.com');
-    expect(sessions.start).toHaveBeenCalledWith('u1', client);
+    expect(throttle.succeeded).toHaveBeenCalledWith('ada@example.com', '10.0.0.1');
+    expect(sessions.startChecked).toHaveBeenCalledWith('u1', client, expect.any(Function));
+  });
+
+  it('withdraws the session and answers like a wrong password when the password changed meanwhile', async () => {
+    const { service, users, hasher, ctx } = setup();
+    users.findByEmail.mockResolvedValue(user);
+    hasher.verify.mockResolvedValue(true);
+    users.passwordHashOf.mockResolvedValue('hash-of-the-new-password');
+    await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
   });
 
   it('spends a dummy verification for an unknown email and answers like a wrong password', async () => {
@@ -58,22 +70,23 @@ describe('AuthService.login', () => {
     users.findByEmail.mockResolvedValue(undefined);
     await expect(service.login(ctx, 'nobody@example.com', 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
     expect(hasher.verifyDummy).toHaveBeenCalledWith('pw');
-    expect(throttle.recordFailure).toHaveBeenCalledWith('nobody@example.com', '10.0.0.1');
-    expect(sessions.start).not.toHaveBeenCalled();
+    expect(throttle.begin).toHaveBeenCalledWith('nobody@example.com', '10.0.0.1');
+    expect(throttle.succeeded).not.toHaveBeenCalled();
+    expect(sessions.startChecked).not.toHaveBeenCalled();
   });
 
-  it('records a failure for a wrong password', async () => {
+  it('leaves a wrong password counted against the budgets', async () => {
     const { service, users, hasher, throttle, ctx } = setup();
     users.findByEmail.mockResolvedValue(user);
     hasher.verify.mockResolvedValue(false);
     await expect(service.login(ctx, user.email, 'bad', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
-    expect(throttle.recordFailure).toHaveBeenCalledTimes(1);
-    expect(throttle.recordSuccess).not.toHaveBeenCalled();
+    expect(throttle.begin).toHaveBeenCalledTimes(1);
+    expect(throttle.succeeded).not.toHaveBeenCalled();
   });
 
   it('does not even look the user up while throttled', async () => {
     const { service, users, throttle, ctx } = setup();
-    throttle.assertAllowed.mockRejectedValue(new RateLimitedError(30));
+    throttle.begin.mockRejectedValue(new RateLimitedError(30));
     await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(RateLimitedError);
     expect(users.findByEmail).not.toHaveBeenCalled();
   });
@@ -83,8 +96,19 @@ describe('AuthService.login', () => {
     users.findByEmail.mockResolvedValue(user);
     hasher.verify.mockResolvedValue(true);
     hasher.needsRehash.mockReturnValue(true);
-    await service.login(ctx, user.email, 'pw', client);
-    expect(users.rehashPassword).toHaveBeenCalledWith(ctx, 'u1', 'new-hash');
+    users.passwordHashOf.mockResolvedValue('new-hash');
+    await expect(service.login(ctx, user.email, 'pw', client)).resolves.toMatchObject({ accessToken: 'a' });
+    expect(users.rehashPassword).toHaveBeenCalledWith(ctx, 'u1', user.passwordHash, 'new-hash');
+  });
+
+  it('does not let its rehash overwrite a password changed meanwhile, and withdraws the session', async () => {
+    const { service, users, hasher, ctx } = setup();
+    users.findByEmail.mockResolvedValue(user);
+    hasher.verify.mockResolvedValue(true);
+    hasher.needsRehash.mockReturnValue(true);
+    users.rehashPassword.mockResolvedValue(false); // the stored hash was no longer the one verified
+    users.passwordHashOf.mockResolvedValue('hash-of-the-new-password');
+    await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
   });
 });
 

@@ -48,24 +48,30 @@ export class AuthService {
 
   async login(ctx: RequestContext, email: string, password: string, client: ClientInfo): Promise<TokenPair> {
     const normalised = normaliseEmail(email);
-    await this.throttle.assertAllowed(normalised, client.ip);
+    // The attempt counts against the budgets before the password is checked: see LoginThrottle.
+    await this.throttle.begin(normalised, client.ip);
     const user = await this.users.findByEmail(ctx, normalised);
     const valid = user ? await this.hasher.verify(user.passwordHash, password) : await this.hasher.verifyDummy(password);
-    if (!user || !valid) {
-      await this.throttle.recordFailure(normalised, client.ip);
-      throw new InvalidCredentialsError();
-    }
-    await this.throttle.recordSuccess(normalised);
-    if (this.hasher.needsRehash(user.passwordHash)) await this.upgradeHash(ctx, user, password);
-    return this.sessions.start(user.id, client);
+    if (!user || !valid) throw new InvalidCredentialsError();
+    await this.throttle.succeeded(normalised, client.ip);
+    let verifiedHash = user.passwordHash;
+    if (this.hasher.needsRehash(user.passwordHash)) verifiedHash = await this.upgradeHash(ctx, user, password);
+    // A password change that ran while this password was being checked revoked the sessions it
+    // could see, not this one, started after it: withdraw it as if the password had been wrong.
+    const pair = await this.sessions.startChecked(user.id, client, async () => (await this.users.passwordHashOf(ctx, user.id)) === verifiedHash);
+    if (!pair) throw new InvalidCredentialsError();
+    return pair;
   }
 
-  private async upgradeHash(ctx: RequestContext, user: User, password: string): Promise<void> {
+  /** Rehashes with today's parameters; the hash stored afterwards (the old one if that failed). */
+  private async upgradeHash(ctx: RequestContext, user: User, password: string): Promise<string> {
     try {
-      await this.users.rehashPassword(ctx, user.id, await this.hasher.hash(password));
+      const upgraded = await this.hasher.hash(password);
+      return (await this.users.rehashPassword(ctx, user.id, user.passwordHash, upgraded)) ? upgraded : user.passwordHash;
     } catch (error) {
       // The login itself succeeded; the upgrade is retried at the next one.
       this.logger.warn({ err: { message: (error as Error).message }, userId: user.id }, 'password rehash failed');
+      return user.passwordHash;
     }
   }
 }

@@ -1,11 +1,14 @@
 /**
  * Brute-force protection for login, in Redis so that it holds across instances
- * (rate-limiter-flexible). Failed attempts are counted per email and per client IP within a
- * window; past the limit the key is blocked for LOGIN_BLOCK_SECONDS, then decays, so an owner
- * is never locked out for good. A successful login clears the email's count.
+ * (rate-limiter-flexible). Every attempt takes one point from its email's and its client IP's
+ * budget within a window *before* the password is checked, so guesses sent at the same time
+ * cannot all slip through before the first failure is counted; an attempt over either budget
+ * is refused (429) and blocks that key for LOGIN_BLOCK_SECONDS, after which it decays, so an
+ * owner is never locked out for good. A successful login clears its email's count and gives
+ * its IP its point back: the budgets count failures.
  */
 import { Inject, Injectable } from '@nestjs/common';
-import { RateLimiterRedis, type RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
@@ -17,36 +20,41 @@ export class LoginThrottle {
   private readonly byEmail: RateLimiterRedis;
   private readonly byIp: RateLimiterRedis;
 
-  constructor(redis: RedisService, @Inject(APP_CONFIG) private readonly config: AppConfig) {
-    const common = { storeClient: redis.client, duration: WINDOW_SECONDS, rejectIfRedisNotReady: true };
+  constructor(redis: RedisService, @Inject(APP_CONFIG) config: AppConfig) {
+    const common = {
+      storeClient: redis.client,
+      duration: WINDOW_SECONDS,
+      blockDuration: config.auth.loginBlockSeconds,
+      rejectIfRedisNotReady: true,
+    };
     this.byEmail = new RateLimiterRedis({ ...common, keyPrefix: 'login-email', points: config.auth.loginMaxFailuresPerEmail });
     this.byIp = new RateLimiterRedis({ ...common, keyPrefix: 'login-ip', points: config.auth.loginMaxFailuresPerIp });
   }
 
-  /** Throws `RateLimitedError` when this email or this IP is blocked right now. */
-  async assertAllowed(email: string, ip: string): Promise<void> {
-    const [emailState, ipState] = await this.guard(() => Promise.all([this.byEmail.get(email), this.byIp.get(ip)]));
-    const waits = [
-      blockedFor(emailState, this.config.auth.loginMaxFailuresPerEmail),
-      blockedFor(ipState, this.config.auth.loginMaxFailuresPerIp),
+  /**
+   * Takes this attempt's point from the email's and the IP's budgets; throws `RateLimitedError`
+   * when either is spent (or blocked), having given back the point the other one took.
+   */
+  async begin(email: string, ip: string): Promise<void> {
+    const attempts = await Promise.allSettled([this.byEmail.consume(email), this.byIp.consume(ip)]);
+    const refused = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected').map((a) => a.reason as unknown);
+    if (refused.length === 0) return;
+    const giveBack = [
+      attempts[0].status === 'fulfilled' ? this.byEmail.reward(email) : null,
+      attempts[1].status === 'fulfilled' ? this.byIp.reward(ip) : null,
     ];
-    const wait = Math.max(...waits);
-    if (wait > 0) throw new RateLimitedError(Math.ceil(wait / 1000));
+    await Promise.allSettled(giveBack);
+    // A refusal is a RateLimiterRes; anything else is the store failing.
+    if (!refused.every((reason) => reason instanceof RateLimiterRes)) {
+      throw new ServiceUnavailableError('the login throttle store is unavailable; try again shortly');
+    }
+    const wait = Math.max(...refused.map((res) => (res as RateLimiterRes).msBeforeNext), 1000);
+    throw new RateLimitedError(Math.ceil(wait / 1000));
   }
 
-  async recordFailure(email: string, ip: string): Promise<void> {
-    const block = this.config.auth.loginBlockSeconds;
-    await this.guard(async () => {
-      const [emailState, ipState] = await Promise.all([this.byEmail.penalty(email), this.byIp.penalty(ip)]);
-      await Promise.all([
-        emailState.consumedPoints >= this.config.auth.loginMaxFailuresPerEmail ? this.byEmail.block(email, block) : null,
-        ipState.consumedPoints >= this.config.auth.loginMaxFailuresPerIp ? this.byIp.block(ip, block) : null,
-      ]);
-    });
-  }
-
-  async recordSuccess(email: string): Promise<void> {
-    await this.guard(() => this.byEmail.delete(email));
+  /** The attempt begun for this email and IP succeeded. */
+  async succeeded(email: string, ip: string): Promise<void> {
+    await this.guard(() => Promise.all([this.byEmail.delete(email), this.byIp.reward(ip)]));
   }
 
   private async guard<T>(work: () => Promise<T>): Promise<T> {
@@ -56,8 +64,4 @@ export class LoginThrottle {
       throw new ServiceUnavailableError('the login throttle store is unavailable; try again shortly');
     }
   }
-}
-
-function blockedFor(state: RateLimiterRes | null, limit: number): number {
-  return state && state.consumedPoints >= limit ? Math.max(state.msBeforeNext, 1000) : 0;
 }

@@ -24,6 +24,22 @@ export class SessionsService {
   ) {}
 
   async start(userId: string, client: ClientInfo, now = Date.now()): Promise<TokenPair> {
+    return (await this.open(userId, client, now)).pair;
+  }
+
+  /**
+   * Starts a session on credentials just checked, then asks `stillValid` whether they still hold
+   * now that the session exists; if not (the password changed meanwhile, and that change
+   * revoked only the sessions it could see), the session is revoked and `undefined` returned.
+   */
+  async startChecked(userId: string, client: ClientInfo, stillValid: () => Promise<boolean>): Promise<TokenPair | undefined> {
+    const { sessionId, pair } = await this.open(userId, client, Date.now());
+    if (await stillValid()) return pair;
+    await this.revoke(userId, [sessionId]);
+    return undefined;
+  }
+
+  private async open(userId: string, client: ClientInfo, now: number): Promise<{ sessionId: string; pair: TokenPair }> {
     const { refreshTtlMs, sessionMaxTtlMs } = this.config.auth;
     const session: Session = {
       id: newId(),
@@ -37,7 +53,7 @@ export class SessionsService {
     };
     const refresh = newRefreshSecret(session.id);
     await this.sessions.create(session, refresh.hash);
-    return this.tokenPair(userId, session.id, refresh.token);
+    return { sessionId: session.id, pair: await this.tokenPair(userId, session.id, refresh.token) };
   }
 
   /**

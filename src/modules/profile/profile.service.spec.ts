@@ -67,6 +67,7 @@ describe('ProfileService', () => {
   let ctx: RequestContext;
   let up: boolean;
   let queue: BufferedOperation[];
+  let sessions: { revokeAll: jest.Mock<(userId: string, keep?: string) => Promise<void>> };
   const clock: Clock = { now: () => new Date(NOW) };
 
   beforeEach(() => {
@@ -92,7 +93,7 @@ describe('ProfileService', () => {
       new BufferCounters(),
     );
     const hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };
-    const sessions = { revokeAll: jest.fn(async () => undefined) };
+    sessions = { revokeAll: jest.fn(async () => undefined) };
     service = new ProfileService(
       users as unknown as UsersRepository,
       hasher as unknown as PasswordHasher,
@@ -164,6 +165,23 @@ describe('ProfileService', () => {
       retryAfterSeconds: expect.any(Number),
     });
     expect(queue).toHaveLength(1);
+  });
+
+  it('changes no password when the other sessions cannot be revoked (Redis down: 503)', async () => {
+    users.findById.mockResolvedValue(user());
+    sessions.revokeAll.mockRejectedValueOnce(new ServiceUnavailableError('the session store is unavailable'));
+    await expect(service.changePassword(ctx, 'old-password', 'new-password')).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(users.updatePasswordHash).not.toHaveBeenCalled();
+  });
+
+  it('revokes the other sessions before storing the new hash and again after it', async () => {
+    users.findById.mockResolvedValue(user());
+    users.updatePasswordHash.mockResolvedValue(undefined);
+    await service.changePassword(ctx, 'old-password', 'new-password');
+    const [before, after] = sessions.revokeAll.mock.invocationCallOrder;
+    const stored = users.updatePasswordHash.mock.invocationCallOrder[0]!;
+    expect([before! < stored, stored < after!]).toEqual([true, true]);
+    expect(sessions.revokeAll).toHaveBeenCalledWith(USER, ctx.sessionId);
   });
 
   it('answers 503 to a password change while PostgreSQL is down, before reading anything', async () => {

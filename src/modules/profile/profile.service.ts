@@ -90,12 +90,12 @@ export class ProfileService {
     if (!user) throw new NotFoundError('user');
     if (!(await this.hasher.verify(user.passwordHash, currentPassword)))
       throw new InvalidCurrentPasswordError();
-    await this.users.updatePasswordHash(
-      ctx,
-      userId,
-      await this.hasher.hash(newPassword),
-      this.changes.next(),
-    );
+    const newHash = await this.hasher.hash(newPassword);
+    // Revoked first, so that Redis being unreachable (503) leaves the password as it was; and
+    // again after the new hash is stored, for a session a login on the old password started in
+    // between (a login started later finds the new hash and withdraws its own session).
+    await this.sessions.revokeAll(userId, ctx.sessionId);
+    await this.users.updatePasswordHash(ctx, userId, newHash, this.changes.next());
     await this.sessions.revokeAll(userId, ctx.sessionId);
   }
 

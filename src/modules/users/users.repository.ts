@@ -111,9 +111,24 @@ export class UsersRepository {
     );
   }
 
-  /** Replaces the hash after a parameter upgrade, without touching the user's version. */
-  async rehashPassword(ctx: RequestContext, id: string, passwordHash: string): Promise<void> {
-    await this.database.query(ctx, 'UPDATE users SET password_hash = $2 WHERE id = $1', [id, passwordHash]);
+  /**
+   * Replaces the hash after a parameter upgrade, without touching the user's version; only while
+   * the stored hash is still `verifiedHash`, the one the password was checked against, so that
+   * a login racing a password change cannot write the old password back.
+   */
+  async rehashPassword(ctx: RequestContext, id: string, verifiedHash: string, passwordHash: string): Promise<boolean> {
+    const rows = await this.database.query(
+      ctx,
+      'UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2 RETURNING id',
+      [id, verifiedHash, passwordHash],
+    );
+    return rows.length === 1;
+  }
+
+  /** The stored password hash, for a check that it has not changed since it was read. */
+  async passwordHashOf(ctx: RequestContext, id: string): Promise<string | undefined> {
+    const rows = await this.database.query<{ password_hash: string }>(ctx, 'SELECT password_hash FROM users WHERE id = $1', [id]);
+    return rows[0]?.password_hash;
   }
 
   private async withEmailGuard<T>(work: () => Promise<T>): Promise<T> {
