@@ -1,9 +1,11 @@
 /**
  * Which sessions are revoked, known in memory on every instance, so that verifying an access
  * token needs no Redis call. Revocations are published over Redis pub/sub; after any
- * (re)connection of the subscriber the recent list is reloaded from Redis, so a revocation
- * made while this instance was cut off is not missed. An entry lives only as long as an access
- * token issued before the revocation could.
+ * (re)connection of either Redis connection the recent list is reloaded from Redis, retried
+ * until it succeeds (the two connections come back in either order), and again every half
+ * minute in case a publication was lost, so a revocation made while this instance was cut off
+ * is not missed. An entry lives only as long as an access token issued before the revocation
+ * could.
  */
 import {
   Inject,
@@ -18,6 +20,9 @@ import { RedisService } from '../../infrastructure/redis/redis.service.js';
 import { SessionRepository } from './session.repository.js';
 
 const PRUNE_EVERY_MS = 60_000;
+const RELOAD_EVERY_MS = 30_000;
+const RELOAD_RETRY_MIN_MS = 250;
+const RELOAD_RETRY_MAX_MS = 5_000;
 
 @Injectable()
 export class RevocationService implements OnModuleInit, OnApplicationShutdown {
@@ -26,6 +31,9 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
   private readonly channel: string;
   private subscriber: Redis | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  private reloadEvery: NodeJS.Timeout | undefined;
+  private reloadTimer: NodeJS.Timeout | undefined;
+  private reloadRetryMs = RELOAD_RETRY_MIN_MS;
 
   constructor(
     private readonly redis: RedisService,
@@ -37,7 +45,8 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
 
   onModuleInit(): void {
     const subscriber = this.redis.subscriber();
-    subscriber.on('ready', () => void this.reload());
+    subscriber.on('ready', () => this.scheduleReload(0));
+    this.redis.client.on('ready', () => this.scheduleReload(0));
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.remember(message);
     });
@@ -45,10 +54,14 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     this.subscriber = subscriber;
     this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
+    this.reloadEvery = setInterval(() => this.scheduleReload(0), RELOAD_EVERY_MS);
+    this.reloadEvery.unref();
   }
 
   onApplicationShutdown(): void {
-    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    clearInterval(this.pruneTimer);
+    clearInterval(this.reloadEvery);
+    clearTimeout(this.reloadTimer);
   }
 
   isRevoked(sessionId: string): boolean {
@@ -81,11 +94,23 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /** One reload at a time, after `delayMs`; a reload already waiting is brought forward. */
+  private scheduleReload(delayMs: number): void {
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => void this.reload(), delayMs);
+    this.reloadTimer.unref();
+  }
+
   private async reload(): Promise<void> {
+    this.reloadTimer = undefined;
     try {
       for (const { sid, until } of await this.sessions.recentlyRevoked(Date.now())) this.revoked.set(sid, until);
+      this.reloadRetryMs = RELOAD_RETRY_MIN_MS;
     } catch (error) {
-      this.logger.warn({ err: { message: (error as Error).message } }, 'could not reload revoked sessions');
+      this.logger.warn({ err: { message: (error as Error).message } }, 'could not reload revoked sessions; retrying');
+      // Unless a newer reload is already scheduled (a connection came back meanwhile).
+      if (!this.reloadTimer) this.scheduleReload(this.reloadRetryMs);
+      this.reloadRetryMs = Math.min(this.reloadRetryMs * 2, RELOAD_RETRY_MAX_MS);
     }
   }
 
