@@ -113,6 +113,8 @@ describe('auth and profile (e2e)', () => {
     it('returns a token pair whose access token carries sub, sid, iat, exp, iss and aud', async () => {
       const res = await login(user.email, user.password);
       expect(res.statusCode).toBe(200);
+      // Tokens must not be kept by a cache along the way (RFC 6749 §5.1).
+      expect(res.headers['cache-control']).toBe('no-store');
       const pair = res.json();
       expect(pair).toEqual({ accessToken: expect.any(String), refreshToken: expect.any(String), tokenType: 'Bearer', expiresIn: 900 });
       const { header, payload } = decodeJwt(pair.accessToken);
@@ -142,6 +144,7 @@ describe('auth and profile (e2e)', () => {
       const user = await registerAndLogin(t.app);
       const first = await refresh(user.refreshToken);
       expect(first.statusCode).toBe(200);
+      expect(first.headers['cache-control']).toBe('no-store');
       const pair = first.json();
       expect(pair.refreshToken).not.toBe(user.refreshToken);
       expect(decodeJwt(pair.accessToken).payload.sid).toBe(decodeJwt(user.accessToken).payload.sid);
