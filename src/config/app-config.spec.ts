@@ -42,8 +42,12 @@ describe('loadConfig', () => {
     [{ REDIS_URL: 'not a url' }, 'REDIS_URL'],
     [{ BUFFER_MAX_ENTRIES: '0' }, 'BUFFER_MAX_ENTRIES'],
     [{ JWT_ACCESS_TTL: '15 minutes' }, 'JWT_ACCESS_TTL'],
+    // Tokens count whole seconds: under one, every access token would expire as it is issued.
+    [{ JWT_ACCESS_TTL: '500ms' }, 'JWT_ACCESS_TTL'],
     [{ REFRESH_TTL: '40d' }, 'SESSION_MAX_TTL'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ TRUST_PROXY: 'yes' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '10.0.0.0/8, ingress.local' }, 'TRUST_PROXY'],
     [{ JWT_SECRET: 'short' }, 'JWT_SECRET'],
     [{ NODE_ENV: 'production' }, 'JWT_SECRET'],
     [{ NODE_ENV: 'production', JWT_SECRET: 'change-me-change-me-change-me-change-me' }, 'JWT_SECRET'],
@@ -53,6 +57,12 @@ describe('loadConfig', () => {
     const message = (error as Error).message;
     expect(message).toContain(variable);
     expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('reads TRUST_PROXY as false, true or the trusted proxies\' addresses and CIDRs', () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: ' 10.0.0.0/8, 192.168.1.7 ,fd00::/8' }).http.trustProxy).toEqual(['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
   });
 
   it('treats empty values as unset', () => {

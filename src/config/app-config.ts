@@ -17,8 +17,8 @@ export interface AppConfig {
     bodyLimit: number;
     requestTimeoutMs: number;
     corsOrigins: string[] | '*';
-    /** Trust X-Forwarded-For from the load balancer for the client IP. */
-    trustProxy: boolean;
+    /** Whom to believe about the client's address: Fastify's `trustProxy` (env.schema.ts). */
+    trustProxy: boolean | string[];
   };
   database: { url: string; poolSize: number; connectTimeoutMs: number };
   redis: { url: string; keyPrefix: string };

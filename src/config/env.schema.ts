@@ -2,6 +2,7 @@
  * The one schema for the process environment. Every variable the service reads is declared
  * here, with its default and its rule; `loadConfig` turns the result into the typed `AppConfig`.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -50,10 +51,22 @@ export const envSchema = z
     DATABASE_CONNECT_TIMEOUT_MS: int(100, 60_000).default(2000),
     REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379/0'),
     REDIS_KEY_PREFIX: z.string().trim().min(1).max(64).default('taskd:'),
+    // Whom to believe about the client's address (X-Forwarded-For), for throttling and sessions:
+    // `false`; the proxies' addresses or CIDRs, comma-separated (an ingress's pod network), so
+    // that the address the outermost trusted proxy saw is taken and whatever a client wrote on
+    // the left itself is ignored; or `true`, which believes the left-most entry, one a client
+    // can set: only behind a proxy that overwrites the header.
     TRUST_PROXY: z
-      .enum(['true', 'false'])
+      .string()
+      .trim()
       .default('false')
-      .transform((value) => value === 'true'),
+      .transform((value, issue): boolean | string[] => {
+        if (value === 'true' || value === 'false') return value === 'true';
+        const entries = value.split(',').map((entry) => entry.trim());
+        if (entries.every((entry) => isIP(entry.split('/')[0]!) !== 0)) return entries;
+        issue.addIssue({ code: 'custom', message: 'must be true, false or comma-separated proxy addresses/CIDRs' });
+        return z.NEVER;
+      }),
 
     BUFFER_PATH: z.string().trim().min(1).default('./data/buffer'),
     BUFFER_MAX_ENTRIES: int(1, 100_000_000).default(100_000),
@@ -62,7 +75,8 @@ export const envSchema = z
     BUFFER_REPLAY_BATCH: int(1, 10_000).default(1000),
 
     JWT_SECRET: z.string().optional(),
-    JWT_ACCESS_TTL: duration.default(parseDuration('15m')),
+    // JWTs count whole seconds: under one, every access token would expire as it is issued.
+    JWT_ACCESS_TTL: duration.refine((ms) => ms >= 1000, 'must be at least 1s').default(parseDuration('15m')),
     JWT_ISSUER: z.string().trim().min(1).default('taskd'),
     JWT_AUDIENCE: z.string().trim().min(1).default('taskd-api'),
     REFRESH_TTL: duration.default(parseDuration('7d')),
