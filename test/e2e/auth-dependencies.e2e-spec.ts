@@ -1,0 +1,92 @@
+/**
+ * API.md "Writes while PostgreSQL is down": what needs only Redis (refresh,
+ * logout, sessions) and only the token (authentication) keeps working. And with Redis down,
+ * authentication still works (in-memory), while login answers 503 with Retry-After.
+ */
+import { registerAndLogin } from '../support/auth.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { PG_URL, REDIS_URL, startTestApp, type TestApp } from '../support/test-app.js';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { RedisService } from '../../src/infrastructure/redis/redis.service.js';
+
+const waitFor = async (predicate: () => boolean, ms: number) => {
+  const until = Date.now() + ms;
+  while (Date.now() < until && !predicate()) await new Promise((r) => setTimeout(r, 25));
+  return predicate();
+};
+
+describe('auth routes with a dependency down (e2e)', () => {
+  let t: TestApp;
+  let pgProxy: FaultProxy;
+  let redisProxy: FaultProxy;
+
+  beforeAll(async () => {
+    const pgTarget = new URL(PG_URL);
+    const redisTarget = new URL(REDIS_URL);
+    pgProxy = await FaultProxy.start({ host: pgTarget.hostname, port: Number(pgTarget.port || 5432) });
+    redisProxy = await FaultProxy.start({ host: redisTarget.hostname, port: Number(redisTarget.port || 6379) });
+    t = await startTestApp({
+      databaseHostPort: pgProxy.hostPort,
+      env: { REDIS_URL: `redis://${redisProxy.hostPort}${redisTarget.pathname}` },
+    });
+  });
+
+  afterAll(async () => {
+    pgProxy.pass();
+    redisProxy.pass();
+    await t.close();
+    await pgProxy.close();
+    await redisProxy.close();
+  });
+
+  it('with PostgreSQL down: refresh, sessions, revoke one, logout and revoke-all keep working', async () => {
+    const user = await registerAndLogin(t.app);
+    const second = (await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } })).json();
+    const third = (await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } })).json();
+    pgProxy.cut();
+    const db = t.app.get(DatabaseService);
+    // Make the app notice.
+    await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth });
+    expect(await waitFor(() => !db.isUp(), 5_000)).toBe(true);
+
+    const refreshed = await t.app.inject({ method: 'POST', url: '/api/v1/auth/refresh', payload: { refreshToken: user.refreshToken } });
+    const list = await t.app.inject({ method: 'GET', url: '/api/v1/auth/sessions', headers: user.auth });
+    const sid = JSON.parse(Buffer.from(second.accessToken.split('.')[1], 'base64url').toString()).sid;
+    const revokeOne = await t.app.inject({ method: 'DELETE', url: `/api/v1/auth/sessions/${sid}`, headers: user.auth });
+    const logout = await t.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { authorization: `Bearer ${third.accessToken}` } });
+    const all = await t.app.inject({ method: 'DELETE', url: '/api/v1/auth/sessions', headers: user.auth });
+    expect({
+      refresh: refreshed.statusCode,
+      sessions: list.statusCode,
+      revokeOne: revokeOne.statusCode,
+      logout: logout.statusCode,
+      revokeAll: all.statusCode,
+    }).toEqual({ refresh: 200, sessions: 200, revokeOne: 204, logout: 204, revokeAll: 204 });
+    pgProxy.pass();
+    expect(await waitFor(() => db.isUp(), 10_000)).toBe(true);
+  });
+
+  it('with Redis down: authentication works, login is 503 with Retry-After, register works', async () => {
+    const user = await registerAndLogin(t.app);
+    redisProxy.cut();
+    const redis = t.app.get(RedisService);
+    expect(await waitFor(() => !redis.isUp(), 5_000)).toBe(true);
+    const profile = await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth });
+    const login = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } });
+    const register = await t.app.inject({ method: 'POST', url: '/api/v1/auth/register', payload: { email: `r-${Date.now()}@example.test`, password: 'password-123', name: 'R' } });
+    const refresh = await t.app.inject({ method: 'POST', url: '/api/v1/auth/refresh', payload: { refreshToken: user.refreshToken } });
+    expect({
+      profile: profile.statusCode,
+      login: [login.statusCode, login.json().code, login.headers['retry-after'] !== undefined],
+      register: register.statusCode,
+      refresh: [refresh.statusCode, refresh.json().code, refresh.headers['retry-after'] !== undefined],
+    }).toEqual({
+      profile: 200,
+      login: [503, 'SERVICE_UNAVAILABLE', true],
+      register: 201,
+      refresh: [503, 'SERVICE_UNAVAILABLE', true],
+    });
+    redisProxy.pass();
+    expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+  });
+});
