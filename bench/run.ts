@@ -254,16 +254,23 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * The production command line's arguments to node (`npm run start:prod`, which the Dockerfile's
- * CMD repeats): its V8 flags and entry file. BENCH_NODE_FLAGS replaces the flags, to try others.
+ * The production command line (`npm run start:prod`, which the Dockerfile's ENV and CMD repeat):
+ * the environment it sets, node's V8 flags and the entry file. BENCH_NODE_FLAGS replaces the
+ * flags, to try others.
  */
-function productionCommand(): string[] {
+function productionCommand(): { env: Record<string, string>; args: string[] } {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
-  const [node, ...rest] = pkg.scripts['start:prod']!.split(/\s+/);
-  if (node !== 'node') throw new Error(`start:prod does not start with node: ${pkg.scripts['start:prod']}`);
+  const words = pkg.scripts['start:prod']!.split(/\s+/);
+  const env: Record<string, string> = {};
+  while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
+    const [name, value] = words.shift()!.split('=', 2) as [string, string];
+    env[name] = value;
+  }
+  const [node, ...rest] = words;
+  if (node !== 'node') throw new Error(`start:prod does not run node: ${pkg.scripts['start:prod']}`);
   const entry = rest.pop()!;
   const flags = process.env.BENCH_NODE_FLAGS === undefined ? rest : process.env.BENCH_NODE_FLAGS.split(/\s+/).filter(Boolean);
-  return [...flags, entry];
+  return { env, args: [...flags, entry] };
 }
 
 // ---------- main ----------
@@ -280,7 +287,9 @@ async function main(): Promise<void> {
 
   // The service talks to PostgreSQL directly while it is compared with the baseline, which does
   // too; only the buffered-write phase below runs a second instance through the proxy it cuts.
+  const production = productionCommand();
   const serviceEnv = (databaseUrl: URL): Record<string, string> => ({
+    ...production.env,
     NODE_ENV: 'development',
     DATABASE_URL: databaseUrl.toString(),
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
@@ -290,8 +299,9 @@ async function main(): Promise<void> {
     LOG_LEVEL: 'info',
     LOGIN_MAX_FAILURES_PER_IP: '100000',
   });
-  const SERVICE_COMMAND = productionCommand();
+  const SERVICE_COMMAND = production.args;
   notes.appNodeFlags = SERVICE_COMMAND.slice(0, -1).join(' ');
+  notes.appEnvironment = Object.entries(production.env).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)';
   const app = await startServer(SERVICE_COMMAND, serviceEnv(direct), '/health/ready');
   notes.appStartupMs = Math.round(app.startupMs);
   // Ready before PostgreSQL is connected is by design; the bench needs the database too.

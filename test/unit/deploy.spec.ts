@@ -7,6 +7,7 @@
  * user, paths and port. kubernetes-models ignores unknown fields, so a misspelt field is caught
  * by the invariant that reads it, not by the schema.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments, parseDocument } from 'yaml';
@@ -388,9 +389,33 @@ describe('container image (Dockerfile)', () => {
     expect(copies.find((c) => c.includes('node_modules'))).toMatch(/--from=prod-deps /);
   });
 
-  it('runs the production start command in exec form, as the pod user, with the buffer volume', () => {
+  it('starts Node with V8 flags this Node accepts, the pod\'s NODE_OPTIONS included', () => {
+    // V8's flags are not a stable interface: one dropped by a Node upgrade would stop every
+    // container at start ("bad option", exit 9), which nothing else here would notice.
     const cmd = JSON.parse(runtime.find((i) => i.startsWith('CMD '))!.slice(4)) as string[];
-    expect(cmd.join(' ')).toBe(pkg.scripts['start:prod']);
+    const flags = cmd.slice(1, -1);
+    expect(flags.length).toBeGreaterThan(0);
+    const nodeOptions = statefulSet.spec!.template.spec!.containers[0]!.env!.find((e) => e.name === 'NODE_OPTIONS')!.value!;
+    const run = spawnSync(process.execPath, [...flags, '-e', '0'], {
+      env: { ...process.env, NODE_OPTIONS: nodeOptions },
+      encoding: 'utf8',
+    });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+
+  it('runs the production start command in exec form, as the pod user, with the buffer volume', () => {
+    // start:prod is `NAME=value … node <flags> <entry>`: the image sets the same environment
+    // (ENV) and runs the same command (CMD).
+    const [, assignments, command] = /^((?:[A-Z_][A-Z0-9_]*=\S+\s+)*)(node\s.*)$/.exec(pkg.scripts['start:prod']!)!;
+    const cmd = JSON.parse(runtime.find((i) => i.startsWith('CMD '))!.slice(4)) as string[];
+    expect(cmd.join(' ')).toBe(command);
+    const imageEnv = runtime
+      .filter((i) => i.startsWith('ENV '))
+      .flatMap((i) => i.slice(4).trim().split(/\s+/));
+    const scriptEnv = assignments!.trim().split(/\s+/).filter(Boolean);
+    expect(scriptEnv).toContain('MALLOC_ARENA_MAX=2');
+    for (const assignment of scriptEnv) expect(imageEnv).toContain(assignment);
     expect(JSON.parse(runtime.find((i) => i.startsWith('ENTRYPOINT '))!.slice(11))).toEqual([
       '/usr/bin/tini',
       '--',
