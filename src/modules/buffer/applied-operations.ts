@@ -1,8 +1,8 @@
 /**
  * The exactly-once ledger: `buffer_applied_operations` holds the id of every operation replayed,
  * and of every direct write of a kind that is not idempotent on its own (an idempotent kind's
- * direct write skips it: see `OperationKindOptions.idempotent`), inserted in the same
- * transaction as the operation's effect. Replay claims the ids of a batch
+ * direct write skips it: see `OperationKindOptions.idempotent`; a task create records its id
+ * in its own insert statement), inserted in the same transaction as the operation's effect. Replay claims the ids of a batch
  * first and applies only those it could claim, so an operation committed just before a crash (and
  * still in LMDB, since removal comes after the commit) is skipped on the next run. Rows only need
  * to outlive the time an operation can wait in a buffer; older ones are pruned.

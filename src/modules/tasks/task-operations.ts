@@ -79,6 +79,8 @@ export class TaskOperations implements OnModuleInit {
         await this.tasks.insert(db, taskOf(op));
       },
       {
+        // A direct create needs no transaction: its insert records its operation id itself
+        // (insertStatement), so a replay of it after a lost answer finds it applied.
         idempotent: true,
         applyBatch: async (db, ops) => {
           await this.tasks.insertMany(db, ops.map(taskOf));

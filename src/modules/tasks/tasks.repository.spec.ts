@@ -109,6 +109,10 @@ describe('task statements', () => {
       1,
       'k',
     ]);
+    // A direct write records its operation as applied in the same statement.
+    const direct = insertStatement(task, 'op-1');
+    expect(squash(direct.sql)).toMatch(/^WITH applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) VALUES \(\$12, now\(\)\) ON CONFLICT DO NOTHING \) INSERT INTO tasks/);
+    expect(direct.params).toEqual([...params, 'op-1']);
   });
 
   it('guards an update by owner and by the version it was computed from', () => {

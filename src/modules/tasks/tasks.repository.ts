@@ -94,9 +94,12 @@ export class TasksRepository {
     return rows.map(toTask);
   }
 
-  /** Applies a create; false when a row with its id or idempotency key already exists. */
-  async insert(db: SqlExecutor, task: NewTask): Promise<boolean> {
-    const { sql, params } = insertStatement(task);
+  /**
+   * Applies a create; false when a row with its id or idempotency key already exists. A direct
+   * write passes its operation's id, recorded as applied in the same statement.
+   */
+  async insert(db: SqlExecutor, task: NewTask, operationId?: string): Promise<boolean> {
+    const { sql, params } = insertStatement(task, operationId);
     const rows = await db.query<{ id: string }>(sql, params);
     return rows.length === 1;
   }
@@ -138,9 +141,20 @@ export class TasksRepository {
   }
 }
 
-export function insertStatement(task: NewTask): Statement {
+/**
+ * One create. Given the id of the operation it carries out (a direct write), the same statement
+ * records that id as applied: should the answer be lost on its way back (the connection dies
+ * after the commit), the operation is buffered, and its replay must find it applied rather than
+ * insert the task again after someone deleted it.
+ */
+export function insertStatement(task: NewTask, operationId?: string): Statement {
+  const recordApplied = operationId
+    ? `WITH applied AS (
+         INSERT INTO buffer_applied_operations (id, applied_at) VALUES ($12, now()) ON CONFLICT DO NOTHING
+       ) `
+    : '';
   return {
-    sql: `INSERT INTO tasks (${COLUMNS}, idempotency_key)
+    sql: `${recordApplied}INSERT INTO tasks (${COLUMNS}, idempotency_key)
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
           ON CONFLICT DO NOTHING
           RETURNING id`,
@@ -156,6 +170,7 @@ export function insertStatement(task: NewTask): Statement {
       task.updatedAt,
       task.version,
       task.idempotencyKey,
+      ...(operationId ? [operationId] : []),
     ],
   };
 }

@@ -132,7 +132,7 @@ export class TasksService {
       const outcome = await this.writes.execute(
         ctx,
         op,
-        (db) => this.insertNow(db, task),
+        (db) => this.insertNow(db, task, op.id),
         idempotencyKey === undefined
           ? {}
           : {
@@ -253,9 +253,9 @@ export class TasksService {
   }
 
   /** Applies a create on `db`; the answer, or undefined when its id or key is taken already. */
-  private async insertNow(db: SqlExecutor, task: NewTask): Promise<CreatedTask | undefined> {
+  private async insertNow(db: SqlExecutor, task: NewTask, operationId: string): Promise<CreatedTask | undefined> {
     try {
-      const inserted = await this.tasks.insert(db, task);
+      const inserted = await this.tasks.insert(db, task, operationId);
       return inserted ? { task: storedForm(task), replayed: false, buffered: false } : undefined;
     } catch (error) {
       // The owner's account is gone while their access token still runs.

@@ -1,0 +1,84 @@
+/**
+ * A direct create that commits while its answer is lost (the connection dies after the COMMIT)
+ * is buffered (202) with the same operation id. With two replicas (ARCHITECTURE.md, "Scaling
+ * out"), the client may delete that task through the other replica before the first replays
+ * its queue: the replay must find the operation applied, not insert the deleted task again.
+ * The direct statement records its operation id as applied for exactly this.
+ *
+ * The lost answer is simulated the way the other suites simulate crashes: the real INSERT runs
+ * and commits, then the connection is cut and the call fails with pg's own message.
+ */
+import { jest } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
+import { TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
+import { registerAndLogin } from '../support/auth.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { PG_URL, startTestApp, uniqueName, withDatabase, type TestApp } from '../support/test-app.js';
+
+jest.setTimeout(60_000);
+
+const TASKS = '/api/v1/tasks';
+
+async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('direct create committed, answer lost, replayed after a delete elsewhere (e2e)', () => {
+  let proxy: FaultProxy;
+  let a: TestApp;
+  let b: TestApp;
+
+  beforeAll(async () => {
+    const target = new URL(PG_URL);
+    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    const env = { REQUEST_TIMEOUT_MS: '5000', JWT_SECRET: randomBytes(32).toString('hex') };
+    const databaseName = uniqueName();
+    a = await startTestApp({ databaseName, databaseHostPort: proxy.hostPort, env });
+    b = await startTestApp({ databaseName, env });
+  });
+
+  afterAll(async () => {
+    proxy?.pass();
+    await b?.close({ keepDatabase: true });
+    await a?.close();
+    await proxy?.close();
+  });
+
+  it('never brings back a task that was deleted after its 202', async () => {
+    const user = await registerAndLogin(b.app);
+    const repository = a.app.get(TasksRepository);
+    const insert = repository.insert.bind(repository);
+    jest.spyOn(repository, 'insert').mockImplementationOnce(async (db, task, operationId) => {
+      await insert(db, task, operationId); // committed (autocommit statement)
+      proxy.cut(); // … and the connection dies before the answer arrives
+      throw new Error('Connection terminated unexpectedly');
+    });
+
+    const created = await a.app.inject({ method: 'POST', url: TASKS, headers: user.auth, payload: { title: 'short-lived' } });
+    jest.restoreAllMocks();
+    expect(created.statusCode).toBe(202);
+    const id = created.json<{ id: string }>().id;
+
+    // The client deletes it through replica B, which reaches PostgreSQL.
+    const deleted = await b.app.inject({ method: 'DELETE', url: `${TASKS}/${id}`, headers: user.auth });
+    expect(deleted.statusCode).toBe(204);
+
+    // A's connection comes back; it replays what it queued.
+    proxy.pass();
+    const database = a.app.get(DatabaseService);
+    const buffer = a.app.get(LmdbBuffer);
+    await waitUntil('replica A drained its buffer', () => database.isUp() && buffer.depth === 0);
+
+    const after = await b.app.inject({ method: 'GET', url: `${TASKS}/${id}`, headers: user.auth });
+    const rows = await withDatabase(a.databaseName, async (client) =>
+      (await client.query('SELECT id, title FROM tasks WHERE id = $1', [id])).rows,
+    );
+    expect({ getAfterReplay: after.statusCode, rows }).toEqual({ getAfterReplay: 404, rows: [] });
+  });
+});
