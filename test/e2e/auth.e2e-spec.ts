@@ -400,6 +400,33 @@ describe('login throttling (e2e)', () => {
     expect((await attempt(user.email, user.password, '10.3.0.9')).statusCode).toBe(200);
   });
 
+  it('counts wrong current passwords of a password change per user: 429 past the budget, even for the right one, nothing changed', async () => {
+    const user = await registerAndLogin(t.app);
+    const change = (currentPassword: string) =>
+      t.app.inject({
+        method: 'PUT',
+        url: '/api/v1/profile/password',
+        headers: user.auth,
+        payload: { currentPassword, newPassword: 'a taken-over password' },
+      });
+    // Guesses sent together are all counted: no more than the budget of them is even checked.
+    const guesses = await Promise.all(Array.from({ length: 6 }, (_, i) => change(`guess number ${i}`)));
+    const statuses = guesses.map((res) => res.statusCode).sort();
+    expect(statuses).toEqual([403, 403, 403, 429, 429, 429]);
+    const blocked = await change(user.password);
+    expect(blocked.statusCode).toBe(429);
+    expect(blocked.json().code).toBe('RATE_LIMITED');
+    expect(Number(blocked.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(Number(blocked.headers['retry-after'])).toBeLessThanOrEqual(2);
+    // Nothing changed: the old password still logs in, the token still works.
+    expect((await attempt(user.email, user.password, '10.3.1.1')).statusCode).toBe(200);
+    expect((await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth })).statusCode).toBe(200);
+    // A login elsewhere does not clear this budget; the block ends by itself.
+    await new Promise((r) => setTimeout(r, Number(blocked.headers['retry-after']) * 1000 + 100));
+    expect((await change(user.password)).statusCode).toBe(204);
+    expect((await attempt(user.email, 'a taken-over password', '10.3.1.2')).statusCode).toBe(200);
+  });
+
   it('blocks an IP that fails across many emails', async () => {
     for (let i = 0; i < 6; i++) expect((await attempt(`spray-${i}@example.com`, 'wrong-password', '10.4.0.1')).statusCode).toBe(401);
     const blocked = await attempt('spray-new@example.com', 'wrong-password', '10.4.0.1');

@@ -43,6 +43,6 @@ import { SessionsService } from './sessions.service.js';
     JwtStrategy,
     { provide: APP_GUARD, useClass: AccessTokenGuard },
   ],
-  exports: [SessionsService, PasswordHasher],
+  exports: [SessionsService, PasswordHasher, LoginThrottle],
 })
 export class AuthModule {}

@@ -1,11 +1,13 @@
 /**
- * Brute-force protection for login, in Redis so that it holds across instances
- * (rate-limiter-flexible). Every attempt takes one point from its email's and its client IP's
- * budget within a window *before* the password is checked, so guesses sent at the same time
- * cannot all slip through before the first failure is counted; an attempt over either budget
- * is refused (429) and blocks that key for LOGIN_BLOCK_SECONDS, after which it decays, so an
- * owner is never locked out for good. A successful login clears its email's count and gives
- * its IP its point back: the budgets count failures.
+ * Brute-force protection for password checks, in Redis so that it holds across instances
+ * (rate-limiter-flexible). Every login attempt takes one point from its email's and its client
+ * IP's budget within a window *before* the password is checked, so guesses sent at the same
+ * time cannot all slip through before the first failure is counted; an attempt over either
+ * budget is refused (429) and blocks that key for LOGIN_BLOCK_SECONDS, after which it decays,
+ * so an owner is never locked out for good. A successful login clears its email's count and
+ * gives its IP its point back: the budgets count failures. A password change's check of the
+ * current password has its own budget per user (LOGIN_MAX_FAILURES_PER_EMAIL), so that a
+ * stolen access token cannot be used to guess the password and take the account over.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
@@ -19,6 +21,7 @@ const WINDOW_SECONDS = 15 * 60;
 export class LoginThrottle {
   private readonly byEmail: RateLimiterRedis;
   private readonly byIp: RateLimiterRedis;
+  private readonly byUser: RateLimiterRedis;
 
   constructor(redis: RedisService, @Inject(APP_CONFIG) config: AppConfig) {
     const common = {
@@ -29,6 +32,7 @@ export class LoginThrottle {
     };
     this.byEmail = new RateLimiterRedis({ ...common, keyPrefix: 'login-email', points: config.auth.loginMaxFailuresPerEmail });
     this.byIp = new RateLimiterRedis({ ...common, keyPrefix: 'login-ip', points: config.auth.loginMaxFailuresPerIp });
+    this.byUser = new RateLimiterRedis({ ...common, keyPrefix: 'password-user', points: config.auth.loginMaxFailuresPerEmail });
   }
 
   /**
@@ -36,14 +40,29 @@ export class LoginThrottle {
    * when either is spent (or blocked), having given back the point the other one took.
    */
   async begin(email: string, ip: string): Promise<void> {
-    const attempts = await Promise.allSettled([this.byEmail.consume(email), this.byIp.consume(ip)]);
+    await this.take([
+      [this.byEmail, email],
+      [this.byIp, ip],
+    ]);
+  }
+
+  /** Takes a point from the user's budget for checking their current password. */
+  async beginPasswordCheck(userId: string): Promise<void> {
+    await this.take([[this.byUser, userId]]);
+  }
+
+  /** The user's current password was right: their count starts again. */
+  async passwordCheckSucceeded(userId: string): Promise<void> {
+    await this.guard(() => this.byUser.delete(userId));
+  }
+
+  private async take(budgets: Array<[RateLimiterRedis, string]>): Promise<void> {
+    const attempts = await Promise.allSettled(budgets.map(([limiter, key]) => limiter.consume(key)));
     const refused = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected').map((a) => a.reason as unknown);
     if (refused.length === 0) return;
-    const giveBack = [
-      attempts[0].status === 'fulfilled' ? this.byEmail.reward(email) : null,
-      attempts[1].status === 'fulfilled' ? this.byIp.reward(ip) : null,
-    ];
-    await Promise.allSettled(giveBack);
+    await Promise.allSettled(
+      budgets.map(([limiter, key], i) => (attempts[i]!.status === 'fulfilled' ? limiter.reward(key) : null)),
+    );
     // A refusal is a RateLimiterRes; anything else is the store failing.
     if (!refused.every((reason) => reason instanceof RateLimiterRes)) {
       throw new ServiceUnavailableError('the login throttle store is unavailable; try again shortly');

@@ -66,10 +66,15 @@ export class ProfileController {
 
   @Put('password')
   @HttpCode(204)
-  @ApiOperation({ operationId: 'changePassword', summary: 'Change your password; every other session is revoked' })
+  @ApiOperation({
+    operationId: 'changePassword',
+    summary: 'Change your password; every other session is revoked',
+    description:
+      'Wrong current passwords are counted per user, as failed logins are per email: past the budget, 429 with `Retry-After` until the block ends.',
+  })
   @ApiBody({ type: ChangePasswordDto })
   @ApiNoContentResponse({ description: 'Changed' })
-  @ApiProblems(400, 401, 403, 413, 415, 503)
+  @ApiProblems(400, 401, 403, 413, 415, 429, 503)
   async changePassword(@Ctx() ctx: RequestContext, @Body() body: ChangePasswordDto): Promise<void> {
     await this.profile.changePassword(ctx, body.currentPassword, body.newPassword);
   }

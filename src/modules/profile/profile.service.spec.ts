@@ -6,11 +6,12 @@
  */
 import { beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { RequestContext } from '../../common/context/request-context.js';
-import { NotFoundError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import { NotFoundError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { ChangeClock } from '../../common/time/change-clock.js';
 import type { Clock } from '../../common/time/clock.js';
 import type { DatabaseService } from '../../infrastructure/database/database.service.js';
 import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { LoginThrottle } from '../auth/login-throttle.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
 import type { SessionsService } from '../auth/sessions.service.js';
 import type { AppliedOperations } from '../buffer/applied-operations.js';
@@ -68,6 +69,11 @@ describe('ProfileService', () => {
   let up: boolean;
   let queue: BufferedOperation[];
   let sessions: { revokeAll: jest.Mock<(userId: string, keep?: string) => Promise<void>> };
+  let hasher: { verify: jest.Mock<() => Promise<boolean>>; hash: jest.Mock<() => Promise<string>> };
+  let throttle: {
+    beginPasswordCheck: jest.Mock<(userId: string) => Promise<void>>;
+    passwordCheckSucceeded: jest.Mock<(userId: string) => Promise<void>>;
+  };
   const clock: Clock = { now: () => new Date(NOW) };
 
   beforeEach(() => {
@@ -92,8 +98,12 @@ describe('ProfileService', () => {
       {} as AppliedOperations,
       new BufferCounters(),
     );
-    const hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };
+    hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };
     sessions = { revokeAll: jest.fn(async () => undefined) };
+    throttle = {
+      beginPasswordCheck: jest.fn(async () => undefined),
+      passwordCheckSucceeded: jest.fn(async () => undefined),
+    };
     service = new ProfileService(
       users as unknown as UsersRepository,
       hasher as unknown as PasswordHasher,
@@ -101,6 +111,7 @@ describe('ProfileService', () => {
       writePath,
       new ChangeClock(clock),
       clock,
+      throttle as unknown as LoginThrottle,
     );
     ctx = RequestContext.start('req-1', 10_000);
     ctx.userId = USER;
@@ -182,6 +193,30 @@ describe('ProfileService', () => {
     const stored = users.updatePasswordHash.mock.invocationCallOrder[0]!;
     expect([before! < stored, stored < after!]).toEqual([true, true]);
     expect(sessions.revokeAll).toHaveBeenCalledWith(USER, ctx.sessionId);
+  });
+
+  it('counts the check of the current password before making it, and clears the count when it is right', async () => {
+    users.findById.mockResolvedValue(user());
+    hasher.verify.mockResolvedValueOnce(false);
+    await expect(service.changePassword(ctx, 'wrong', 'new-password')).rejects.toMatchObject({
+      code: 'INVALID_CURRENT_PASSWORD',
+    });
+    expect(throttle.beginPasswordCheck).toHaveBeenCalledWith(USER);
+    expect(throttle.beginPasswordCheck.mock.invocationCallOrder[0]).toBeLessThan(hasher.verify.mock.invocationCallOrder[0]!);
+    expect(throttle.passwordCheckSucceeded).not.toHaveBeenCalled();
+
+    users.updatePasswordHash.mockResolvedValue(undefined);
+    await service.changePassword(ctx, 'old-password', 'new-password');
+    expect(throttle.passwordCheckSucceeded).toHaveBeenCalledWith(USER);
+  });
+
+  it('checks no password and changes nothing once the budget is spent (429)', async () => {
+    users.findById.mockResolvedValue(user());
+    throttle.beginPasswordCheck.mockRejectedValueOnce(new RateLimitedError(60));
+    await expect(service.changePassword(ctx, 'old-password', 'new-password')).rejects.toBeInstanceOf(RateLimitedError);
+    expect(hasher.verify).not.toHaveBeenCalled();
+    expect(sessions.revokeAll).not.toHaveBeenCalled();
+    expect(users.updatePasswordHash).not.toHaveBeenCalled();
   });
 
   it('answers 503 to a password change while PostgreSQL is down, before reading anything', async () => {

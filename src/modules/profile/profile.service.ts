@@ -2,6 +2,8 @@
  * Profile use cases: read, rename / change email (409 when taken), change password (403 on a
  * wrong current password; every other session of the user is revoked).
  *
+ * Wrong current passwords are counted per user (LoginThrottle): past the budget, 429.
+ *
  * A change of name alone needs no read, so it goes through the write path and is buffered while
  * PostgreSQL is down (`profile.rename`, 202). An email change must check that the address is
  * free, and a password change must verify the current one: both need PostgreSQL, and both wait
@@ -18,6 +20,7 @@ import {
 } from '../../common/errors/domain-errors.js';
 import { ChangeClock, toMillisecondIso } from '../../common/time/change-clock.js';
 import { Clock } from '../../common/time/clock.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
 import { PasswordHasher } from '../auth/password-hasher.js';
 import { SessionsService } from '../auth/sessions.service.js';
 import { createOperation } from '../buffer/operation.js';
@@ -54,6 +57,7 @@ export class ProfileService {
     private readonly writes: WritePath,
     private readonly changes: ChangeClock,
     private readonly clock: Clock,
+    private readonly throttle: LoginThrottle,
   ) {}
 
   async get(ctx: RequestContext): Promise<PublicUser> {
@@ -88,8 +92,11 @@ export class ProfileService {
     this.writes.assertCanWriteDirectly();
     const user = await this.users.findById(ctx, userId);
     if (!user) throw new NotFoundError('user');
+    // Counted before the check, as for logins: guesses sent together are all counted.
+    await this.throttle.beginPasswordCheck(userId);
     if (!(await this.hasher.verify(user.passwordHash, currentPassword)))
       throw new InvalidCurrentPasswordError();
+    await this.throttle.passwordCheckSucceeded(userId);
     const newHash = await this.hasher.hash(newPassword);
     // Revoked first, so that Redis being unreachable (503) leaves the password as it was; and
     // again after the new hash is stored, for a session a login on the old password started in
