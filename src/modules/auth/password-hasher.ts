@@ -48,8 +48,12 @@ export class PasswordHasher implements OnModuleInit {
     return false;
   }
 
-  /** True when `hash` was made with other parameters than today's. */
+  /**
+   * True when `hash` was made with another variant or other parameters than today's (the
+   * library compares the parameters only: an argon2i or argon2d hash with today's costs would
+   * pass).
+   */
   needsRehash(hash: string): boolean {
-    return argon2.needsRehash(hash, ARGON2_OPTIONS);
+    return !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, ARGON2_OPTIONS);
   }
 }
