@@ -46,6 +46,11 @@ export class LoginThrottle {
     ]);
   }
 
+  /** The attempt begun for this email and IP succeeded. */
+  async succeeded(email: string, ip: string): Promise<void> {
+    await this.guard(() => Promise.all([this.byEmail.delete(email), this.byIp.reward(ip)]));
+  }
+
   /** Takes a point from the user's budget for checking their current password. */
   async beginPasswordCheck(userId: string): Promise<void> {
     await this.take([[this.byUser, userId]]);
@@ -69,11 +74,6 @@ export class LoginThrottle {
     }
     const wait = Math.max(...refused.map((res) => (res as RateLimiterRes).msBeforeNext), 1000);
     throw new RateLimitedError(Math.ceil(wait / 1000));
-  }
-
-  /** The attempt begun for this email and IP succeeded. */
-  async succeeded(email: string, ip: string): Promise<void> {
-    await this.guard(() => Promise.all([this.byEmail.delete(email), this.byIp.reward(ip)]));
   }
 
   private async guard<T>(work: () => Promise<T>): Promise<T> {
