@@ -87,6 +87,11 @@ export class WritePath {
     return this.database.isUp() && this.buffer.isEmpty();
   }
 
+  /** True when a queued operation satisfies `matches` (reads the whole queue: rare paths only). */
+  isQueued(matches: (op: BufferedOperation) => boolean): boolean {
+    return !this.buffer.isEmpty() && this.buffer.someQueued(matches);
+  }
+
   /**
    * For a write that must not be buffered (`bufferable: false`): throws its 503 now, before the
    * use case reads anything, unless the write could go direct.

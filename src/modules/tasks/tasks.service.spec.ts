@@ -103,6 +103,7 @@ class Surroundings {
   readonly buffer = {
     isEmpty: () => this.queue.length === 0,
     isQueuedUnder: (key: string) => this.queue.some((entry) => entry.dedupeKey === key),
+    someQueued: (matches: (op: BufferedOperation) => boolean) => this.queue.some((entry) => matches(entry.op)),
     add: jest.fn(
       async (op: BufferedOperation, options: { dedupeKey?: string } = {}): Promise<AddResult> => {
         const queued = this.queue.find(
@@ -360,6 +361,21 @@ describe('TasksService', () => {
           buffered: false,
         });
         expect(around.queue).toHaveLength(1);
+      });
+
+      it('queues a create with a key whose task has a delete queued, instead of answering with the task going away', async () => {
+        const doomed = storedTask({ title: 'created with key-2' });
+        repository.findByIdempotencyKey.mockResolvedValue(doomed);
+        await expect(service.delete(ctx, doomed.id)).resolves.toEqual({ buffered: true });
+
+        await expect(service.create(ctx, { title: 'again' }, 'key-2')).resolves.toMatchObject({
+          task: { title: 'again' },
+          buffered: true,
+          replayed: false,
+        });
+        // Replayed in order: the delete frees the key, then the new task takes it.
+        expect(around.queue.map((entry) => entry.op.kind)).toEqual(['task.create', 'task.delete', 'task.create']);
+        expect(around.ops<NewTask>('task.create')[1]!.payload).toMatchObject({ title: 'again', idempotencyKey: 'key-2' });
       });
 
       it('queues a create with a key nobody has used', async () => {

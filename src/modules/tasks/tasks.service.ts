@@ -34,7 +34,7 @@ import {
   sqlState,
 } from '../../infrastructure/database/connection-errors.js';
 import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
-import { createOperation } from '../buffer/operation.js';
+import { createOperation, type BufferedOperation } from '../buffer/operation.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
 import {
@@ -61,6 +61,7 @@ import {
   TASK_UPDATE,
   updatePayload,
   type TaskCreatePayload,
+  type TaskDeletePayload,
 } from './task-operations.js';
 import { TasksRepository } from './tasks.repository.js';
 import { newId } from '../../common/util/ids.js';
@@ -272,7 +273,13 @@ export class TasksService {
     key: string,
   ): Promise<CreatedTask | undefined> {
     const existing = await this.tasks.findByIdempotencyKey(ctx, userId, key);
-    return existing && { task: existing, replayed: true, buffered: false };
+    if (!existing) return undefined;
+    // A delete of that task still queued frees the key once replayed: the key is not taken by
+    // a task that is going away, and a create queued behind the delete will get it.
+    const deletion = (op: BufferedOperation) =>
+      op.kind === TASK_DELETE && op.userId === userId && (op.payload as TaskDeletePayload).id === existing.id;
+    if (this.writes.isQueued(deletion)) return undefined;
+    return { task: existing, replayed: true, buffered: false };
   }
 
   /**

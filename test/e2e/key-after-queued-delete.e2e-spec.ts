@@ -1,0 +1,83 @@
+/**
+ * An idempotency key whose task has a delete still queued. PostgreSQL was down when the client
+ * deleted the task (202, queued); it is back, but the queue has not been replayed yet when the
+ * client creates a task with the same key. The key is about to be freed: the create must be
+ * queued behind the delete and get the key after it, not be answered with the task going away.
+ */
+import { jest } from '@jest/globals';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { BufferService } from '../../src/modules/buffer/buffer.service.js';
+import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
+import { registerAndLogin } from '../support/auth.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+
+jest.setTimeout(60_000);
+
+const TASKS = '/api/v1/tasks';
+
+async function waitUntil(what: string, condition: () => boolean): Promise<void> {
+  const until = Date.now() + 30_000;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('a key whose task has a delete queued (e2e)', () => {
+  let proxy: FaultProxy;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    const target = new URL(PG_URL);
+    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    t = await startTestApp({ databaseHostPort: proxy.hostPort, env: { BUFFER_REPLAY_INTERVAL_MS: '3600000' } });
+  });
+
+  afterAll(async () => {
+    proxy?.pass();
+    await t?.close();
+    await proxy?.close();
+  });
+
+  it('queues the create behind the delete: the key ends on the new task', async () => {
+    const user = await registerAndLogin(t.app);
+    const headers = { ...user.auth, 'idempotency-key': 'weekly-report' };
+    const first = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'first' } });
+    expect(first.statusCode).toBe(201);
+    const firstId = first.json<{ id: string }>().id;
+
+    proxy.cut();
+    const deleted = await t.app.inject({ method: 'DELETE', url: `${TASKS}/${firstId}`, headers: user.auth });
+    expect([deleted.statusCode, deleted.headers['x-write-status']]).toEqual([202, 'buffered']);
+
+    // The replay that PostgreSQL's return starts is held back, so that the delete stays queued.
+    const replays = t.app.get(BufferService);
+    const held = jest.spyOn(replays, 'replay').mockImplementation(() => new Promise(() => undefined));
+    proxy.pass();
+    const database = t.app.get(DatabaseService);
+    const buffer = t.app.get(LmdbBuffer);
+    await waitUntil('PostgreSQL is seen up again', () => database.isUp());
+    expect(buffer.depth).toBe(1);
+
+    const second = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'second' } });
+    expect([second.statusCode, second.headers['x-write-status']]).toEqual([202, 'buffered']);
+    const secondId = second.json<{ id: string; title: string }>().id;
+    expect(second.json()).toMatchObject({ title: 'second' });
+    expect(secondId).not.toBe(firstId);
+
+    held.mockRestore();
+    await replays.replay();
+    expect(buffer.depth).toBe(0);
+    const rows = await withDatabase(t.databaseName, async (client) =>
+      (await client.query('SELECT id, title FROM tasks WHERE idempotency_key = $1', ['weekly-report'])).rows,
+    );
+    expect(rows).toEqual([{ id: secondId, title: 'second' }]);
+    const gone = await t.app.inject({ method: 'GET', url: `${TASKS}/${firstId}`, headers: user.auth });
+    expect(gone.statusCode).toBe(404);
+
+    // A retry of the second create now finds it.
+    const retry = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'second' } });
+    expect([retry.statusCode, retry.json<{ id: string }>().id]).toEqual([201, secondId]);
+  });
+});
