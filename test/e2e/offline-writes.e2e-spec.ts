@@ -226,6 +226,8 @@ class OfflineModel {
   readonly renames: number[];
   /** Distinct operations queued (a deduplicated retry queues nothing). */
   queued = 0;
+  /** `${user}:${task id}` of the deletes queued: a second delete of a task while its first waits is that one. */
+  readonly deletes = new Set<string>();
   /** Queued operations that can never apply: set aside at replay. */
   impossible = 0;
 
@@ -382,7 +384,8 @@ class DeleteTask implements fc.AsyncCommand<OfflineModel, Real> {
     const res = await send(real.t, real.users[this.user], 'DELETE', `${TASKS}/${target.id}`);
     expectBuffered(res);
     expect(res.body).toBe('');
-    model.queued += 1;
+    if (!model.deletes.has(`${this.user}:${target.id}`)) model.queued += 1;
+    model.deletes.add(`${this.user}:${target.id}`);
     // Someone else's task: matches no row when replayed, and a delete of nothing is no error.
     if (!this.foreign) target.deleted = true;
   }

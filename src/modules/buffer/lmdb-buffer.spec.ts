@@ -217,17 +217,6 @@ describe('LmdbBuffer', () => {
     expect((await buffer.add(op(5), { dedupeKey: 'k2' })).duplicate).toBe(false);
   });
 
-  it('tells whether a waiting operation matches, and forgets those removed or set aside', async () => {
-    const buffer = new LmdbBuffer(root, ROOMY);
-    const [a, b] = [await buffer.add(op(1, { id: 'a' })), await buffer.add(op(2, { id: 'b' }))];
-    const about = (id: string) => (queued: BufferedOperation) => (queued.payload as { id: string }).id === id;
-    expect([buffer.someQueued(about('a')), buffer.someQueued(about('b')), buffer.someQueued(about('c'))]).toEqual([true, true, false]);
-
-    await buffer.remove([a.entry.key]);
-    await buffer.deadLetter(b.entry.key, new Error('impossible'));
-    expect([buffer.someQueued(about('a')), buffer.someQueued(about('b'))]).toEqual([false, false]);
-  });
-
   it('resolves add only after the commit is flushed to disk, and counts it as not empty meanwhile', async () => {
     const buffer = new LmdbBuffer(root, ROOMY);
     let release!: () => void;

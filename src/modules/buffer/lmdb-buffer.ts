@@ -150,15 +150,6 @@ export class LmdbBuffer {
     return key !== undefined && this.queue.doesExist(key);
   }
 
-  /**
-   * True when a waiting operation satisfies `matches`. Reads the whole queue: for checks on
-   * rare paths only (a keyed create retried while writes are queued).
-   */
-  someQueued(matches: (op: BufferedOperation) => boolean): boolean {
-    for (const { key, value } of this.queue.getRange()) if (matches(decodeEntry(key, value).op)) return true;
-    return false;
-  }
-
   /** The first `limit` waiting entries, oldest first. */
   getBatch(limit: number): BufferEntry[] {
     const batch: BufferEntry[] = [];

@@ -48,9 +48,10 @@ export type WriteOutcome<T, P = unknown> =
 
 export interface WriteOptions<T> {
   /**
-   * A client's idempotency key. While an operation of the same user and kind is queued under
-   * this key, a retry returns that operation instead of queueing a second one. (Once replayed,
-   * the feature's own storage answers for the key: see `findExisting`.)
+   * The key an operation is queued under: a client's idempotency key, or what makes two
+   * operations the same one (a delete: the task's id). While an operation of the same user and
+   * kind is queued under this key, a retry returns that operation instead of queueing a second
+   * one. (Once replayed, the feature's own storage answers for the key: see `findExisting`.)
    */
   dedupeKey?: string;
   /**
@@ -87,9 +88,9 @@ export class WritePath {
     return this.database.isUp() && this.buffer.isEmpty();
   }
 
-  /** True when a queued operation satisfies `matches` (reads the whole queue: rare paths only). */
-  isQueued(matches: (op: BufferedOperation) => boolean): boolean {
-    return !this.buffer.isEmpty() && this.buffer.someQueued(matches);
+  /** True while an operation of `kind` for `userId` waits in the queue under `dedupeKey`. */
+  isQueuedUnder(userId: string, kind: string, dedupeKey: string): boolean {
+    return !this.buffer.isEmpty() && this.buffer.isQueuedUnder(scopedDedupeKey(userId, kind, dedupeKey));
   }
 
   /**
@@ -150,7 +151,7 @@ export class WritePath {
   ): Promise<WriteOutcome<T, P>> {
     if (options.bufferable === false) throw this.cannotBuffer();
     const dedupeKey =
-      options.dedupeKey === undefined ? undefined : scopedDedupeKey(op, options.dedupeKey);
+      options.dedupeKey === undefined ? undefined : scopedDedupeKey(op.userId, op.kind, options.dedupeKey);
     if (dedupeKey !== undefined && options.findExisting) {
       const existing = await this.findApplied(dedupeKey, options.findExisting);
       if (existing !== undefined) return { mode: 'direct', result: existing };
@@ -202,6 +203,6 @@ export class WritePath {
 }
 
 /** A client's key only means something for its own user and for one kind of write. */
-function scopedDedupeKey(op: BufferedOperation<unknown>, key: string): string {
-  return JSON.stringify([op.userId, op.kind, key]);
+function scopedDedupeKey(userId: string, kind: string, key: string): string {
+  return JSON.stringify([userId, kind, key]);
 }

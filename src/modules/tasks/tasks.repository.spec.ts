@@ -109,9 +109,9 @@ describe('task statements', () => {
       1,
       'k',
     ]);
-    // A direct write records its operation as applied in the same statement.
+    // A direct write records its operation as applied in the same statement, if its row went in.
     const direct = insertStatement(task, 'op-1');
-    expect(squash(direct.sql)).toMatch(/^WITH applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) VALUES \(\$12, now\(\)\) ON CONFLICT DO NOTHING \) INSERT INTO tasks/);
+    expect(squash(direct.sql)).toMatch(/^WITH inserted AS \(INSERT INTO tasks .* RETURNING id\), applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) SELECT \$12::uuid, now\(\) FROM inserted ON CONFLICT DO NOTHING \) SELECT id FROM inserted$/);
     expect(direct.params).toEqual([...params, 'op-1']);
   });
 

@@ -148,16 +148,22 @@ export class TasksRepository {
  * insert the task again after someone deleted it.
  */
 export function insertStatement(task: NewTask, operationId?: string): Statement {
-  const recordApplied = operationId
-    ? `WITH applied AS (
-         INSERT INTO buffer_applied_operations (id, applied_at) VALUES ($12, now()) ON CONFLICT DO NOTHING
-       ) `
-    : '';
-  return {
-    sql: `${recordApplied}INSERT INTO tasks (${COLUMNS}, idempotency_key)
+  const insert = `INSERT INTO tasks (${COLUMNS}, idempotency_key)
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
           ON CONFLICT DO NOTHING
-          RETURNING id`,
+          RETURNING id`;
+  return {
+    // Recorded only when the row went in: a create that found its key taken is not applied,
+    // and its replay must still be free to insert should the key's task be gone by then.
+    sql: operationId
+      ? `WITH inserted AS (${insert}),
+              applied AS (
+                INSERT INTO buffer_applied_operations (id, applied_at)
+                SELECT $12::uuid, now() FROM inserted
+                ON CONFLICT DO NOTHING
+              )
+         SELECT id FROM inserted`
+      : insert,
     params: [
       task.id,
       task.userId,

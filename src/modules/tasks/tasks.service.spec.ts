@@ -30,6 +30,7 @@ import { TasksService } from './tasks.service.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const TASK_ID = '0193a000-0000-7000-8000-0000000000aa';
+const OTHER_TASK_ID = '0193a000-0000-7000-8000-0000000000bb';
 const NOW = new Date('2026-02-20T09:15:00.000Z');
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 /** What the write path hands a direct write of an idempotent kind: the pool. */
@@ -103,7 +104,6 @@ class Surroundings {
   readonly buffer = {
     isEmpty: () => this.queue.length === 0,
     isQueuedUnder: (key: string) => this.queue.some((entry) => entry.dedupeKey === key),
-    someQueued: (matches: (op: BufferedOperation) => boolean) => this.queue.some((entry) => matches(entry.op)),
     add: jest.fn(
       async (op: BufferedOperation, options: { dedupeKey?: string } = {}): Promise<AddResult> => {
         const queued = this.queue.find(
@@ -237,6 +237,7 @@ describe('TasksService', () => {
       const existing = storedTask({ title: 'first' });
       repository.insert.mockResolvedValue(false);
       repository.findByIdempotencyKey.mockResolvedValue(existing);
+      repository.findById.mockResolvedValue(existing);
 
       const result = await service.create(ctx, { title: 'second' }, 'key-1');
 
@@ -354,6 +355,7 @@ describe('TasksService', () => {
       it('answers a key whose task was replayed already with that task, instead of queueing a create the database would ignore', async () => {
         const replayedEarlier = storedTask({ title: 'created with key-1' });
         repository.findByIdempotencyKey.mockResolvedValue(replayedEarlier);
+        repository.findById.mockResolvedValue(replayedEarlier);
 
         await expect(service.create(ctx, { title: 'retry' }, 'key-1')).resolves.toEqual({
           task: replayedEarlier,
@@ -376,6 +378,15 @@ describe('TasksService', () => {
         // Replayed in order: the delete frees the key, then the new task takes it.
         expect(around.queue.map((entry) => entry.op.kind)).toEqual(['task.create', 'task.delete', 'task.create']);
         expect(around.ops<NewTask>('task.create')[1]!.payload).toMatchObject({ title: 'again', idempotencyKey: 'key-2' });
+      });
+
+      it('queues a create whose key was freed by a delete replayed between its two reads', async () => {
+        repository.findByIdempotencyKey.mockResolvedValue(storedTask({ title: 'deleted meanwhile' }));
+        repository.findById.mockResolvedValue(undefined);
+        await expect(service.create(ctx, { title: 'again' }, 'key-3')).resolves.toMatchObject({
+          task: { title: 'again' },
+          buffered: true,
+        });
       });
 
       it('queues a create with a key nobody has used', async () => {
@@ -702,9 +713,11 @@ describe('TasksService', () => {
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: true });
       around.up = true;
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: true });
+      await expect(service.delete(ctx, OTHER_TASK_ID)).resolves.toEqual({ buffered: true });
 
+      // The second delete of the same task, while the first waits, is that one.
       const queued = around.ops('task.delete');
-      expect(queued.map((op) => op.payload)).toEqual([{ id: TASK_ID }, { id: TASK_ID }]);
+      expect(queued.map((op) => op.payload)).toEqual([{ id: TASK_ID }, { id: OTHER_TASK_ID }]);
       expect(queued.every((op) => op.userId === USER)).toBe(true);
       expect(repository.delete).not.toHaveBeenCalled();
     });

@@ -34,7 +34,7 @@ import {
   sqlState,
 } from '../../infrastructure/database/connection-errors.js';
 import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
-import { createOperation, type BufferedOperation } from '../buffer/operation.js';
+import { createOperation } from '../buffer/operation.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
 import {
@@ -61,7 +61,6 @@ import {
   TASK_UPDATE,
   updatePayload,
   type TaskCreatePayload,
-  type TaskDeletePayload,
 } from './task-operations.js';
 import { TasksRepository } from './tasks.repository.js';
 import { newId } from '../../common/util/ids.js';
@@ -233,7 +232,11 @@ export class TasksService {
     if (ifMatch === undefined) {
       const deletion = { id, userId, expectedVersion: null };
       const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion));
+      // Queued under the task's id: a second delete of it while queued is the same one, and
+      // `createdWithKey` can tell at once that the task is going away.
+      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion), {
+        dedupeKey: id,
+      });
       if (outcome.mode === 'buffered') return { buffered: true };
       if (!outcome.result) throw new NotFoundError('task');
       return { buffered: false };
@@ -276,10 +279,10 @@ export class TasksService {
     if (!existing) return undefined;
     // A delete of that task still queued frees the key once replayed: the key is not taken by
     // a task that is going away, and a create queued behind the delete will get it.
-    const deletion = (op: BufferedOperation) =>
-      op.kind === TASK_DELETE && op.userId === userId && (op.payload as TaskDeletePayload).id === existing.id;
-    if (this.writes.isQueued(deletion)) return undefined;
-    return { task: existing, replayed: true, buffered: false };
+    if (this.writes.isQueuedUnder(userId, TASK_DELETE, existing.id)) return undefined;
+    // Read again: the delete may have been replayed, and left the queue, since the first read.
+    const current = await this.tasks.findById(ctx, userId, existing.id);
+    return current && { task: current, replayed: true, buffered: false };
   }
 
   /**
