@@ -6,6 +6,15 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+
+/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`: an address, with a prefix length that fits its family. */
+function isAddressOrCidr(entry: string): boolean {
+  const [address, prefix, ...rest] = entry.split('/');
+  const family = isIP(address!);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** Parses `15m`, `7d`, `500ms`, … into milliseconds. */
@@ -63,7 +72,7 @@ export const envSchema = z
       .transform((value, issue): boolean | string[] => {
         if (value === 'true' || value === 'false') return value === 'true';
         const entries = value.split(',').map((entry) => entry.trim());
-        if (entries.every((entry) => isIP(entry.split('/')[0]!) !== 0)) return entries;
+        if (entries.every(isAddressOrCidr)) return entries;
         issue.addIssue({ code: 'custom', message: 'must be true, false or comma-separated proxy addresses/CIDRs' });
         return z.NEVER;
       }),
