@@ -30,6 +30,7 @@ function setup() {
   const throttle = {
     begin: jest.fn<LoginThrottle['begin']>().mockResolvedValue(undefined),
     succeeded: jest.fn<LoginThrottle['succeeded']>().mockResolvedValue(undefined),
+    cancelled: jest.fn<LoginThrottle['cancelled']>().mockResolvedValue(undefined),
   };
   const pair = { accessToken: 'a', refreshToken: 'r', tokenType: 'Bearer', expiresIn: 900 } as const;
   // As SessionsService does: the session exists when `stillValid` is asked, and is withdrawn if not.
@@ -60,9 +61,27 @@ describe('AuthService.login', () => {
   it('withdraws the session and answers like a wrong password when the password changed meanwhile', async () => {
     const { service, users, hasher, ctx } = setup();
     users.findByEmail.mockResolvedValue(user);
-    hasher.verify.mockResolvedValue(true);
+    hasher.verify.mockImplementation(async (hash) => hash === user.passwordHash);
     users.passwordHashOf.mockResolvedValue('hash-of-the-new-password');
     await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
+    expect(hasher.verify).toHaveBeenLastCalledWith('hash-of-the-new-password', 'pw');
+  });
+
+  it('keeps the session when the hash changed only by another login rehashing the same password', async () => {
+    const { service, users, hasher, ctx } = setup();
+    users.findByEmail.mockResolvedValue(user);
+    hasher.verify.mockResolvedValue(true); // the stored hash, rehashed meanwhile, accepts the password
+    users.passwordHashOf.mockResolvedValue('hash-rehashed-by-another-login');
+    await expect(service.login(ctx, user.email, 'pw', client)).resolves.toMatchObject({ accessToken: 'a' });
+  });
+
+  it('gives the points back when the password could not be checked (PostgreSQL down), and keeps the error', async () => {
+    const { service, users, throttle, ctx } = setup();
+    const outage = new Error('the database is unavailable');
+    users.findByEmail.mockRejectedValue(outage);
+    await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBe(outage);
+    expect(throttle.cancelled).toHaveBeenCalledWith(user.email, client.ip);
+    expect(throttle.succeeded).not.toHaveBeenCalled();
   });
 
   it('spends a dummy verification for an unknown email and answers like a wrong password', async () => {
@@ -82,6 +101,7 @@ describe('AuthService.login', () => {
     await expect(service.login(ctx, user.email, 'bad', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
     expect(throttle.begin).toHaveBeenCalledTimes(1);
     expect(throttle.succeeded).not.toHaveBeenCalled();
+    expect(throttle.cancelled).not.toHaveBeenCalled();
   });
 
   it('does not even look the user up while throttled', async () => {
@@ -108,6 +128,7 @@ describe('AuthService.login', () => {
     hasher.needsRehash.mockReturnValue(true);
     users.rehashPassword.mockResolvedValue(false); // the stored hash was no longer the one verified
     users.passwordHashOf.mockResolvedValue('hash-of-the-new-password');
+    hasher.verify.mockImplementation(async (hash) => hash === user.passwordHash);
     await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
   });
 });

@@ -50,15 +50,30 @@ export class AuthService {
     const normalised = normaliseEmail(email);
     // The attempt counts against the budgets before the password is checked: see LoginThrottle.
     await this.throttle.begin(normalised, client.ip);
-    const user = await this.users.findByEmail(ctx, normalised);
-    const valid = user ? await this.hasher.verify(user.passwordHash, password) : await this.hasher.verifyDummy(password);
+    let user: User | undefined;
+    let valid: boolean;
+    try {
+      user = await this.users.findByEmail(ctx, normalised);
+      valid = user ? await this.hasher.verify(user.passwordHash, password) : await this.hasher.verifyDummy(password);
+    } catch (error) {
+      // Not a guess: the check could not be made (PostgreSQL down, the deadline), so clients
+      // retrying through an outage are not blocked once it is over.
+      await this.throttle.cancelled(normalised, client.ip);
+      throw error;
+    }
     if (!user || !valid) throw new InvalidCredentialsError();
     await this.throttle.succeeded(normalised, client.ip);
     let verifiedHash = user.passwordHash;
     if (this.hasher.needsRehash(user.passwordHash)) verifiedHash = await this.upgradeHash(ctx, user, password);
     // A password change that ran while this password was being checked revoked the sessions it
     // could see, not this one, started after it: withdraw it as if the password had been wrong.
-    const pair = await this.sessions.startChecked(user.id, client, async () => (await this.users.passwordHashOf(ctx, user.id)) === verifiedHash);
+    // A hash that differs may be another login's rehash of the same password: only a password
+    // the stored hash no longer accepts withdraws the session.
+    const pair = await this.sessions.startChecked(user.id, client, async () => {
+      const stored = await this.users.passwordHashOf(ctx, user.id);
+      if (stored === verifiedHash) return true;
+      return stored !== undefined && (await this.hasher.verify(stored, password));
+    });
     if (!pair) throw new InvalidCredentialsError();
     return pair;
   }

@@ -51,6 +51,11 @@ export class LoginThrottle {
     await this.guard(() => Promise.all([this.byEmail.delete(email), this.byIp.reward(ip)]));
   }
 
+  /** The attempt begun for this email and IP could not be checked: both points back, if Redis lets. */
+  async cancelled(email: string, ip: string): Promise<void> {
+    await Promise.allSettled([this.byEmail.reward(email), this.byIp.reward(ip)]);
+  }
+
   /** Takes a point from the user's budget for checking their current password. */
   async beginPasswordCheck(userId: string): Promise<void> {
     await this.take([[this.byUser, userId]]);
