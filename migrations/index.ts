@@ -6,10 +6,12 @@ import { CreateUsers1764000000000 } from './1764000000000-create-users.js';
 import { CreateTasks1764100000000 } from './1764100000000-create-tasks.js';
 import { CreateBufferAppliedOperations1764200000000 } from './1764200000000-create-buffer-applied-operations.js';
 import { TaskUpdatedAtMicroseconds1764300000000 } from './1764300000000-task-updated-at-microseconds.js';
+import { CreateTaskAliases1764400000000 } from './1764400000000-create-task-aliases.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
   CreateTasks1764100000000,
   CreateBufferAppliedOperations1764200000000,
   TaskUpdatedAtMicroseconds1764300000000,
+  CreateTaskAliases1764400000000,
 ];

@@ -56,6 +56,10 @@ function setup() {
     deleteMany: jest.fn(
       async (_db: SqlExecutor, deletions: readonly TaskDeletion[]) => deletions.length,
     ),
+    recordKeyAliases: jest.fn(async (_db: SqlExecutor, _tasks: readonly NewTask[]) => 0),
+    aliasTarget: jest.fn(
+      async (_db: SqlExecutor, _userId: string, _id: string): Promise<string | undefined> => undefined,
+    ),
   };
   const registry = new OperationRegistry();
   new TaskOperations(registry, repository as unknown as TasksRepository).onModuleInit();
@@ -95,6 +99,21 @@ describe('task operations', () => {
     ]);
   });
 
+  it('records creates that found their key held by another task as aliases of it, and only then', async () => {
+    const { registry, repository } = setup();
+    const keyed = newTask({ idempotencyKey: 'k' });
+    await registry.handlerFor('task.create')!(TX, operation('task.create', keyed));
+    expect(repository.recordKeyAliases).not.toHaveBeenCalled();
+
+    repository.insert.mockResolvedValueOnce(false);
+    await registry.handlerFor('task.create')!(TX, operation('task.create', keyed));
+    expect(repository.recordKeyAliases).toHaveBeenCalledWith(TX, [keyed]);
+
+    repository.insertMany.mockResolvedValueOnce(0);
+    await registry.batchHandlerFor('task.create')!(TX, [operation('task.create', keyed)]);
+    expect(repository.recordKeyAliases).toHaveBeenCalledTimes(2);
+  });
+
   describe('a replayed update', () => {
     const payload: TaskUpdatePayload = {
       id: TASK_ID,
@@ -126,6 +145,17 @@ describe('task operations', () => {
       expect(repository.exists).toHaveBeenCalledWith(TX, OWNER, TASK_ID);
     });
 
+    it('of an id recorded as an alias applies to the task it stands for', async () => {
+      const { registry, repository } = setup();
+      const target = '0193a000-0000-7000-8000-0000000000cc';
+      repository.exists.mockResolvedValueOnce(false);
+      repository.aliasTarget.mockResolvedValueOnce(target);
+      repository.update.mockResolvedValueOnce(undefined).mockResolvedValueOnce({} as Task);
+      await registry.handlerFor('task.update')!(TX, operation('task.update', payload));
+      expect(repository.aliasTarget).toHaveBeenCalledWith(TX, OWNER, TASK_ID);
+      expect(repository.update).toHaveBeenLastCalledWith(TX, expect.objectContaining({ id: target, userId: OWNER }));
+    });
+
     it("can never apply when the owner has no such task (deleted meanwhile, or someone else's): set aside", async () => {
       const { registry, repository } = setup();
       repository.exists.mockResolvedValueOnce(false);
@@ -146,6 +176,13 @@ describe('task operations', () => {
       userId: OWNER,
       expectedVersion: null,
     });
+
+    // An id recorded as an alias deletes the task it stands for.
+    const target = '0193a000-0000-7000-8000-0000000000cc';
+    repository.delete.mockResolvedValueOnce(false);
+    repository.aliasTarget.mockResolvedValueOnce(target);
+    await registry.handlerFor('task.delete')!(TX, operation('task.delete', { id: TASK_ID }));
+    expect(repository.delete).toHaveBeenLastCalledWith(TX, { id: target, userId: OWNER, expectedVersion: null });
 
     await registry.batchHandlerFor('task.delete')!(TX, [
       operation('task.delete', { id: TASK_ID }),

@@ -76,14 +76,16 @@ export class TaskOperations implements OnModuleInit {
     this.registry.register<TaskCreatePayload>(
       TASK_CREATE,
       async (db, op) => {
-        await this.tasks.insert(db, taskOf(op));
+        const task = taskOf(op);
+        if (!(await this.tasks.insert(db, task))) await this.tasks.recordKeyAliases(db, [task]);
       },
       {
         // A direct create needs no transaction: its insert records its operation id itself
         // (insertStatement), so a replay of it after a lost answer finds it applied.
         idempotent: true,
         applyBatch: async (db, ops) => {
-          await this.tasks.insertMany(db, ops.map(taskOf));
+          const tasks = ops.map(taskOf);
+          if ((await this.tasks.insertMany(db, tasks)) < tasks.length) await this.tasks.recordKeyAliases(db, tasks);
         },
       },
     );
@@ -95,7 +97,10 @@ export class TaskOperations implements OnModuleInit {
     this.registry.register<TaskDeletePayload>(
       TASK_DELETE,
       async (db, op) => {
-        await this.tasks.delete(db, deletionOf(op));
+        const deletion = deletionOf(op);
+        if (await this.tasks.delete(db, deletion)) return;
+        const target = await this.tasks.aliasTarget(db, deletion.userId, deletion.id);
+        if (target) await this.tasks.delete(db, { ...deletion, id: target });
       },
       {
         idempotent: true,
@@ -110,11 +115,15 @@ export class TaskOperations implements OnModuleInit {
    * Applies a buffered update. Matching no row has two meanings: the task carries a change as
    * new or newer (this very update, applied before; or a later change): nothing to do. Or the
    * task is not there (deleted meanwhile, or never the caller's): the update can never apply,
-   * and is set aside instead of being dropped in silence.
+   * and is set aside instead of being dropped in silence. An id recorded as an alias (a create
+   * whose key another task held) updates that task.
    */
   async replayUpdate(db: SqlExecutor, change: TaskUpdate): Promise<void> {
     if (await this.tasks.update(db, change)) return;
     if (await this.tasks.exists(db, change.userId, change.id)) return;
+    // The id a create answered with, whose key another task held by its replay: that task.
+    const target = await this.tasks.aliasTarget(db, change.userId, change.id);
+    if (target) return this.replayUpdate(db, { ...change, id: target });
     throw new PermanentOperationError(
       `task ${change.id} does not exist for user ${change.userId}: it was deleted, or is not theirs`,
     );

@@ -134,6 +134,27 @@ export class TasksRepository {
     return row?.deleted ?? 0;
   }
 
+  /**
+   * For replayed creates that found their idempotency key held by another task of the same
+   * user: records each one's id as an alias of that task. Resolves with how many were recorded.
+   */
+  async recordKeyAliases(db: SqlExecutor, tasks: readonly NewTask[]): Promise<number> {
+    const keyed = tasks.filter((task) => task.idempotencyKey !== null);
+    if (keyed.length === 0) return 0;
+    const { sql, params } = keyAliasesStatement(keyed);
+    const [row] = await db.query<{ recorded: number }>(sql, params);
+    return row?.recorded ?? 0;
+  }
+
+  /** The task an alias stands for (see `recordKeyAliases`), if `id` is one of the user's. */
+  async aliasTarget(db: SqlExecutor, userId: string, id: string): Promise<string | undefined> {
+    const rows = await db.query<{ task_id: string }>(
+      'SELECT task_id FROM task_aliases WHERE id = $1 AND user_id = $2',
+      [id, userId],
+    );
+    return rows[0]?.task_id;
+  }
+
   /** Whether the user has a task with this id (whatever its version). */
   async exists(db: SqlExecutor, userId: string, id: string): Promise<boolean> {
     const rows = await db.query(`SELECT 1 FROM tasks WHERE id = $1 AND user_id = $2`, [id, userId]);
@@ -273,11 +294,42 @@ export function deleteStatement(deletion: TaskDeletion): Statement {
 }
 
 /** Deletes without a version guard, each filtered by its own owner. */
+/**
+ * Aliases for creates whose key another task of the same user holds (not themselves: a create
+ * that went in holds its own key).
+ */
+export function keyAliasesStatement(tasks: readonly NewTask[]): Statement {
+  return {
+    sql: `WITH recorded AS (
+            INSERT INTO task_aliases (id, user_id, task_id)
+            SELECT created.id, created.user_id, tasks.id
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS created(id, user_id, idempotency_key)
+              JOIN tasks ON tasks.user_id = created.user_id
+                        AND tasks.idempotency_key = created.idempotency_key
+                        AND tasks.id <> created.id
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+          )
+          SELECT count(*)::int AS recorded FROM recorded`,
+    params: [
+      tasks.map((task) => task.id),
+      tasks.map((task) => task.userId),
+      tasks.map((task) => task.idempotencyKey),
+    ],
+  };
+}
+
+/** Replayed deletes; an id recorded as an alias deletes the task it stands for. */
 export function deleteManyStatement(deletions: readonly TaskDeletion[]): Statement {
   return {
     sql: `WITH deleted AS (
             DELETE FROM tasks
-             USING unnest($1::uuid[], $2::uuid[]) AS deletion(id, user_id)
+             USING (
+               SELECT coalesce(alias.task_id, requested.id) AS id, requested.user_id
+                 FROM unnest($1::uuid[], $2::uuid[]) AS requested(id, user_id)
+                 LEFT JOIN task_aliases alias
+                        ON alias.id = requested.id AND alias.user_id = requested.user_id
+             ) AS deletion
              WHERE tasks.id = deletion.id AND tasks.user_id = deletion.user_id
             RETURNING 1
           )

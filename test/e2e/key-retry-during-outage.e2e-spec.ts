@@ -1,0 +1,77 @@
+/**
+ * A create applied directly whose answer the client never got, retried with the same
+ * Idempotency-Key while PostgreSQL is down: the retry is queued (202) under a new id, since the
+ * instance cannot see the key is taken. The client then changes or deletes the task by that id,
+ * also queued. At replay the key's task is the one the client meant: the retry's id becomes an
+ * alias of it, and the queued update and delete apply to it instead of being set aside or lost.
+ */
+import { jest } from '@jest/globals';
+import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
+import { registerAndLogin } from '../support/auth.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+
+jest.setTimeout(60_000);
+
+const TASKS = '/api/v1/tasks';
+
+async function waitUntil(what: string, condition: () => boolean): Promise<void> {
+  const until = Date.now() + 30_000;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
+  let proxy: FaultProxy;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    const target = new URL(PG_URL);
+    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    t = await startTestApp({ databaseHostPort: proxy.hostPort });
+  });
+
+  afterAll(async () => {
+    proxy?.pass();
+    await t?.close();
+    await proxy?.close();
+  });
+
+  it("applies the queued update and delete of the retry's id to the task its key holds", async () => {
+    const user = await registerAndLogin(t.app);
+    const post = (key: string, title: string) =>
+      t.app.inject({ method: 'POST', url: TASKS, headers: { ...user.auth, 'idempotency-key': key }, payload: { title } });
+    // Applied directly; say the answers were lost on their way to the client.
+    const kept = (await post('report', 'Write the report')).json<{ id: string }>().id;
+    const dropped = (await post('groceries', 'Buy groceries')).json<{ id: string }>().id;
+
+    proxy.cut();
+    const retried = await post('report', 'Write the report');
+    const retriedToo = await post('groceries', 'Buy groceries');
+    expect([retried.statusCode, retriedToo.statusCode]).toEqual([202, 202]);
+    const [alias, aliasToo] = [retried.json<{ id: string }>().id, retriedToo.json<{ id: string }>().id];
+    expect([alias === kept, aliasToo === dropped]).toEqual([false, false]);
+    const patched = await t.app.inject({ method: 'PATCH', url: `${TASKS}/${alias}`, headers: user.auth, payload: { status: 'done' } });
+    const deleted = await t.app.inject({ method: 'DELETE', url: `${TASKS}/${aliasToo}`, headers: user.auth });
+    expect([patched.statusCode, deleted.statusCode]).toEqual([202, 202]);
+
+    proxy.pass();
+    const database = t.app.get(DatabaseService);
+    const buffer = t.app.get(LmdbBuffer);
+    await waitUntil('the buffer drained', () => database.isUp() && buffer.depth === 0);
+
+    expect(buffer.deadLetterCount).toBe(0);
+    const rows = await withDatabase(t.databaseName, async (client) =>
+      (await client.query('SELECT id, title, status, idempotency_key FROM tasks ORDER BY title')).rows,
+    );
+    expect(rows).toEqual([{ id: kept, title: 'Write the report', status: 'done', idempotency_key: 'report' }]);
+    const aliases = await withDatabase(t.databaseName, async (client) =>
+      (await client.query('SELECT id, task_id FROM task_aliases')).rows,
+    );
+    // The deleted task's alias went with it.
+    expect(aliases).toEqual([{ id: alias, task_id: kept }]);
+  });
+});
