@@ -26,6 +26,7 @@ import {
   type TestAppOptions,
 } from '../support/test-app.js';
 import pg from 'pg';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(60_000);
 
@@ -126,18 +127,6 @@ function probeFor(t: TestApp): Probe {
   };
 }
 
-async function waitUntil(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 25_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 function bufferedValues(buffer: LmdbBuffer): string[] {
   return buffer.getBatch(10_000).map((entry) => (entry.op.payload as { value: string }).value);
 }
@@ -147,8 +136,7 @@ describe('write buffer and replay (e2e)', () => {
   const apps: TestApp[] = [];
 
   beforeEach(async () => {
-    const target = new URL(PG_URL);
-    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await FaultProxy.towards(PG_URL);
   });
 
   afterEach(async () => {
@@ -259,7 +247,7 @@ describe('write buffer and replay (e2e)', () => {
     expect(await p.rows()).toEqual([expect.objectContaining({ value: 'direct-before' })]);
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
 
     const rows = await p.rows();
     expect(rows.map((row) => row.value)).toEqual(['direct-before', ...accepted]);
@@ -293,7 +281,7 @@ describe('write buffer and replay (e2e)', () => {
     expect(await p.rows()).toEqual([]);
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
     expect((await p.rows()).map((row) => row.value)).toEqual(
       Array.from({ length: 12 }, (_, n) => `hole-${n}`),
     );
@@ -308,7 +296,7 @@ describe('write buffer and replay (e2e)', () => {
       .mockRejectedValueOnce(new Error('simulated crash before removal'));
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
 
     const rows = await p.rows();
     expect(rows.map((row) => row.value)).toEqual(
@@ -328,7 +316,7 @@ describe('write buffer and replay (e2e)', () => {
     await p.write('d');
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
 
     expect((await p.rows()).map((row) => row.value)).toEqual(['a', 'b', 'c', 'd']);
     const letters = p.buffer.listDeadLetters();
@@ -375,7 +363,7 @@ describe('write buffer and replay (e2e)', () => {
     });
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
     const recovered = await p.ready();
     expect(recovered.status).toBe(200);
     expect(recovered.body.details.buffer).toMatchObject({
@@ -399,7 +387,7 @@ describe('write buffer and replay (e2e)', () => {
     expect(p.buffer.depth).toBe(1);
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
     expect((await p.rows()).map((row) => row.value)).toEqual(['once']);
   });
 
@@ -421,7 +409,7 @@ describe('write buffer and replay (e2e)', () => {
     expect((await second.ready()).body.details.buffer).toMatchObject({ status: 'up', depth: 7 });
 
     proxy.pass();
-    await waitUntil('the buffer is drained', () => second.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => second.buffer.depth === 0, 25_000);
     expect((await second.rows()).map((row) => row.value)).toEqual(
       Array.from({ length: 7 }, (_, n) => `kept-${n}`),
     );
@@ -433,7 +421,7 @@ describe('write buffer and replay (e2e)', () => {
     proxy.cut();
     await p.write('ledger-buffered');
     proxy.pass();
-    await waitUntil('the buffer is drained', () => p.buffer.depth === 0);
+    await waitUntil('the buffer is drained', () => p.buffer.depth === 0, 25_000);
     const ledger = () =>
       withDatabase(p.t.databaseName, async (client) =>
         (await client.query<{ id: string }>('SELECT id FROM buffer_applied_operations')).rows.map(

@@ -11,26 +11,18 @@ import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(60_000);
 
 const TASKS = '/api/v1/tasks';
-
-async function waitUntil(what: string, condition: () => boolean): Promise<void> {
-  const until = Date.now() + 30_000;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
   let proxy: FaultProxy;
   let t: TestApp;
 
   beforeAll(async () => {
-    const target = new URL(PG_URL);
-    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await FaultProxy.towards(PG_URL);
     t = await startTestApp({ databaseHostPort: proxy.hostPort });
   });
 

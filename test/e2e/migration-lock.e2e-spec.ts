@@ -14,26 +14,18 @@ import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { databaseUrlFor, PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(90_000);
 
 const LOCK = "hashtext('taskd:migrations')";
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('migrations advisory lock waited on past the query timeout (e2e)', () => {
   let proxy: FaultProxy;
   let t: TestApp;
 
   beforeAll(async () => {
-    const target = new URL(PG_URL);
-    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await FaultProxy.towards(PG_URL);
     t = await startTestApp({ databaseHostPort: proxy.hostPort, env: { REQUEST_TIMEOUT_MS: '1500' } });
   });
 

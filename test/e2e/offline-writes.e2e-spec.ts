@@ -43,6 +43,7 @@ import {
   withDatabase,
   type TestApp,
 } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(120_000);
 
@@ -116,18 +117,6 @@ function expectUnavailable(res: LightMyRequestResponse, what: string): void {
 async function readiness(t: TestApp): Promise<{ status: number; body: ReadinessBody }> {
   const res = await t.app.inject({ method: 'GET', url: '/health/ready' });
   return { status: res.statusCode, body: res.json<ReadinessBody>() };
-}
-
-async function waitUntil(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** Cuts PostgreSQL at the proxy and waits until the app knows it (readiness pings it). */

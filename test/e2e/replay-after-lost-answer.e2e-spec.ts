@@ -16,18 +16,11 @@ import { TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { PG_URL, startTestApp, uniqueName, withDatabase, type TestApp } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(60_000);
 
 const TASKS = '/api/v1/tasks';
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('direct create committed, answer lost, replayed after a delete elsewhere (e2e)', () => {
   let proxy: FaultProxy;
@@ -35,8 +28,7 @@ describe('direct create committed, answer lost, replayed after a delete elsewher
   let b: TestApp;
 
   beforeAll(async () => {
-    const target = new URL(PG_URL);
-    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await FaultProxy.towards(PG_URL);
     const env = { REQUEST_TIMEOUT_MS: '5000', JWT_SECRET: randomBytes(32).toString('hex') };
     const databaseName = uniqueName();
     a = await startTestApp({ databaseName, databaseHostPort: proxy.hostPort, env });

@@ -16,26 +16,18 @@ import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(90_000);
 
 const TASKS = '/api/v1/tasks';
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 40_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe.each(['1', '10'])('replay statement past the query timeout, pool size %s (e2e)', (poolSize) => {
   let proxy: FaultProxy;
   let t: TestApp;
 
   beforeAll(async () => {
-    const target = new URL(PG_URL);
-    proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = await FaultProxy.towards(PG_URL);
     t = await startTestApp({
       databaseHostPort: proxy.hostPort,
       // query_timeout = REQUEST_TIMEOUT_MS + 1000 = 2.5 s; with one connection the reuse is certain,
@@ -68,7 +60,7 @@ describe.each(['1', '10'])('replay statement past the query timeout, pool size %
     await waitUntil('the app sees PostgreSQL down', async () => {
       await t.app.inject({ method: 'GET', url: '/health/ready' });
       return !database.isUp();
-    });
+    }, 40_000);
     const patched = await send('PATCH', `${TASKS}/${taskId}`, { title: 'buffered' });
     expect({ status: patched.statusCode, writeStatus: patched.headers['x-write-status'] }).toEqual({
       status: 202,

@@ -43,6 +43,13 @@ export class FaultProxy {
     return proxy;
   }
 
+  /** Starts a proxy towards the server of `url` (`postgres://…` or `redis://…`). */
+  static towards(url: string): Promise<FaultProxy> {
+    const target = new URL(url);
+    const defaultPort = target.protocol.startsWith('redis') ? 6379 : 5432;
+    return FaultProxy.start({ host: target.hostname, port: Number(target.port || defaultPort) });
+  }
+
   /** `127.0.0.1:<port>`, for `startTestApp({ databaseHostPort })`. */
   get hostPort(): string {
     const { port } = this.server.address() as net.AddressInfo;
