@@ -21,6 +21,11 @@ import { LoginDto, RefreshDto, RegisterDto, SessionDto, TokenPairDto } from './d
 import { SessionsService } from './sessions.service.js';
 import type { ClientInfo, SessionView, TokenPair } from './token-pair.js';
 
+/** Token answers are never to be kept by a cache along the way (RFC 6749 §5.1). */
+const NO_STORE = {
+  'Cache-Control': { description: 'Always `no-store`: the answer carries tokens.', schema: { type: 'string', enum: ['no-store'] } },
+};
+
 @ApiTags('auth')
 @Controller('api/v1/auth')
 export class AuthController {
@@ -50,7 +55,7 @@ export class AuthController {
     security: [],
   })
   @ApiBody({ type: LoginDto })
-  @ApiOkResponse({ type: TokenPairDto })
+  @ApiOkResponse({ type: TokenPairDto, headers: NO_STORE })
   @ApiProblems(400, 401, 413, 415, 429, 503)
   login(@Ctx() ctx: RequestContext, @Body() body: LoginDto, @Req() request: FastifyRequest): Promise<TokenPair> {
     return this.auth.login(ctx, body.email, body.password, clientOf(request));
@@ -67,7 +72,7 @@ export class AuthController {
     security: [],
   })
   @ApiBody({ type: RefreshDto })
-  @ApiOkResponse({ type: TokenPairDto })
+  @ApiOkResponse({ type: TokenPairDto, headers: NO_STORE })
   @ApiProblems(400, 401, 413, 415, 503)
   refresh(@Body() body: RefreshDto): Promise<TokenPair> {
     return this.sessions.refresh(body.refreshToken);
