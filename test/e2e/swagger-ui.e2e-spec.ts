@@ -1,19 +1,19 @@
 /**
- * Swagger UI in a real browser: Debian's Chromium, headless, driven by playwright-core (browser
- * downloads do not work here; `.ci/run` installs the `chromium` package). A user with tasks opens
+ * Swagger UI in a real browser: headless Chromium (`test/support/chromium.ts` says which one),
+ * driven by playwright-core. A user with tasks opens
  * `/docs`, authorizes with their real access token, and runs "Try it out" on `GET /api/v1/tasks`:
  * the page must show a 200 and the user's tasks, with no Content-Security-Policy violation or
  * script error on the way. The page is opened under a host name, not 127.0.0.1: Chromium treats
  * loopback as a secure origin and would hide what plain http on a real host does to the page.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
+import { chromiumExecutable } from '../support/chromium.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const HOST = 'taskd.test';
 /** What this machine's Chromium needs: no sandbox as root, and no calls to Google's services. */
 const CHROMIUM_FLAGS = [
@@ -39,11 +39,7 @@ describe('Swagger UI in Chromium (e2e)', () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium is not installed at ${CHROMIUM}: this test needs Debian's chromium package (apt-get install chromium; .ci/run installs it), or CHROMIUM_PATH`,
-      );
-    }
+    const executablePath = await chromiumExecutable();
     t = await startTestApp({ listen: true });
     user = await registerAndLogin(t.app);
     for (const title of titles) {
@@ -57,7 +53,7 @@ describe('Swagger UI in Chromium (e2e)', () => {
     }
     profileDir = mkdtempSync(path.join(tmpdir(), 'taskd-chromium-'));
     browser = await chromium.launchPersistentContext(profileDir, {
-      executablePath: CHROMIUM,
+      executablePath,
       headless: true,
       args: CHROMIUM_FLAGS,
       timeout: 30_000,
