@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { open } from 'lmdb';
-import type { SqlExecutor } from '../src/infrastructure/database/sql-executor.js';
+import type { EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { BufferService } from '../src/modules/buffer/buffer.service.js';
 import { LmdbBuffer } from '../src/modules/buffer/lmdb-buffer.js';
@@ -164,7 +164,7 @@ async function singleRowKind(t: TestApp): Promise<(n: number) => BufferedOperati
   );
   t.app
     .get(OperationRegistry)
-    .register<{ id: string; title: string }>('bench.append', async (db: SqlExecutor, op) => {
+    .register<{ id: string; title: string }>('bench.append', async (db: EntityManager, op) => {
       await db.query(
         'INSERT INTO bench_tasks (id, user_id, title, body) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING',
         [op.payload.id, op.userId, op.payload.title, JSON.stringify(op.payload)],

@@ -19,9 +19,7 @@ import { BufferService } from './modules/buffer/buffer.service.js';
 import { HealthModule } from './modules/health/health.module.js';
 import { MetricsModule } from './modules/metrics/metrics.module.js';
 import { ProfileModule } from './modules/profile/profile.module.js';
-import { TaskEntity } from './modules/tasks/task.entity.js';
 import { TasksModule } from './modules/tasks/tasks.module.js';
-import { UserEntity } from './modules/users/user.entity.js';
 import { MIGRATIONS } from '../migrations/index.js';
 
 @Module({})
@@ -36,7 +34,7 @@ export class AppModule {
         // line logged during a request carries the request's id) is entered by the request
         // hook in bootstrap.ts rather than by its middleware: no middleware runs at all.
         LoggerModule.forRoot({ pinoHttp: { logger }, useExisting: true, forRoutes: [] }),
-        DatabaseModule.forRoot({ entities: [UserEntity, TaskEntity], migrations: MIGRATIONS }),
+        DatabaseModule.forRoot({ migrations: MIGRATIONS }),
         RedisModule,
         LmdbModule,
         ScheduleModule.forRoot(),

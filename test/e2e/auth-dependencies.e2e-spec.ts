@@ -6,7 +6,7 @@
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { PG_URL, REDIS_URL, startTestApp, type TestApp } from '../support/test-app.js';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { RedisService } from '../../src/infrastructure/redis/redis.service.js';
 
 const waitFor = async (predicate: () => boolean, ms: number) => {
@@ -44,7 +44,7 @@ describe('auth routes with a dependency down (e2e)', () => {
     const second = (await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } })).json();
     const third = (await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } })).json();
     pgProxy.cut();
-    const db = t.app.get(DatabaseService);
+    const db = t.app.get(PostgresAvailability);
     // Make the app notice.
     await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth });
     expect(await waitFor(() => !db.isUp(), 5_000)).toBe(true);

@@ -5,7 +5,7 @@
  * queued behind the delete and get the key after it, not be answered with the task going away.
  */
 import { jest } from '@jest/globals';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { BufferService } from '../../src/modules/buffer/buffer.service.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
@@ -47,7 +47,7 @@ describe('a key whose task has a delete queued (e2e)', () => {
     const replays = t.app.get(BufferService);
     const held = jest.spyOn(replays, 'replay').mockImplementation(() => new Promise(() => undefined));
     proxy.pass();
-    const database = t.app.get(DatabaseService);
+    const database = t.app.get(PostgresAvailability);
     const buffer = t.app.get(LmdbBuffer);
     await waitUntil('PostgreSQL is seen up again', () => database.isUp());
     expect(buffer.depth).toBe(1);

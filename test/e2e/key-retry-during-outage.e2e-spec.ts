@@ -6,7 +6,7 @@
  * alias of it, and the queued update and delete apply to it instead of being set aside or lost.
  */
 import { jest } from '@jest/globals';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
@@ -51,7 +51,7 @@ describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
     expect([patched.statusCode, deleted.statusCode]).toEqual([202, 202]);
 
     proxy.pass();
-    const database = t.app.get(DatabaseService);
+    const database = t.app.get(PostgresAvailability);
     const buffer = t.app.get(LmdbBuffer);
     await waitUntil('the buffer drained', () => database.isUp() && buffer.depth === 0);
 

@@ -9,7 +9,8 @@ import { ModuleRef } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { APP_CONFIG, loadConfig } from '../../src/config/app-config.js';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PgDriver } from '../../src/infrastructure/database/pg-driver.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { RedisService } from '../../src/infrastructure/redis/redis.service.js';
 import {
   BUFFER_STATS,
@@ -266,13 +267,11 @@ describe('metrics (e2e)', () => {
     @Module({
       providers: [
         { provide: APP_CONFIG, useValue: loadConfig({ NODE_ENV: 'test' }) },
-        {
-          provide: DatabaseService,
-          useValue: { dataSource: { isInitialized: false }, isUp: () => false },
-        },
+        { provide: PostgresAvailability, useValue: { isUp: () => false } },
+        { provide: PgDriver, useValue: new PgDriver({ connectTimeoutMs: 1_000, maxCheckoutWaitMs: 1_000 }) },
         { provide: RedisService, useValue: { isUp: () => false } },
       ],
-      exports: [APP_CONFIG, DatabaseService, RedisService],
+      exports: [APP_CONFIG, PostgresAvailability, PgDriver, RedisService],
     })
     class DisconnectedDependencies {}
 

@@ -1,5 +1,5 @@
 /**
- * `DatabaseService.migrate()` (run at start-up, by the reconnect loop and before a replay) waits
+ * The schema migrator (run at start-up and whenever PostgreSQL comes back) waits
  * for the migrations advisory lock with `SET statement_timeout = 0`, but the pool's client-side
  * `query_timeout` (REQUEST_TIMEOUT_MS + 1 s) still bounds that wait. While another replica
  * migrates for longer than that, `pg_advisory_lock` is abandoned on the client side only, and
@@ -9,11 +9,11 @@
  */
 import { jest } from '@jest/globals';
 import pg from 'pg';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { databaseUrlFor, PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+import { databaseUp, databaseUrlFor, PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
 import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(90_000);
@@ -37,7 +37,7 @@ describe('migrations advisory lock waited on past the query timeout (e2e)', () =
 
   it('does not leave the migrations lock held by a pooled connection after another replica migrated for 6 s', async () => {
     const user = await registerAndLogin(t.app);
-    const database = t.app.get(DatabaseService);
+    const database = t.app.get(PostgresAvailability);
     const buffer = t.app.get(LmdbBuffer);
 
     proxy.cut();
@@ -73,7 +73,7 @@ describe('migrations advisory lock waited on past the query timeout (e2e)', () =
     // Had a pooled session kept the lock, a second replica starting now could not migrate, so
     // would not come up while that session lived (30 s idle at the least, longer if reused).
     const second = await startTestApp({ databaseName: t.databaseName, waitForDatabase: false });
-    const secondUp = await second.app.get(DatabaseService).waitUntilUp(10_000);
+    const secondUp = await databaseUp(second.app, 10_000);
     await second.close({ keepDatabase: true });
     expect({ drained, holders, secondUp }).toEqual({ drained: true, holders: [], secondUp: true });
   });

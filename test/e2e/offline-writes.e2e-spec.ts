@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { BufferService } from '../../src/modules/buffer/buffer.service.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
@@ -131,7 +131,7 @@ async function cutDatabase(t: TestApp, proxy: FaultProxy): Promise<void> {
 /** Lets PostgreSQL through again and waits until the buffer has been replayed. */
 async function restoreAndDrain(t: TestApp, proxy: FaultProxy): Promise<void> {
   proxy.pass();
-  const database = t.app.get(DatabaseService);
+  const database = t.app.get(PostgresAvailability);
   const buffer = t.app.get(LmdbBuffer);
   await waitUntil('the buffer is replayed', () => database.isUp() && buffer.depth === 0);
 }

@@ -10,7 +10,7 @@
  */
 import { jest } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
 import { registerAndLogin } from '../support/auth.js';
@@ -63,7 +63,7 @@ describe('direct create committed, answer lost, replayed after a delete elsewher
 
     // A's connection comes back; it replays what it queued.
     proxy.pass();
-    const database = a.app.get(DatabaseService);
+    const database = a.app.get(PostgresAvailability);
     const buffer = a.app.get(LmdbBuffer);
     await waitUntil('replica A drained its buffer', () => database.isUp() && buffer.depth === 0);
 

@@ -9,7 +9,7 @@
  */
 import { jest } from '@jest/globals';
 import type { LightMyRequestResponse } from 'fastify';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { AppliedOperations } from '../../src/modules/buffer/applied-operations.js';
 import { BufferService } from '../../src/modules/buffer/buffer.service.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
@@ -51,7 +51,7 @@ describe.each(['1', '10'])('replay statement past the query timeout, pool size %
     expect(created.statusCode).toBe(201);
     const taskId = created.json<{ id: string }>().id;
 
-    const database = t.app.get(DatabaseService);
+    const database = t.app.get(PostgresAvailability);
     const buffer = t.app.get(LmdbBuffer);
     const service = t.app.get(BufferService);
 

@@ -9,8 +9,8 @@ import { randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { RequestContext } from '../../src/common/context/request-context.js';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../src/infrastructure/database/sql-executor.js';
+import { Database } from '../../src/infrastructure/database/database.js';
+import type { EntityManager } from 'typeorm';
 import type { NewTask, TaskSort } from '../../src/modules/tasks/task.js';
 import { listStatement, TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
@@ -1035,7 +1035,7 @@ describe('tasks (e2e)', () => {
     let repository: TasksRepository;
     let ctx: RequestContext;
     /** The pool, one statement at a time, as a direct write runs them. */
-    let db: SqlExecutor;
+    let db: EntityManager;
 
     beforeAll(() => {
       repository = t.app.get(TasksRepository);
@@ -1043,7 +1043,7 @@ describe('tasks (e2e)', () => {
 
     beforeEach(() => {
       ctx = RequestContext.background('tasks-e2e', 10_000);
-      db = t.app.get(DatabaseService).executor(ctx);
+      db = t.app.get(Database).manager;
     });
 
     afterEach(() => {

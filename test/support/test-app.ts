@@ -16,7 +16,7 @@ import pino from 'pino';
 import { createApp } from '../../src/bootstrap.js';
 import { loadConfig, type AppConfig } from '../../src/config/app-config.js';
 import { createLogger } from '../../src/logger.js';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { ContractViolation, enforceContract } from './contract.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -84,8 +84,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   }
   if (options.waitForDatabase ?? true) {
-    const up = await app.get(DatabaseService).waitUntilUp(15_000);
-    if (!up) throw new Error(`the test database ${databaseName} did not come up`);
+    if (!(await databaseUp(app, 15_000))) throw new Error(`the test database ${databaseName} did not come up`);
   }
   return {
     app,
@@ -102,6 +101,14 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       if (contract.violations.length > 0) throw new ContractViolation(contract.violations);
     },
   };
+}
+
+/** Resolves true once the app has connected and migrated, false if `timeoutMs` passes first. */
+export async function databaseUp(app: NestFastifyApplication, timeoutMs: number): Promise<boolean> {
+  const postgres = app.get(PostgresAvailability);
+  const until = Date.now() + timeoutMs;
+  while (!postgres.isUp() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  return postgres.isUp();
 }
 
 export async function dropDatabase(name: string): Promise<void> {

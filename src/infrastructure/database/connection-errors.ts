@@ -1,6 +1,8 @@
 /**
- * Which database errors mean "PostgreSQL cannot be reached" (and so open the circuit breaker),
- * as opposed to errors of the statement itself (constraint violations, bad input), which never do.
+ * Which database errors may mean "PostgreSQL cannot be reached" (a suspicion that the probe
+ * confirms or not before the circuit breaker opens: see PostgresAvailability), as opposed to
+ * errors of the statement itself (constraint violations, bad input, a statement timeout) and to
+ * a pool whose connections are all busy, which never do.
  */
 import { ValidationFailedError } from '../../common/errors/domain-errors.js';
 
@@ -21,9 +23,10 @@ const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '3D00
 
 const CONNECTION_MESSAGES = [
   'connection terminated',
-  'timeout exceeded when trying to connect',
+  'timeout expired',
   'query read timeout',
   'connection timeout',
+  'driver not connected',
   'not queryable',
   'cannot use a pool after calling end',
   'the database is not connected',

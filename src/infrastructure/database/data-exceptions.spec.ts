@@ -1,5 +1,5 @@
 /**
- * A value PostgreSQL refuses (SQLSTATE class 22) is the client's fault: `DatabaseService` turns
+ * A value PostgreSQL refuses (SQLSTATE class 22) is the client's fault: `Database` turns
  * it into a 400 with a detail that names no SQL, while replay still sees the SQLSTATE and sets
  * such a buffered write aside instead of retrying it.
  */
@@ -7,31 +7,26 @@ import { describe, expect, it } from '@jest/globals';
 import { RequestContext } from '../../common/context/request-context.js';
 import { ValidationFailedError } from '../../common/errors/domain-errors.js';
 import { toProblem } from '../../common/errors/to-problem.js';
-import { loadConfig } from '../../config/app-config.js';
+import type { DataSource } from 'typeorm';
 import { classifyReplayFailure } from '../../modules/buffer/buffer.errors.js';
 import { InvalidDataError, isDataException, sqlState } from './connection-errors.js';
-import { DatabaseService } from './database.service.js';
+import { Database } from './database.js';
+import type { PostgresAvailability } from './postgres-availability.js';
 
 function pgError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code, severity: 'ERROR' });
 }
 
-/** A service whose pool fails every statement with `error`. */
-function failingWith(error: Error): DatabaseService {
-  const service = new DatabaseService(loadConfig({ LOG_LEVEL: 'silent' }), {
-    entities: [],
-    migrations: [],
-  });
-  const internals = service as unknown as { state: string; source: unknown };
-  internals.state = 'up';
-  internals.source = { driver: { master: { query: () => Promise.reject(error) } } };
-  return service;
+/** PostgreSQL up, and a statement that fails with `error`. */
+function failingWith(error: Error): { database: Database; error: Error } {
+  const availability = { isUp: () => true, suspect: async () => true } as unknown as PostgresAvailability;
+  return { database: new Database({} as DataSource, availability), error };
 }
 
-async function refusal(service: DatabaseService): Promise<unknown> {
+async function refusal({ database, error }: { database: Database; error: Error }): Promise<unknown> {
   const ctx = RequestContext.start('test', 1_000);
   try {
-    return await service.query(ctx, 'INSERT INTO users (name) VALUES ($1)', ['x']).then(
+    return await database.run(ctx, () => Promise.reject(error)).then(
       () => undefined,
       (caught: unknown) => caught,
     );

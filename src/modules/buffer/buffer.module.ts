@@ -4,8 +4,10 @@
  * `BufferService.stats()`. It depends on no feature.
  */
 import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
+import { AppliedOperationEntity } from './applied-operation.entity.js';
 import { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
 import { BufferService } from './buffer.service.js';
@@ -14,6 +16,7 @@ import { OperationRegistry } from './operation-registry.js';
 import { WritePath } from './write-path.js';
 
 @Module({
+  imports: [TypeOrmModule.forFeature([AppliedOperationEntity])],
   providers: [
     {
       provide: LmdbBuffer,

@@ -16,7 +16,8 @@ import { v7 as uuidv7 } from 'uuid';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import type { AppConfig } from '../../config/app-config.js';
-import type { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { Database } from '../../infrastructure/database/database.js';
+import type { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import type { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import type { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
@@ -41,15 +42,10 @@ class FakeDatabase {
   calls: string[] = [];
   /** Thrown by COMMIT of the next transaction, once. */
   commitFailure: Failure;
-  readonly reportFailure = jest.fn();
   readonly onStateChange = jest.fn((_listener: (state: string) => void) => () => undefined);
 
   isUp(): boolean {
     return this.up;
-  }
-
-  async migrate(): Promise<void> {
-    this.calls.push('migrate');
   }
 
   async transaction<T>(
@@ -122,7 +118,8 @@ describe('BufferService', () => {
     } as unknown as AppConfig;
     service = new BufferService(
       config,
-      database as unknown as DatabaseService,
+      database as unknown as Database,
+      database as unknown as PostgresAvailability,
       lmdb as unknown as LmdbService,
       buffer,
       registry,
@@ -167,7 +164,7 @@ describe('BufferService', () => {
     expect(buffer.depth).toBe(2);
   });
 
-  it('runs pending migrations first, then applies the queue in order, one transaction per batch', async () => {
+  it('applies the queue in order, one transaction per batch', async () => {
     const values = Array.from({ length: 10 }, (_, n) => `v${n}`);
     await enqueue(...values);
 
@@ -178,7 +175,6 @@ describe('BufferService', () => {
     });
     expect(database.committed).toEqual(values);
     expect(database.calls).toEqual([
-      'migrate',
       'begin',
       'commit',
       'begin',
@@ -203,7 +199,7 @@ describe('BufferService', () => {
     expect(second).toBe(first);
     await first;
     expect(database.committed).toEqual(['a', 'b', 'c']);
-    expect(database.calls.filter((c) => c === 'migrate')).toHaveLength(1);
+    expect(database.calls.filter((c) => c === 'begin')).toHaveLength(1);
   });
 
   it('sets an impossible operation aside and applies the ones before and behind it, in order', async () => {
@@ -273,7 +269,7 @@ describe('BufferService', () => {
     await service.replay();
     expect(database.committed).toEqual(['a', 'b', 'c']);
     // The failed batch, then its first operation alone, then the rest together again.
-    expect(database.calls).toEqual(['migrate', 'begin', 'begin', 'commit', 'begin', 'commit']);
+    expect(database.calls).toEqual(['begin', 'begin', 'commit', 'begin', 'commit']);
 
     await enqueue('d');
     database.commitFailure = connectionReset();
@@ -315,7 +311,7 @@ describe('BufferService', () => {
 
   it('schedules itself on start, and on shutdown stops, then replays one last time, once', async () => {
     service.onApplicationBootstrap();
-    expect(scheduler.getIntervals()).toEqual(['buffer-replay']);
+    expect(scheduler.getIntervals()).toEqual(['buffer-replay', 'buffer-ledger-prune']);
     expect(database.onStateChange).toHaveBeenCalledTimes(1);
     await service.replay();
 
@@ -330,7 +326,7 @@ describe('BufferService', () => {
       alreadyApplied: 0,
       deadLettered: 0,
     });
-    expect(database.calls.filter((c) => c === 'migrate')).toHaveLength(1);
+    expect(database.calls.filter((c) => c === 'commit')).toHaveLength(1);
   });
   describe('a kind with a batch handler', () => {
     /** Sizes of the batch handler's calls, in order. */

@@ -2,8 +2,7 @@
  * Replays the buffer into PostgreSQL, on a schedule (BUFFER_REPLAY_INTERVAL_MS), at once when
  * the database comes back, and one last time on shutdown. One run at a time.
  *
- * A run: pending migrations first (the database may be a fresh one), then batches of
- * BUFFER_REPLAY_BATCH in queue order, each applied in one transaction that also claims the
+ * A run: batches of BUFFER_REPLAY_BATCH in queue order, each applied in one transaction that also claims the
  * operations' ids in the exactly-once ledger, then removed from LMDB. Removal after the commit
  * means a crash in between replays operations that are already applied, and the ledger makes
  * those no-ops. Within a batch, a run of consecutive operations of a kind that registered a
@@ -27,7 +26,8 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import type { EntityManager } from 'typeorm';
 import { RequestContext } from '../../common/context/request-context.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import { Database } from '../../infrastructure/database/database.js';
+import { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
@@ -41,6 +41,7 @@ import { LmdbBuffer, type BufferEntry } from './lmdb-buffer.js';
 import { OperationRegistry } from './operation-registry.js';
 
 const REPLAY_INTERVAL = 'buffer-replay';
+const PRUNE_INTERVAL = 'buffer-ledger-prune';
 /** Upper bound of one replay transaction's statements. */
 const REPLAY_TRANSACTION_TIMEOUT_MS = 30_000;
 /** Runs in which a retryable failure of the same operation is tolerated before it is set aside. */
@@ -112,13 +113,13 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
   /** Set on shutdown: no run goes on past it. */
   private stopBy = Number.POSITIVE_INFINITY;
   private unsubscribe: (() => void) | undefined;
-  private lastPruneAt = 0;
   /** Failed runs per queue key, for retryable failures; in memory: a restart grants a fresh start. */
   private readonly attempts = new Map<number, number>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly database: DatabaseService,
+    private readonly database: Database,
+    private readonly availability: PostgresAvailability,
     private readonly lmdb: LmdbService,
     private readonly buffer: LmdbBuffer,
     private readonly registry: OperationRegistry,
@@ -128,9 +129,13 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
   ) {}
 
   onApplicationBootstrap(): void {
-    const timer = setInterval(() => void this.replay(), this.config.buffer.replayIntervalMs);
-    this.scheduler.addInterval(REPLAY_INTERVAL, timer);
-    this.unsubscribe = this.database.onStateChange((state) => {
+    // Intervals from the configuration, hence the registry rather than decorators.
+    this.scheduler.addInterval(
+      REPLAY_INTERVAL,
+      setInterval(() => void this.replay(), this.config.buffer.replayIntervalMs),
+    );
+    this.scheduler.addInterval(PRUNE_INTERVAL, setInterval(() => void this.prune(), PRUNE_EVERY_MS));
+    this.unsubscribe = this.availability.onStateChange((state) => {
       if (state === 'up') void this.replay();
     });
     if (this.buffer.depth > 0) {
@@ -190,8 +195,9 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     // Within SHUTDOWN_TIMEOUT_MS, leaving the rest of it to closing the connections.
     const { timeoutMs, drainMs } = this.config.shutdown;
     this.stopBy = Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2));
-    if (this.scheduler.doesExist('interval', REPLAY_INTERVAL))
-      this.scheduler.deleteInterval(REPLAY_INTERVAL);
+    for (const name of [REPLAY_INTERVAL, PRUNE_INTERVAL]) {
+      if (this.scheduler.doesExist('interval', name)) this.scheduler.deleteInterval(name);
+    }
     this.unsubscribe?.();
     await this.running;
     if (this.buffer.depth > 0 && this.database.isUp()) await this.run(this.stopBy);
@@ -207,14 +213,8 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     const report = emptyReport();
     if (!this.database.isUp()) return report;
     try {
-      if (this.buffer.depth > 0) {
-        await this.database.migrate();
-        await this.drain(report, deadline);
-      }
-      if (!this.stopping) await this.pruneIfDue();
+      if (this.buffer.depth > 0) await this.drain(report, deadline);
     } catch (error) {
-      // Migrations report nothing to the breaker themselves; the replay transactions already have.
-      this.database.reportFailure(error);
       if (error instanceof DatabaseUnreachable || classifyReplayFailure(error) === 'transient') {
         report.stoppedBy = 'database-unreachable';
         this.logger.warn({ depth: this.buffer.depth }, 'replay paused: PostgreSQL is unreachable');
@@ -395,9 +395,9 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     );
   }
 
-  private async pruneIfDue(): Promise<void> {
-    if (Date.now() - this.lastPruneAt < PRUNE_EVERY_MS) return;
-    this.lastPruneAt = Date.now();
+  /** Deletes ledger records older than any operation can wait in a buffer. */
+  private async prune(): Promise<void> {
+    if (this.stopping || !this.database.isUp()) return;
     const ctx = RequestContext.background('buffer-prune', REPLAY_TRANSACTION_TIMEOUT_MS);
     try {
       const pruned = await this.applied.prune(ctx, APPLIED_RETENTION_MS);

@@ -4,18 +4,19 @@
  * features to the buffer, never back).
  */
 import { Injectable } from '@nestjs/common';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { EntityManager } from 'typeorm';
 import { isValidKind, type BufferedOperation } from './operation.js';
 
 /**
- * Applies one operation through `db`: during replay, the batch's transaction, which also holds
- * the operation's exactly-once claim. Replay may hand the same operation to a handler only if its
- * earlier application was rolled back, so a handler need not guard against itself; it must still
- * be correct against the database as it is now (a row deleted meanwhile, a newer version).
- * Throw `PermanentOperationError` when the operation can never apply.
+ * Applies one operation through `manager`: for a direct write the pool's (each statement on its
+ * own), during replay the batch's transaction, which also holds the operation's exactly-once
+ * claim. A handler must be idempotent on its own: applied a second time (a direct write whose
+ * answer was lost to a dropped connection, then buffered and replayed) it has no further effect.
+ * It must be correct against the database as it is now (a row deleted meanwhile, a newer
+ * change). Throw `PermanentOperationError` when the operation can never apply.
  */
 export type OperationHandler<P = unknown> = (
-  db: SqlExecutor,
+  manager: EntityManager,
   op: BufferedOperation<P>,
 ) => Promise<void>;
 
@@ -26,27 +27,16 @@ export type OperationHandler<P = unknown> = (
  * the failing operation with smaller runs and, in the end, the single-operation handler.
  */
 export type BatchOperationHandler<P = unknown> = (
-  db: SqlExecutor,
+  manager: EntityManager,
   ops: readonly BufferedOperation<P>[],
 ) => Promise<void>;
 
 export interface OperationKindOptions<P = unknown> {
-  /**
-   * The handler is idempotent on its own: applying an operation a second time has no further
-   * effect (an INSERT … ON CONFLICT DO NOTHING, an update guarded by the version or time it was
-   * computed from, a delete that tolerates a missing row). A direct write of such a kind then
-   * runs as plain statements, without a transaction and without recording its id in the
-   * exactly-once ledger: should the connection die after the commit, the write is buffered and
-   * its replay finds nothing left to do. Replay itself always records ids, since it must not
-   * re-apply a batch it committed just before a crash.
-   */
-  idempotent?: boolean;
   applyBatch?: BatchOperationHandler<P>;
 }
 
 interface Registration {
   handler: OperationHandler;
-  idempotent: boolean;
   applyBatch: BatchOperationHandler | undefined;
 }
 
@@ -65,7 +55,6 @@ export class OperationRegistry {
       throw new Error(`a handler for ${kind} is already registered`);
     this.registrations.set(kind, {
       handler: handler as OperationHandler,
-      idempotent: options.idempotent ?? false,
       applyBatch: options.applyBatch as BatchOperationHandler | undefined,
     });
   }
@@ -78,15 +67,7 @@ export class OperationRegistry {
     return this.registrations.get(kind)?.applyBatch;
   }
 
-  isIdempotent(kind: string): boolean {
-    return this.registrations.get(kind)?.idempotent ?? false;
-  }
-
   has(kind: string): boolean {
     return this.registrations.has(kind);
-  }
-
-  kinds(): string[] {
-    return [...this.registrations.keys()];
   }
 }

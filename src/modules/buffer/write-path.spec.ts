@@ -6,9 +6,8 @@ import { jest } from '@jest/globals';
 import type { EntityManager } from 'typeorm';
 import { RequestContext } from '../../common/context/request-context.js';
 import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
-import type { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { AppliedOperations } from './applied-operations.js';
+import { isConnectionError } from '../../infrastructure/database/connection-errors.js';
+import { DatabaseUnavailableError, type Database } from '../../infrastructure/database/database.js';
 import { BufferCounters } from './buffer-counters.js';
 import { BufferFullError } from './buffer.errors.js';
 import type { AddResult, LmdbBuffer } from './lmdb-buffer.js';
@@ -22,8 +21,8 @@ import {
 } from './write-path.js';
 
 const USER = '0190c0de-0000-7000-8000-0000000000aa';
-const MANAGER = { name: 'the transaction manager' } as unknown as EntityManager;
-const POOL: SqlExecutor = { query: async () => [] };
+/** The pool's manager: a direct write's statements run on it, each on its own. */
+const POOL = { name: 'the pool manager' } as unknown as EntityManager;
 
 function connectionRefused(): Error {
   return Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
@@ -35,15 +34,25 @@ function uniqueViolation(): Error {
   });
 }
 
-function setup(options: { up?: boolean; empty?: boolean; queuedKeys?: string[] } = {}) {
+function setup(
+  options: { up?: boolean; empty?: boolean; queuedKeys?: string[]; probeFindsUp?: boolean } = {},
+) {
   let up = options.up ?? true;
+  // As Database does: a connection failure becomes DatabaseUnavailableError, and the probe then
+  // decides whether PostgreSQL is down (the breaker opens) or one connection dropped.
   const database = {
     isUp: jest.fn(() => up),
-    executor: jest.fn((_ctx: RequestContext) => POOL),
-    transaction: jest.fn(
-      async (_ctx: RequestContext, work: (manager: EntityManager) => Promise<unknown>) =>
-        work(MANAGER),
-    ),
+    manager: POOL,
+    run: jest.fn(async (_ctx: RequestContext, work: () => Promise<unknown>) => {
+      try {
+        return await work();
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        if (!options.probeFindsUp) up = false;
+        throw new DatabaseUnavailableError();
+      }
+    }),
+    confirmedDown: jest.fn(async () => !up),
   };
   const buffer = {
     isEmpty: jest.fn(() => options.empty ?? true),
@@ -55,28 +64,22 @@ function setup(options: { up?: boolean; empty?: boolean; queuedKeys?: string[] }
       }),
     ),
   };
-  const applied = {
-    claim: jest.fn(async (_manager: EntityManager, ids: readonly string[]) => new Set(ids)),
-  };
   const registry = new OperationRegistry();
   registry.register('task.create', async () => undefined);
   registry.register('profile.rename', async () => undefined);
-  registry.register('test.idempotent', async () => undefined, { idempotent: true });
   const counters = new BufferCounters();
   const writePath = new WritePath(
-    database as unknown as DatabaseService,
+    database as unknown as Database,
     buffer as unknown as LmdbBuffer,
     registry,
-    applied as unknown as AppliedOperations,
     counters,
   );
   return {
     writePath,
     database,
     buffer,
-    applied,
     counters,
-    /** What DatabaseService does on a connection error: open the breaker, then throw 503. */
+    /** The probe has opened the breaker. */
     breakerOpens: () => (up = false),
   };
 }
@@ -94,14 +97,11 @@ describe('WritePath', () => {
   const operation = (kind = 'task.create') =>
     createOperation(ctx, kind, { id: 'task-1', title: 'write the report' });
 
-  it('applies the write directly when PostgreSQL is up and the buffer is empty, recording the operation id in the same transaction', async () => {
-    const { writePath, database, buffer, applied, counters } = setup();
+  it('applies the write directly when PostgreSQL is up and the buffer is empty: plain statements on the pool, under the request context', async () => {
+    const { writePath, database, buffer, counters } = setup();
     const op = operation();
-    const calls: string[] = [];
-    applied.claim.mockImplementation(async (_manager, ids) => (calls.push('claim'), new Set(ids)));
-    const direct = jest.fn(async (manager: SqlExecutor) => {
-      calls.push('direct');
-      expect(manager).toBe(MANAGER);
+    const direct = jest.fn(async (manager: EntityManager) => {
+      expect(manager).toBe(POOL);
       return { id: 'task-1', version: 1 };
     });
 
@@ -109,10 +109,8 @@ describe('WritePath', () => {
       mode: 'direct',
       result: { id: 'task-1', version: 1 },
     });
-    expect(database.transaction).toHaveBeenCalledTimes(1);
-    expect(database.transaction.mock.calls[0]![0]).toBe(ctx);
-    expect(applied.claim).toHaveBeenCalledWith(MANAGER, [op.id]);
-    expect(calls).toEqual(['claim', 'direct']);
+    expect(database.run).toHaveBeenCalledTimes(1);
+    expect(database.run.mock.calls[0]![0]).toBe(ctx);
     expect(buffer.add).not.toHaveBeenCalled();
     expect(counters.buffered).toBe(0);
   });
@@ -128,7 +126,7 @@ describe('WritePath', () => {
       duplicate: false,
     });
     expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
-    expect(database.transaction).not.toHaveBeenCalled();
+    expect(database.run).not.toHaveBeenCalled();
     expect(direct).not.toHaveBeenCalled();
     expect(counters.buffered).toBe(1);
   });
@@ -143,7 +141,7 @@ describe('WritePath', () => {
       op,
     });
     expect(buffer.add).toHaveBeenCalledTimes(1);
-    expect(database.transaction).not.toHaveBeenCalled();
+    expect(database.run).not.toHaveBeenCalled();
     expect(direct).not.toHaveBeenCalled();
   });
 
@@ -164,19 +162,16 @@ describe('WritePath', () => {
     expect(counters.buffered).toBe(1);
   });
 
-  it('buffers when the database turns the connection error into 503 after opening the breaker', async () => {
-    const { writePath, database, buffer, breakerOpens } = setup();
-    const op = operation();
-    database.transaction.mockImplementationOnce(async () => {
-      breakerOpens();
-      throw new ServiceUnavailableError('the database is unavailable; try again shortly');
-    });
+  it('answers 503 instead of buffering when the probe finds PostgreSQL up after a connection error (one connection dropped)', async () => {
+    const { writePath, buffer, database } = setup({ probeFindsUp: true });
 
-    await expect(writePath.execute(ctx, op, async () => 'never')).resolves.toMatchObject({
-      mode: 'buffered',
-      op,
-    });
-    expect(buffer.add).toHaveBeenCalledTimes(1);
+    await expect(
+      writePath.execute(ctx, operation(), async () => {
+        throw connectionRefused();
+      }),
+    ).rejects.toBeInstanceOf(DatabaseUnavailableError);
+    expect(database.confirmedDown).toHaveBeenCalledTimes(1);
+    expect(buffer.add).not.toHaveBeenCalled();
   });
 
   it('lets a 503 propagate when PostgreSQL is still up (another dependency failed)', async () => {
@@ -212,7 +207,7 @@ describe('WritePath', () => {
       throw refused;
     });
 
-    await expect(writePath.execute(ctx, op, direct)).rejects.toBe(refused);
+    await expect(writePath.execute(ctx, op, direct)).rejects.toBeInstanceOf(DatabaseUnavailableError);
     expect(buffer.add).not.toHaveBeenCalled();
   });
 
@@ -298,40 +293,8 @@ describe('WritePath', () => {
 
     await expect(writePath.execute(ctx, op, async () => 'never')).rejects.toThrow('nobody.handles');
     expect(buffer.add).not.toHaveBeenCalled();
-    expect(database.transaction).not.toHaveBeenCalled();
+    expect(database.run).not.toHaveBeenCalled();
   });
-  describe('a kind registered as idempotent', () => {
-    it('writes directly as plain statements on the pool: no transaction, no ledger record', async () => {
-      const { writePath, database, applied, buffer } = setup();
-      const op = operation('test.idempotent');
-      const direct = jest.fn(async (db: SqlExecutor) => {
-        expect(db).toBe(POOL);
-        return 'stored';
-      });
-
-      await expect(writePath.execute(ctx, op, direct)).resolves.toEqual({
-        mode: 'direct',
-        result: 'stored',
-      });
-      expect(database.executor).toHaveBeenCalledWith(ctx);
-      expect(database.transaction).not.toHaveBeenCalled();
-      expect(applied.claim).not.toHaveBeenCalled();
-      expect(buffer.add).not.toHaveBeenCalled();
-    });
-
-    it('is buffered when its direct statement cannot reach PostgreSQL (its replay is harmless if it did commit)', async () => {
-      const { writePath, buffer } = setup();
-      const op = operation('test.idempotent');
-
-      await expect(
-        writePath.execute(ctx, op, async () => {
-          throw connectionRefused();
-        }),
-      ).resolves.toEqual({ mode: 'buffered', op, duplicate: false });
-      expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
-    });
-  });
-
   describe('a write that must not be buffered (If-Match)', () => {
     it('answers 503 with the database Retry-After while the breaker is open, trying nothing', async () => {
       const { writePath, database, buffer } = setup({ up: false });
@@ -343,7 +306,7 @@ describe('WritePath', () => {
         retryAfterSeconds: DATABASE_DOWN_RETRY_AFTER_SECONDS,
       });
       expect(direct).not.toHaveBeenCalled();
-      expect(database.transaction).not.toHaveBeenCalled();
+      expect(database.run).not.toHaveBeenCalled();
       expect(buffer.add).not.toHaveBeenCalled();
     });
 
@@ -365,7 +328,7 @@ describe('WritePath', () => {
       await expect(
         writePath.execute(
           ctx,
-          operation('test.idempotent'),
+          operation(),
           async () => {
             throw connectionRefused();
           },
@@ -446,7 +409,8 @@ describe('WritePath', () => {
           operation(),
           async () => 'never',
           options(async () => {
-            throw connectionRefused();
+            draining.breakerOpens();
+            throw new DatabaseUnavailableError();
           }),
         ),
       ).resolves.toMatchObject({ mode: 'buffered' });

@@ -6,12 +6,11 @@
  * - the circuit breaker is open (PostgreSQL known to be down): buffer;
  * - the buffer is not empty: buffer, so that a direct write never overtakes an older buffered
  *   one (replay drains the queue, then writes go direct again);
- * - the direct attempt fails because PostgreSQL cannot be reached: buffer. The attempt may have
- *   committed all the same (the connection died while the COMMIT was on its way). For a kind
- *   registered as idempotent that is harmless: its replay finds nothing left to do, so its direct
- *   write is the plain statement alone, as cheap as a write without any buffer. Any other kind
- *   runs its direct write in a transaction that also records the operation id in the exactly-once
- *   ledger, and replay skips an operation that turns out to be applied already;
+ * - the direct attempt fails because PostgreSQL cannot be reached (the probe confirms it: a
+ *   single dropped connection is not an outage): buffer. The attempt may have committed all the
+ *   same (the connection died while the COMMIT was on its way); that is harmless, since every
+ *   handler is idempotent on its own and its replay finds nothing left to do. So a direct write
+ *   is the plain statement alone, as cheap as a write without any buffer;
  * - anything else the direct attempt throws (constraint, validation, not found) propagates.
  *
  * A write that must not be buffered (one conditional on what is stored now, like `If-Match`)
@@ -20,10 +19,8 @@
 import { Injectable } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
-import { isConnectionError } from '../../infrastructure/database/connection-errors.js';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
-import { AppliedOperations } from './applied-operations.js';
+import type { EntityManager } from 'typeorm';
+import { Database, DatabaseUnavailableError } from '../../infrastructure/database/database.js';
 import { BufferCounters } from './buffer-counters.js';
 import { BufferFullError } from './buffer.errors.js';
 import { LmdbBuffer } from './lmdb-buffer.js';
@@ -72,10 +69,9 @@ export interface WriteOptions<T> {
 @Injectable()
 export class WritePath {
   constructor(
-    private readonly database: DatabaseService,
+    private readonly database: Database,
     private readonly buffer: LmdbBuffer,
     private readonly registry: OperationRegistry,
-    private readonly applied: AppliedOperations,
     private readonly counters: BufferCounters,
   ) {}
 
@@ -102,15 +98,14 @@ export class WritePath {
   }
 
   /**
-   * Applies `op` now with `direct`, or queues it for replay. `direct` must do all its work
-   * through `db` (typically the same code as the kind's registered handler, returning what the
-   * client is answered with): a transaction that also claims the operation id, or for an
-   * idempotent kind the pool, one statement at a time.
+   * Applies `op` now with `direct`, or queues it for replay. `direct` does all its work through
+   * the manager it is given (the pool's: each statement on its own), typically the same code as
+   * the kind's registered handler, and returns what the client is answered with.
    */
   async execute<T, P>(
     ctx: RequestContext,
     op: BufferedOperation<P>,
-    direct: (db: SqlExecutor) => Promise<T>,
+    direct: (manager: EntityManager) => Promise<T>,
     options: WriteOptions<T> = {},
   ): Promise<WriteOutcome<T, P>> {
     // A kind nobody can replay must fail now, not sit in the buffer until the database is back.
@@ -119,30 +114,21 @@ export class WritePath {
     ctx.throwIfAborted();
     if (!this.canWriteDirectly()) return this.enqueue(op, options);
     try {
-      const result = this.registry.isIdempotent(op.kind)
-        ? await direct(this.database.executor(ctx))
-        : await this.database.transaction(ctx, async (manager) => {
-            await this.applied.claim(manager, [op.id]);
-            return direct(manager);
-          });
-      return { mode: 'direct', result };
+      return { mode: 'direct', result: await this.database.run(ctx, () => direct(this.database.manager)) };
     } catch (error) {
       // Past its deadline the client has had its 504: no promise to keep, so nothing is queued.
-      if (this.isDatabaseUnreachable(error) && !ctx.aborted) return this.enqueue(op, options);
+      if (!ctx.aborted && (await this.isDatabaseUnreachable(error))) return this.enqueue(op, options);
       throw error;
     }
   }
 
   /**
    * True when `error` (from the write path or from a read of the same request) means that
-   * PostgreSQL cannot be reached, as opposed to a failure of the statement itself.
-   * DatabaseService turns connection errors into ServiceUnavailableError after opening the breaker.
+   * PostgreSQL cannot be reached, once the probe has decided, as opposed to a failure of the
+   * statement itself or of one connection.
    */
-  isDatabaseUnreachable(error: unknown): boolean {
-    return (
-      isConnectionError(error) ||
-      (error instanceof ServiceUnavailableError && !this.database.isUp())
-    );
+  async isDatabaseUnreachable(error: unknown): Promise<boolean> {
+    return error instanceof DatabaseUnavailableError && (await this.database.confirmedDown());
   }
 
   private async enqueue<T, P>(
@@ -184,7 +170,7 @@ export class WritePath {
     try {
       return await findExisting();
     } catch (error) {
-      if (this.isDatabaseUnreachable(error)) return undefined;
+      if (await this.isDatabaseUnreachable(error)) return undefined;
       throw error;
     }
   }

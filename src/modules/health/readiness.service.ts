@@ -5,7 +5,7 @@
  */
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthCheckResult, type HealthIndicatorResult } from '@nestjs/terminus';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
 import { BufferService } from '../buffer/buffer.service.js';
@@ -18,7 +18,7 @@ export class ReadinessService {
   constructor(
     private readonly indicators: HealthIndicatorService,
     private readonly lifecycle: LifecycleService,
-    private readonly database: DatabaseService,
+    private readonly postgres: PostgresAvailability,
     private readonly redis: RedisService,
     private readonly lmdb: LmdbService,
     private readonly buffer: BufferService,
@@ -26,12 +26,12 @@ export class ReadinessService {
 
   async evaluate(): Promise<{ ready: boolean; result: HealthCheckResult }> {
     const [postgresUp, redisUp] = await Promise.all([
-      this.database.isUp() ? this.database.ping(PING_TIMEOUT_MS) : Promise.resolve(false),
+      this.postgres.ping(PING_TIMEOUT_MS),
       this.redis.ping(PING_TIMEOUT_MS),
     ]);
     const buffer = this.bufferState();
     const entries: HealthIndicatorResult[] = [
-      this.entry('postgres', postgresUp, { state: this.database.getState() }),
+      this.entry('postgres', postgresUp, { state: this.postgres.getState() }),
       this.entry('redis', redisUp),
       this.entry('buffer', buffer.accepting, buffer.data),
     ];

@@ -3,7 +3,7 @@
  * PostgreSQL circuit and the Redis connection. Set at scrape time from their owners.
  */
 import { Gauge, type Registry } from 'prom-client';
-import type { PoolUsage } from './pg-pool.js';
+import type { PoolUsage } from '../../infrastructure/database/pg-driver.js';
 
 export class DependencyMetrics {
   private readonly poolInUse: Gauge;

@@ -9,13 +9,13 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
+import { PgDriver } from '../../infrastructure/database/pg-driver.js';
+import { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
 import { BufferMetrics } from './buffer-metrics.js';
 import { BUFFER_STATS, type BufferStatsSource } from './buffer-stats.js';
 import { DependencyMetrics } from './dependency-metrics.js';
 import { HttpMetrics } from './http-metrics.js';
-import { poolUsage } from './pg-pool.js';
 import { processMetricsRegistry } from './process-metrics.js';
 
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -31,7 +31,8 @@ export class MetricsService implements OnModuleInit {
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly adapterHost: HttpAdapterHost,
-    private readonly database: DatabaseService,
+    private readonly pgDriver: PgDriver,
+    private readonly postgres: PostgresAvailability,
     private readonly redis: RedisService,
     @Optional() @Inject(BUFFER_STATS) private readonly bufferStats?: BufferStatsSource,
   ) {
@@ -62,8 +63,8 @@ export class MetricsService implements OnModuleInit {
   /** The exposition text; mirrored gauges are refreshed first. */
   async render(): Promise<string> {
     this.dependencies.update(
-      poolUsage(this.database.dataSource),
-      this.database.isUp(),
+      this.pgDriver.usage(),
+      this.postgres.isUp(),
       this.redis.isUp(),
     );
     await this.updateBuffer();

@@ -9,12 +9,11 @@ import { RequestContext } from '../../common/context/request-context.js';
 import { NotFoundError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { ChangeClock } from '../../common/time/change-clock.js';
 import type { Clock } from '../../common/time/clock.js';
-import type { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { EntityManager } from 'typeorm';
+import type { Database } from '../../infrastructure/database/database.js';
 import type { LoginThrottle } from '../auth/login-throttle.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
 import type { SessionsService } from '../auth/sessions.service.js';
-import type { AppliedOperations } from '../buffer/applied-operations.js';
 import { BufferCounters } from '../buffer/buffer-counters.js';
 import { PermanentOperationError } from '../buffer/buffer.errors.js';
 import type { AddResult, LmdbBuffer } from '../buffer/lmdb-buffer.js';
@@ -28,11 +27,11 @@ import { ProfileService } from './profile.service.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const NOW = new Date('2026-02-20T09:15:00.000Z');
-const POOL: SqlExecutor = {
+const POOL = {
   query: async () => {
     throw new Error('unexpected SQL: the repository is mocked');
   },
-};
+} as unknown as EntityManager;
 
 function user(overrides: Partial<User> = {}): User {
   return {
@@ -82,7 +81,12 @@ describe('ProfileService', () => {
     users = strictUsers();
     registry = new OperationRegistry();
     new ProfileOperations(registry, users as unknown as UsersRepository).onModuleInit();
-    const database = { isUp: () => up, executor: () => POOL };
+    const database = {
+      isUp: () => up,
+      manager: POOL,
+      run: (_ctx: RequestContext, work: () => Promise<unknown>) => work(),
+      confirmedDown: async () => !up,
+    };
     const buffer = {
       isEmpty: () => queue.length === 0,
       isQueuedUnder: () => false,
@@ -92,10 +96,9 @@ describe('ProfileService', () => {
       },
     };
     const writePath = new WritePath(
-      database as unknown as DatabaseService,
+      database as unknown as Database,
       buffer as unknown as LmdbBuffer,
       registry,
-      {} as AppliedOperations,
       new BufferCounters(),
     );
     hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };

@@ -26,8 +26,8 @@ import { SessionsService } from '../auth/sessions.service.js';
 import { createOperation } from '../buffer/operation.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseEmail, toPublicUser, type PublicUser } from '../users/user.js';
-import { UsersRepository, type Rename } from '../users/users.repository.js';
-import { PROFILE_RENAME, renamePayload } from './profile-operations.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { PROFILE_RENAME, renamePayload, type Rename } from './profile-operations.js';
 
 /** How often a rename is stamped again after finding a later change, before a 503. */
 const MAX_ATTEMPTS = 3;

@@ -2,16 +2,15 @@
  * The tasks' writes as operations of the offline buffer: their kinds, their payloads, and the
  * handlers that apply them on replay. Handlers run the repository's apply statements, the same
  * ones a direct write runs, so a change has one code path whether it is applied at once or
- * later. All three kinds are idempotent on their own (an insert that ignores a conflict, an
- * update guarded by its time, a delete that tolerates a missing row), so their direct writes
- * skip the transaction and the exactly-once ledger (see `OperationKindOptions.idempotent`).
+ * later. All three kinds are idempotent on their own, as every handler must be: an insert that
+ * ignores a conflict, an update guarded by its time, a delete that tolerates a missing row.
  *
  * The owner is always the operation's `userId` (the authenticated caller who made it), never a
  * value from the payload, and every statement filters by it: a buffered change to another
  * user's task matches no row and so can never apply.
  */
 import { Injectable, type OnModuleInit } from '@nestjs/common';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { EntityManager } from 'typeorm';
 import { PermanentOperationError } from '../buffer/buffer.errors.js';
 import type { BufferedOperation } from '../buffer/operation.js';
 import { OperationRegistry } from '../buffer/operation-registry.js';
@@ -80,9 +79,6 @@ export class TaskOperations implements OnModuleInit {
         if (!(await this.tasks.insert(db, task))) await this.tasks.recordKeyAliases(db, [task]);
       },
       {
-        // A direct create needs no transaction: its insert records its operation id itself
-        // (insertStatement), so a replay of it after a lost answer finds it applied.
-        idempotent: true,
         applyBatch: async (db, ops) => {
           const tasks = ops.map(taskOf);
           if ((await this.tasks.insertMany(db, tasks)) < tasks.length) await this.tasks.recordKeyAliases(db, tasks);
@@ -92,7 +88,6 @@ export class TaskOperations implements OnModuleInit {
     this.registry.register<TaskUpdatePayload>(
       TASK_UPDATE,
       (db, op) => this.replayUpdate(db, updateOf(op)),
-      { idempotent: true },
     );
     this.registry.register<TaskDeletePayload>(
       TASK_DELETE,
@@ -103,7 +98,6 @@ export class TaskOperations implements OnModuleInit {
         if (target) await this.tasks.delete(db, { ...deletion, id: target });
       },
       {
-        idempotent: true,
         applyBatch: async (db, ops) => {
           await this.tasks.deleteMany(db, ops.map(deletionOf));
         },
@@ -118,7 +112,7 @@ export class TaskOperations implements OnModuleInit {
    * and is set aside instead of being dropped in silence. An id recorded as an alias (a create
    * whose key another task held) updates that task.
    */
-  async replayUpdate(db: SqlExecutor, change: TaskUpdate): Promise<void> {
+  async replayUpdate(db: EntityManager, change: TaskUpdate): Promise<void> {
     if (await this.tasks.update(db, change)) return;
     if (await this.tasks.exists(db, change.userId, change.id)) return;
     // The id a create answered with, whose key another task held by its replay: that task.

@@ -3,7 +3,7 @@
  *
  * Every statement filters by owner in SQL: another user's task is indistinguishable from a
  * missing one. The apply statements (insert, update, delete) take a change that is complete
- * beforehand and are harmless to replay; they run on a `SqlExecutor`, so that a direct write (on
+ * beforehand and are harmless to replay; they run on an `EntityManager`, so that a direct write (on
  * the pool) and its replay from the offline buffer (in the replay transaction) are the very
  * same code:
  *   - insert: `ON CONFLICT DO NOTHING` (a replay, or a second request with the same
@@ -15,9 +15,11 @@
  * SELECT (TypeORM returns `[rows, count]` for a bare UPDATE or DELETE).
  */
 import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { EntityManager, Repository } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import { Database } from '../../infrastructure/database/database.js';
+import { TaskEntity } from './task.entity.js';
 import {
   priorityOfRank,
   priorityRank,
@@ -64,11 +66,17 @@ const COLUMNS =
 
 @Injectable()
 export class TasksRepository {
-  constructor(private readonly database: DatabaseService) {}
+  constructor(
+    @InjectRepository(TaskEntity) private readonly tasks: Repository<TaskEntity>,
+    private readonly db: Database,
+  ) {}
+
+  private read<T>(ctx: RequestContext, sql: string, params: unknown[]): Promise<T[]> {
+    return this.db.run(ctx, () => this.tasks.query(sql, params) as Promise<T[]>);
+  }
 
   async findById(ctx: RequestContext, userId: string, id: string): Promise<Task | undefined> {
-    const rows = await this.database.query<TaskRow>(
-      ctx,
+    const rows = await this.read<TaskRow>(ctx,
       `SELECT ${COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2`,
       [id, userId],
     );
@@ -80,8 +88,7 @@ export class TasksRepository {
     userId: string,
     key: string,
   ): Promise<Task | undefined> {
-    const rows = await this.database.query<TaskRow>(
-      ctx,
+    const rows = await this.read<TaskRow>(ctx,
       `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND idempotency_key = $2`,
       [userId, key],
     );
@@ -90,7 +97,7 @@ export class TasksRepository {
 
   async list(ctx: RequestContext, userId: string, options: TaskListOptions): Promise<Task[]> {
     const { sql, params } = listStatement(userId, options);
-    const rows = await this.database.query<TaskRow>(ctx, sql, params);
+    const rows = await this.read<TaskRow>(ctx, sql, params);
     return rows.map(toTask);
   }
 
@@ -98,39 +105,39 @@ export class TasksRepository {
    * Applies a create; false when a row with its id or idempotency key already exists. A direct
    * write passes its operation's id, recorded as applied in the same statement.
    */
-  async insert(db: SqlExecutor, task: NewTask, operationId?: string): Promise<boolean> {
+  async insert(db: EntityManager, task: NewTask, operationId?: string): Promise<boolean> {
     const { sql, params } = insertStatement(task, operationId);
-    const rows = await db.query<{ id: string }>(sql, params);
+    const rows = await db.query<{ id: string }[]>(sql, params);
     return rows.length === 1;
   }
 
   /** Applies creates in one statement, in their order; resolves with how many were new. */
-  async insertMany(db: SqlExecutor, tasks: readonly NewTask[]): Promise<number> {
+  async insertMany(db: EntityManager, tasks: readonly NewTask[]): Promise<number> {
     if (tasks.length === 0) return 0;
     const { sql, params } = insertManyStatement(tasks);
-    const [row] = await db.query<{ inserted: number }>(sql, params);
+    const [row] = await db.query<{ inserted: number }[]>(sql, params);
     return row?.inserted ?? 0;
   }
 
   /** Applies an update; the task as it is now, or undefined when the guard matched no row. */
-  async update(db: SqlExecutor, change: TaskUpdate): Promise<Task | undefined> {
+  async update(db: EntityManager, change: TaskUpdate): Promise<Task | undefined> {
     const { sql, params } = updateStatement(change);
-    const rows = await db.query<TaskRow>(sql, params);
+    const rows = await db.query<TaskRow[]>(sql, params);
     return rows[0] && toTask(rows[0]);
   }
 
   /** Applies a delete; false when no row matched (missing, another owner's, or another version). */
-  async delete(db: SqlExecutor, deletion: TaskDeletion): Promise<boolean> {
+  async delete(db: EntityManager, deletion: TaskDeletion): Promise<boolean> {
     const { sql, params } = deleteStatement(deletion);
-    const rows = await db.query<{ id: string }>(sql, params);
+    const rows = await db.query<{ id: string }[]>(sql, params);
     return rows.length === 1;
   }
 
   /** Applies deletes without a version guard in one statement; resolves with how many rows went. */
-  async deleteMany(db: SqlExecutor, deletions: readonly TaskDeletion[]): Promise<number> {
+  async deleteMany(db: EntityManager, deletions: readonly TaskDeletion[]): Promise<number> {
     if (deletions.length === 0) return 0;
     const { sql, params } = deleteManyStatement(deletions);
-    const [row] = await db.query<{ deleted: number }>(sql, params);
+    const [row] = await db.query<{ deleted: number }[]>(sql, params);
     return row?.deleted ?? 0;
   }
 
@@ -138,17 +145,17 @@ export class TasksRepository {
    * For replayed creates that found their idempotency key held by another task of the same
    * user: records each one's id as an alias of that task. Resolves with how many were recorded.
    */
-  async recordKeyAliases(db: SqlExecutor, tasks: readonly NewTask[]): Promise<number> {
+  async recordKeyAliases(db: EntityManager, tasks: readonly NewTask[]): Promise<number> {
     const keyed = tasks.filter((task) => task.idempotencyKey !== null);
     if (keyed.length === 0) return 0;
     const { sql, params } = keyAliasesStatement(keyed);
-    const [row] = await db.query<{ recorded: number }>(sql, params);
+    const [row] = await db.query<{ recorded: number }[]>(sql, params);
     return row?.recorded ?? 0;
   }
 
   /** The task an alias stands for (see `recordKeyAliases`), if `id` is one of the user's. */
-  async aliasTarget(db: SqlExecutor, userId: string, id: string): Promise<string | undefined> {
-    const rows = await db.query<{ task_id: string }>(
+  async aliasTarget(db: EntityManager, userId: string, id: string): Promise<string | undefined> {
+    const rows = await db.query<{ task_id: string }[]>(
       'SELECT task_id FROM task_aliases WHERE id = $1 AND user_id = $2',
       [id, userId],
     );
@@ -156,7 +163,7 @@ export class TasksRepository {
   }
 
   /** Whether the user has a task with this id (whatever its version). */
-  async exists(db: SqlExecutor, userId: string, id: string): Promise<boolean> {
+  async exists(db: EntityManager, userId: string, id: string): Promise<boolean> {
     const rows = await db.query(`SELECT 1 FROM tasks WHERE id = $1 AND user_id = $2`, [id, userId]);
     return rows.length === 1;
   }

@@ -14,9 +14,8 @@ import {
 } from '../../common/errors/domain-errors.js';
 import { ChangeClock, microsOf } from '../../common/time/change-clock.js';
 import type { Clock } from '../../common/time/clock.js';
-import type { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
-import type { AppliedOperations } from '../buffer/applied-operations.js';
+import type { EntityManager } from 'typeorm';
+import { DatabaseUnavailableError, type Database } from '../../infrastructure/database/database.js';
 import { BufferCounters } from '../buffer/buffer-counters.js';
 import type { AddResult, LmdbBuffer } from '../buffer/lmdb-buffer.js';
 import type { BufferedOperation } from '../buffer/operation.js';
@@ -33,12 +32,12 @@ const TASK_ID = '0193a000-0000-7000-8000-0000000000aa';
 const OTHER_TASK_ID = '0193a000-0000-7000-8000-0000000000bb';
 const NOW = new Date('2026-02-20T09:15:00.000Z');
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-/** What the write path hands a direct write of an idempotent kind: the pool. */
-const POOL: SqlExecutor = {
+/** What the write path hands a direct write: the pool's manager. */
+const POOL = {
   query: async () => {
     throw new Error('unexpected SQL: the repository is mocked');
   },
-};
+} as unknown as EntityManager;
 
 type RepositoryMock = { [K in keyof TasksRepository]: jest.Mock<TasksRepository[K]> };
 
@@ -84,7 +83,7 @@ function contextFor(userId: string | undefined): RequestContext {
 }
 
 function databaseDown(): ServiceUnavailableError {
-  return new ServiceUnavailableError('the database is unavailable; try again shortly');
+  return new DatabaseUnavailableError();
 }
 
 /**
@@ -96,10 +95,9 @@ class Surroundings {
   readonly queue: Array<{ op: BufferedOperation; dedupeKey?: string }> = [];
   readonly database = {
     isUp: () => this.up,
-    executor: jest.fn((_ctx: RequestContext) => POOL),
-    transaction: jest.fn(async () => {
-      throw new Error('unexpected transaction: every task kind is idempotent');
-    }),
+    manager: POOL,
+    run: jest.fn(async (_ctx: RequestContext, work: () => Promise<unknown>) => work()),
+    confirmedDown: async () => !this.up,
   };
   readonly buffer = {
     isEmpty: () => this.queue.length === 0,
@@ -119,7 +117,7 @@ class Surroundings {
     ),
   };
 
-  /** A connection error, as DatabaseService reports it: the breaker opens, then 503. */
+  /** A connection error, as Database reports it once the probe has opened the breaker. */
   connectionLost(): ServiceUnavailableError {
     this.up = false;
     return databaseDown();
@@ -147,10 +145,9 @@ describe('TasksService', () => {
     const registry = new OperationRegistry();
     new TaskOperations(registry, repository as unknown as TasksRepository).onModuleInit();
     const writePath = new WritePath(
-      around.database as unknown as DatabaseService,
+      around.database as unknown as Database,
       around.buffer as unknown as LmdbBuffer,
       registry,
-      {} as AppliedOperations,
       new BufferCounters(),
     );
     service = new TasksService(
@@ -190,7 +187,7 @@ describe('TasksService', () => {
       expect(JSON.parse(JSON.stringify(inserted))).toEqual(inserted);
       const { idempotencyKey: _key, ...expected } = inserted;
       expect(task).toEqual(expected);
-      expect(around.database.transaction).not.toHaveBeenCalled();
+      expect(around.database.run).toHaveBeenCalledWith(ctx, expect.any(Function));
       expect(around.buffer.add).not.toHaveBeenCalled();
     });
 

@@ -33,7 +33,7 @@ import {
   FOREIGN_KEY_VIOLATION,
   sqlState,
 } from '../../infrastructure/database/connection-errors.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { EntityManager } from 'typeorm';
 import { createOperation } from '../buffer/operation.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
@@ -257,7 +257,7 @@ export class TasksService {
   }
 
   /** Applies a create on `db`; the answer, or undefined when its id or key is taken already. */
-  private async insertNow(db: SqlExecutor, task: NewTask, operationId: string): Promise<CreatedTask | undefined> {
+  private async insertNow(db: EntityManager, task: NewTask, operationId: string): Promise<CreatedTask | undefined> {
     try {
       const inserted = await this.tasks.insert(db, task, operationId);
       return inserted ? { task: storedForm(task), replayed: false, buffered: false } : undefined;
@@ -298,7 +298,7 @@ export class TasksService {
     try {
       return await this.tasks.findById(ctx, userId, id);
     } catch (error) {
-      if (!conditional && this.writes.isDatabaseUnreachable(error)) return 'unreachable';
+      if (!conditional && (await this.writes.isDatabaseUnreachable(error))) return 'unreachable';
       throw error;
     }
   }

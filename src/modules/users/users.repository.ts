@@ -1,29 +1,21 @@
 /**
- * Users in PostgreSQL. Every method takes the request context (deadline, breaker); a unique
- * violation on the email becomes `EmailTakenError`.
+ * Users in PostgreSQL, through TypeORM's repository of `UserEntity`. Request-path methods take
+ * the request context (deadline, breaker: `Database.run`); the one write the offline buffer may
+ * replay (a rename) takes the `EntityManager` it runs on instead: the pool's for a direct write,
+ * the replay transaction's later. A unique violation on the email becomes `EmailTakenError`.
  */
 import { Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { EntityManager, Repository } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { EmailTakenError } from '../../common/errors/domain-errors.js';
 import { sqlState, UNIQUE_VIOLATION } from '../../infrastructure/database/connection-errors.js';
-import { DatabaseService } from '../../infrastructure/database/database.service.js';
-import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import { Database } from '../../infrastructure/database/database.js';
+import { UserEntity } from './user.entity.js';
 import type { User } from './user.js';
 
-interface UserRow {
-  id: string;
-  email: string;
-  name: string;
-  password_hash: string;
-  /** timestamptz columns arrive as ISO 8601 strings (see pg-types.ts). */
-  created_at: string;
-  updated_at: string;
-  version: number;
-}
-
-const COLUMNS = 'id, email, name, password_hash, created_at, updated_at, version';
-
-export interface ProfileChange {
+/** A change of name and/or email, applied directly. */
+export interface UserProfileChange {
   id: string;
   name?: string;
   email?: string;
@@ -31,83 +23,89 @@ export interface ProfileChange {
   updatedAt: string;
 }
 
-/** A change of name alone: the one profile change the write buffer may apply later. */
-export interface Rename {
+/** A change of name alone, guarded by its time so that a replay never undoes a newer change. */
+export interface UserNameChange {
   id: string;
   name: string;
-  /** ISO 8601 with microseconds, from `ChangeClock`: the guard against undoing a newer change. */
+  /** ISO 8601 with microseconds. */
   updatedAt: string;
 }
 
 @Injectable()
 export class UsersRepository {
-  constructor(private readonly database: DatabaseService) {}
+  constructor(
+    @InjectRepository(UserEntity) private readonly users: Repository<UserEntity>,
+    private readonly db: Database,
+  ) {}
 
   async findById(ctx: RequestContext, id: string): Promise<User | undefined> {
-    const rows = await this.database.query<UserRow>(ctx, `SELECT ${COLUMNS} FROM users WHERE id = $1`, [id]);
-    return rows[0] && toUser(rows[0]);
+    const entity = await this.db.run(ctx, () => this.users.findOneBy({ id }));
+    return entity ? toUser(entity) : undefined;
   }
 
   async findByEmail(ctx: RequestContext, email: string): Promise<User | undefined> {
-    const rows = await this.database.query<UserRow>(ctx, `SELECT ${COLUMNS} FROM users WHERE email = $1`, [email]);
-    return rows[0] && toUser(rows[0]);
+    const entity = await this.db.run(ctx, () => this.users.findOneBy({ email }));
+    return entity ? toUser(entity) : undefined;
   }
 
   async insert(ctx: RequestContext, user: User): Promise<void> {
-    await this.withEmailGuard(() =>
-      this.database.query(
-        ctx,
-        `INSERT INTO users (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [user.id, user.email, user.name, user.passwordHash, user.createdAt, user.updatedAt, user.version],
-      ),
-    );
+    await this.withEmailGuard(() => this.db.run(ctx, () => this.users.insert(toEntity(user))));
   }
 
-  /** Applies a name and/or email change; returns the updated user, or undefined if gone. */
-  async updateProfile(ctx: RequestContext, change: ProfileChange): Promise<User | undefined> {
-    const rows = await this.withEmailGuard(() =>
-      this.database.query<UserRow>(
-        ctx,
-        `UPDATE users
-            SET name = COALESCE($2, name), email = COALESCE($3, email),
-                updated_at = $4, version = version + 1
-          WHERE id = $1
-        RETURNING ${COLUMNS}`,
-        [change.id, change.name ?? null, change.email ?? null, change.updatedAt],
+  /** Applies a name and/or email change; the updated user, or undefined if gone. */
+  async updateProfile(ctx: RequestContext, change: UserProfileChange): Promise<User | undefined> {
+    const result = await this.withEmailGuard(() =>
+      this.db.run(ctx, () =>
+        this.users
+          .createQueryBuilder()
+          .update()
+          .set({
+            ...(change.name === undefined ? {} : { name: change.name }),
+            ...(change.email === undefined ? {} : { email: change.email }),
+            updatedAt: () => ':updatedAt',
+            version: () => 'version + 1',
+          })
+          .where('id = :id', { id: change.id })
+          .setParameter('updatedAt', change.updatedAt)
+          .returning('*')
+          .execute(),
       ),
     );
-    return rows[0] && toUser(rows[0]);
+    const [row] = result.raw as UserRow[];
+    return row && fromRow(row);
   }
 
   /**
    * Applies a rename, directly or replayed from the offline buffer, only if no change of a later
-   * time has been made (`updated_at` older than the rename's own), so that a replay never undoes
-   * a newer change. The user as it is now, or undefined when nothing matched (gone, or changed
-   * later).
+   * time has been made (`updated_at` older than the rename's own). The user as it is now, or
+   * undefined when nothing matched (gone, or changed later).
    */
-  async rename(db: SqlExecutor, change: Rename): Promise<User | undefined> {
-    const rows = await db.query<UserRow>(
-      `WITH renamed AS (
-         UPDATE users SET name = $2, updated_at = $3, version = version + 1
-          WHERE id = $1 AND updated_at < $3
-         RETURNING ${COLUMNS}
-       )
-       SELECT ${COLUMNS} FROM renamed`,
-      [change.id, change.name, change.updatedAt],
-    );
-    return rows[0] && toUser(rows[0]);
+  async rename(manager: EntityManager, change: UserNameChange): Promise<User | undefined> {
+    const result = await manager
+      .withRepository(this.users)
+      .createQueryBuilder()
+      .update()
+      .set({ name: change.name, updatedAt: () => ':updatedAt', version: () => 'version + 1' })
+      .where('id = :id AND updated_at < :updatedAt', { id: change.id, updatedAt: change.updatedAt })
+      .returning('*')
+      .execute();
+    const [row] = result.raw as UserRow[];
+    return row && fromRow(row);
   }
 
-  async exists(db: SqlExecutor, id: string): Promise<boolean> {
-    const rows = await db.query('SELECT 1 FROM users WHERE id = $1', [id]);
-    return rows.length === 1;
+  exists(manager: EntityManager, id: string): Promise<boolean> {
+    return manager.withRepository(this.users).existsBy({ id });
   }
 
-  async updatePasswordHash(ctx: RequestContext, id: string, passwordHash: string, updatedAt: Date | string): Promise<void> {
-    await this.database.query(
-      ctx,
-      'UPDATE users SET password_hash = $2, updated_at = $3, version = version + 1 WHERE id = $1',
-      [id, passwordHash, updatedAt],
+  async updatePasswordHash(ctx: RequestContext, id: string, passwordHash: string, updatedAt: string): Promise<void> {
+    await this.db.run(ctx, () =>
+      this.users
+        .createQueryBuilder()
+        .update()
+        .set({ passwordHash, updatedAt: () => ':updatedAt', version: () => 'version + 1' })
+        .where('id = :id', { id })
+        .setParameter('updatedAt', updatedAt)
+        .execute(),
     );
   }
 
@@ -117,18 +115,14 @@ export class UsersRepository {
    * a login racing a password change cannot write the old password back.
    */
   async rehashPassword(ctx: RequestContext, id: string, verifiedHash: string, passwordHash: string): Promise<boolean> {
-    const rows = await this.database.query(
-      ctx,
-      'UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2 RETURNING id',
-      [id, verifiedHash, passwordHash],
-    );
-    return rows.length === 1;
+    const result = await this.db.run(ctx, () => this.users.update({ id, passwordHash: verifiedHash }, { passwordHash }));
+    return result.affected === 1;
   }
 
   /** The stored password hash, for a check that it has not changed since it was read. */
   async passwordHashOf(ctx: RequestContext, id: string): Promise<string | undefined> {
-    const rows = await this.database.query<{ password_hash: string }>(ctx, 'SELECT password_hash FROM users WHERE id = $1', [id]);
-    return rows[0]?.password_hash;
+    const entity = await this.db.run(ctx, () => this.users.findOne({ where: { id }, select: { id: true, passwordHash: true } }));
+    return entity?.passwordHash;
   }
 
   private async withEmailGuard<T>(work: () => Promise<T>): Promise<T> {
@@ -141,7 +135,30 @@ export class UsersRepository {
   }
 }
 
-function toUser(row: UserRow): User {
+/** A row as `RETURNING *` gives it (column names, timestamps as ISO strings). */
+interface UserRow {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
+
+function toUser(entity: UserEntity): User {
+  return {
+    id: entity.id,
+    email: entity.email,
+    name: entity.name,
+    passwordHash: entity.passwordHash,
+    createdAt: entity.createdAt,
+    updatedAt: entity.updatedAt,
+    version: entity.version,
+  };
+}
+
+function fromRow(row: UserRow): User {
   return {
     id: row.id,
     email: row.email,
@@ -151,4 +168,8 @@ function toUser(row: UserRow): User {
     updatedAt: new Date(row.updated_at),
     version: row.version,
   };
+}
+
+function toEntity(user: User): UserEntity {
+  return Object.assign(new UserEntity(), user);
 }

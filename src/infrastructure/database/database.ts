@@ -1,0 +1,98 @@
+/**
+ * How use cases and repositories reach PostgreSQL for a request (or for background work with a
+ * context of its own): every call through `run` or `transaction`, which
+ *
+ * - refuse at once while the circuit breaker is open (503, so that a write can be buffered);
+ * - bound the work by the context's deadline: a pool checkout waits no longer than the request
+ *   has left, and a transaction's statements get `SET LOCAL statement_timeout` from it;
+ * - translate failures: a failure that may mean an outage raises a suspicion (the probe decides)
+ *   and becomes 503; a statement timeout (57014) becomes 504; a value PostgreSQL refuses
+ *   (SQLSTATE class 22) becomes a 400. Everything else propagates as it is.
+ *
+ * A connection whose ROLLBACK failed is closed by the driver itself (pg-driver.ts).
+ */
+import { Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { RequestTimeoutError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import { InvalidDataError, isConnectionError, isDataException, sqlState } from './connection-errors.js';
+import { PoolCheckoutTimeoutError, runWithDeadline } from './pg-driver.js';
+import { PostgresAvailability } from './postgres-availability.js';
+
+const QUERY_CANCELED = '57014';
+/** How long a client is asked to wait when every pool connection stayed busy. */
+const POOL_BUSY_RETRY_AFTER_SECONDS = 1;
+
+/** PostgreSQL cannot be reached (breaker open, or a connection failure just now). */
+export class DatabaseUnavailableError extends ServiceUnavailableError {
+  constructor() {
+    super('the database is unavailable; try again shortly');
+  }
+}
+
+@Injectable()
+export class Database {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly availability: PostgresAvailability,
+  ) {}
+
+  /** The manager of autocommit statements: each runs on its own pooled connection. */
+  get manager(): EntityManager {
+    return this.dataSource.manager;
+  }
+
+  isUp(): boolean {
+    return this.availability.isUp();
+  }
+
+  /**
+   * After a `DatabaseUnavailableError`: whether PostgreSQL is known to be down once the probe has
+   * decided (the breaker open), as opposed to a passing failure of one connection.
+   */
+  async confirmedDown(): Promise<boolean> {
+    return !(await this.availability.settled());
+  }
+
+  /** Runs `work` (statements of a request, each on its own) under the rules of the header. */
+  async run<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
+    ctx.throwIfAborted();
+    this.assertUp();
+    try {
+      return await runWithDeadline(ctx, work);
+    } catch (error) {
+      throw this.translate(error);
+    }
+  }
+
+  /**
+   * Runs `work` in one transaction whose statements are bounded by the time the context has
+   * left, so that no statement outlives its request.
+   */
+  transaction<T>(ctx: RequestContext, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return this.run(ctx, () =>
+      this.dataSource.transaction(async (manager) => {
+        await manager.query(`SET LOCAL statement_timeout = ${Math.max(1, ctx.remainingMs())}`);
+        return work(manager);
+      }),
+    );
+  }
+
+  private assertUp(): void {
+    if (!this.availability.isUp()) throw new DatabaseUnavailableError();
+  }
+
+  private translate(error: unknown): unknown {
+    if (error instanceof ServiceUnavailableError || error instanceof RequestTimeoutError) return error;
+    if (isConnectionError(error)) {
+      void this.availability.suspect();
+      return new DatabaseUnavailableError();
+    }
+    if (error instanceof PoolCheckoutTimeoutError) {
+      return new ServiceUnavailableError('the database is busy; try again shortly', POOL_BUSY_RETRY_AFTER_SECONDS);
+    }
+    if (sqlState(error) === QUERY_CANCELED) return new RequestTimeoutError();
+    if (isDataException(error)) return new InvalidDataError(sqlState(error)!);
+    return error;
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The `pg` module TypeORM is given through its public `driver` option: `pg` itself, with a
+ * `Pool` and a `Client` of our own. This is the one place that shapes how connections behave;
+ * TypeORM's private members are never touched.
+ *
+ * - **Checkout bounded by the caller's deadline, not by the connect timeout.** pg-pool has one
+ *   `connectionTimeoutMillis` for two different waits: opening a connection (a server that does
+ *   not answer) and waiting for a free one (every connection busy). Here the client times out its
+ *   own connection attempt (DATABASE_CONNECT_TIMEOUT_MS), and a checkout waits for a free
+ *   connection until the deadline of the work that asked (`runWithDeadline`), or
+ *   `maxCheckoutWaitMs` without one. A busy pool is not an outage, and the two fail differently
+ *   (`PoolCheckoutTimeoutError` is never taken for a connection failure).
+ * - **A connection whose ROLLBACK failed is closed, not pooled.** When the driver gave up
+ *   waiting on a statement the server is still running, the ROLLBACK queued behind it can time
+ *   out too, and the session may still be inside its transaction: pooled, the next transaction
+ *   would run inside it (its BEGIN a mere warning) and commit what the failed one began. TypeORM
+ *   swallows that failure and releases the connection as healthy, so the client remembers it
+ *   and the pool's release closes such a client instead.
+ * - **Statements prepared once per connection.** A parameterised statement outside a
+ *   transaction runs as a named (protocol-level prepared) statement: each connection parses and
+ *   plans it once, not on every request. A migration run elsewhere can change a column type
+ *   under a prepared statement, and a pooler can lose one; PostgreSQL then refuses it before
+ *   executing anything, so it is renamed (prepared afresh everywhere) and run once more unnamed.
+ * - **Pool statistics** for metrics, from the pool TypeORM created.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import type { RequestContext } from '../../common/context/request-context.js';
+import { RequestTimeoutError } from '../../common/errors/domain-errors.js';
+
+/** "cached plan must not change result type", "prepared statement does not exist". */
+const STALE_STATEMENT_SQLSTATES = new Set(['0A000', '26000']);
+/** Statement texts prepared at most; past it a text runs unnamed, so no connection grows without bound. */
+const MAX_PREPARED_STATEMENTS = 256;
+
+export interface PgDriverSettings {
+  /** How long opening one connection may take. */
+  connectTimeoutMs: number;
+  /** How long a checkout without a deadline (background work) waits for a free connection. */
+  maxCheckoutWaitMs: number;
+}
+
+export interface PoolUsage {
+  inUse: number;
+  idle: number;
+  waiting: number;
+}
+
+/** Every connection was busy until the caller's deadline: the pool is saturated, PostgreSQL is not down. */
+export class PoolCheckoutTimeoutError extends Error {
+  override readonly name = 'PoolCheckoutTimeoutError';
+  constructor(waitedMs: number) {
+    super(`no pool connection became free within ${waitedMs} ms`);
+  }
+}
+
+type Release = (error?: Error | boolean) => void;
+type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, release: Release) => void;
+
+const deadlines = new AsyncLocalStorage<RequestContext>();
+
+/** Runs `work` with `ctx`'s deadline bounding every pool checkout it makes. */
+export function runWithDeadline<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
+  return deadlines.run(ctx, work);
+}
+
+export class PgDriver {
+  /** The module for TypeORM's `driver` option. */
+  readonly module: typeof pg;
+  private current: pg.Pool | undefined;
+  private readonly statementNames = new Map<string, string>();
+  private statementCount = 0;
+
+  constructor(readonly settings: PgDriverSettings) {
+    this.module = { ...pg, Pool: poolClassFor(this, clientClassFor(this)) } as typeof pg;
+  }
+
+  /** Called by the pool class for each pool TypeORM creates: the latest is the one in use. */
+  adoptPool(pool: pg.Pool): void {
+    const previous = this.current;
+    this.current = pool;
+    // A pool created when an earlier attempt to initialise failed half-way is ended.
+    if (previous && previous !== pool) void previous.end().catch(() => undefined);
+  }
+
+  /** Connections of the pool in use: none before TypeORM has created its pool. */
+  usage(): PoolUsage {
+    const pool = this.current;
+    if (!pool) return { inUse: 0, idle: 0, waiting: 0 };
+    return { inUse: pool.totalCount - pool.idleCount, idle: pool.idleCount, waiting: pool.waitingCount };
+  }
+
+  /**
+   * Has the pool close `connection` (a client of this driver, as a TypeORM query runner's
+   * `connect()` resolves with) when it is released, instead of pooling it.
+   */
+  closeOnRelease(connection: unknown): void {
+    if (connection && typeof connection === 'object' && 'unsafeToReuse' in connection) {
+      (connection as TaskdClientState).unsafeToReuse = true;
+    }
+  }
+
+  /** A name per statement text, the same on every connection of this process. */
+  statementName(text: string): string | undefined {
+    let name = this.statementNames.get(text);
+    if (name === undefined && this.statementCount < MAX_PREPARED_STATEMENTS) {
+      this.statementCount += 1;
+      name = `taskd_${this.statementCount}`;
+      this.statementNames.set(text, name);
+    }
+    return name;
+  }
+
+  /** The prepared form of `text` is stale: the next use prepares it afresh under a new name. */
+  forgetStatement(text: string): void {
+    this.statementNames.delete(text);
+  }
+
+  /** A checkout, bounded by the deadline of the work that asked, whose release closes unsafe clients. */
+  async checkout(connect: () => Promise<pg.PoolClient>): Promise<pg.PoolClient> {
+    const ctx = deadlines.getStore();
+    const waitMs = ctx ? ctx.remainingMs() : this.settings.maxCheckoutWaitMs;
+    if (ctx?.aborted || waitMs <= 0) throw new RequestTimeoutError();
+    const pending = connect();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(ctx ? new RequestTimeoutError() : new PoolCheckoutTimeoutError(waitMs)), waitMs);
+    });
+    let client: pg.PoolClient;
+    try {
+      client = await Promise.race([pending, expired]);
+    } catch (error) {
+      // A connection that arrives after the wait gave up goes straight back.
+      void pending.then((late) => late.release(), () => undefined);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    const release = client.release.bind(client) as Release;
+    client.release = ((error?: Error | boolean) => {
+      const unsafe = (client as unknown as TaskdClientState).unsafeToReuse;
+      release(error || (unsafe ? new Error('the connection may still be inside a transaction') : undefined));
+    }) as pg.PoolClient['release'];
+    return client;
+  }
+}
+
+function poolClassFor(driver: PgDriver, Client: typeof pg.Client): typeof pg.Pool {
+  return class TaskdPool extends pg.Pool {
+    constructor(options: pg.PoolConfig = {}) {
+      // The queue wait is bounded per checkout (PgDriver.checkout), the connection attempt by the client.
+      super({ ...options, connectionTimeoutMillis: 0, Client } as pg.PoolConfig);
+      driver.adoptPool(this);
+    }
+
+    override connect(): Promise<pg.PoolClient>;
+    override connect(callback: ConnectCallback): void;
+    override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
+      const checkout = driver.checkout(super.connect.bind(this) as () => Promise<pg.PoolClient>);
+      if (!callback) return checkout;
+      checkout.then(
+        (client) => callback(undefined, client, client.release.bind(client)),
+        (error: Error) => callback(error, undefined, () => undefined),
+      );
+    }
+  } as unknown as typeof pg.Pool;
+}
+
+function clientClassFor(driver: PgDriver): typeof pg.Client {
+  const { connectTimeoutMs } = driver.settings;
+  return class TaskdClient extends pg.Client implements TaskdClientState {
+    unsafeToReuse = false;
+    private inTransaction = false;
+
+    constructor(config?: string | pg.ClientConfig) {
+      super(typeof config === 'string' ? config : { ...config, connectionTimeoutMillis: connectTimeoutMs });
+    }
+
+    override query(...args: unknown[]): never {
+      const [text, values, callback] = args;
+      // Only the promise form with a text, which is how TypeORM queries; anything else as it is.
+      if (typeof text !== 'string' || typeof values === 'function' || callback !== undefined) {
+        return (super.query as (...a: unknown[]) => never)(...args);
+      }
+      return this.run(text, values as unknown[] | undefined) as never;
+    }
+
+    private async run(text: string, values: unknown[] | undefined): Promise<pg.QueryResult> {
+      const plain = (): Promise<pg.QueryResult> => super.query(text, values);
+      const control = transactionControl(text);
+      if (control === 'begin') this.inTransaction = true;
+      try {
+        if (this.inTransaction || !values || values.length === 0) return await plain();
+        const name = driver.statementName(text);
+        if (name === undefined) return await plain();
+        try {
+          return await super.query({ name, text, values });
+        } catch (error) {
+          if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
+          driver.forgetStatement(text);
+          return await plain();
+        }
+      } catch (error) {
+        if (control === 'rollback') this.unsafeToReuse = true;
+        throw error;
+      } finally {
+        if (control === 'end') this.inTransaction = false;
+        if (control === 'rollback' && !this.unsafeToReuse) this.inTransaction = false;
+      }
+    }
+  } as unknown as typeof pg.Client;
+}
+
+interface TaskdClientState {
+  /** Set when a ROLLBACK failed: the session may still be inside its transaction. */
+  unsafeToReuse: boolean;
+}
+
+function transactionControl(text: string): 'begin' | 'rollback' | 'end' | undefined {
+  const head = text.trimStart().slice(0, 20).toUpperCase();
+  if (head.startsWith('START TRANSACTION') || head.startsWith('BEGIN')) return 'begin';
+  if (head.startsWith('ROLLBACK TO')) return undefined;
+  if (head.startsWith('ROLLBACK')) return 'rollback';
+  if (head.startsWith('COMMIT') || head.startsWith('END')) return 'end';
+  return undefined;
+}
