@@ -328,6 +328,66 @@ describe('BufferService', () => {
     });
     expect(database.calls.filter((c) => c === 'commit')).toHaveLength(1);
   });
+  describe('payload versions', () => {
+    /** `test.versioned` at version 3: v1 `{ text }`, v2 `{ words: [...] }`, v3 `{ value }`. */
+    beforeEach(() => {
+      registry.register<{ value: string }>(
+        'test.versioned',
+        async (manager, op) => {
+          (manager as unknown as { tx: Tx }).tx.effects.push(op.payload.value);
+        },
+        {
+          version: 3,
+          upgrades: {
+            1: (payload) => ({ words: (payload as { text: string }).text.split(' ') }),
+            2: (payload) => ({ value: (payload as { words: string[] }).words.join('+') }),
+          },
+        },
+      );
+    });
+
+    function stored(payload: unknown, version?: number): BufferedOperation {
+      return {
+        id: uuidv7(),
+        kind: 'test.versioned',
+        userId: '0190c0de-0000-7000-8000-000000000001',
+        payload,
+        acceptedAt: new Date().toISOString(),
+        requestId: 'req-versioned',
+        ...(version === undefined ? {} : { version }),
+      };
+    }
+
+    it('replays entries an earlier release stored in an older shape, upgraded step by step', async () => {
+      // As stored before versions existed (version 1, no field), then by a version-2 release.
+      await buffer.add(stored({ text: 'from the first release' }));
+      await buffer.add(stored({ words: ['from', 'version', 'two'] }, 2));
+      await buffer.add(stored({ value: 'current' }, 3));
+
+      await expect(service.replay()).resolves.toMatchObject({ applied: 3, deadLettered: 0 });
+      expect(database.committed).toEqual(['from+the+first+release', 'from+version+two', 'current']);
+    });
+
+    it('sets aside an entry a newer release stored, which this one cannot read', async () => {
+      const newer = stored({ value: 'from the future', extra: true }, 4);
+      await buffer.add(newer);
+      await buffer.add(stored({ value: 'after it' }, 3));
+
+      await expect(service.replay()).resolves.toMatchObject({ applied: 1, deadLettered: 1 });
+      expect(database.committed).toEqual(['after it']);
+      expect(buffer.listDeadLetters()[0]).toMatchObject({
+        op: newer,
+        error: { name: 'PermanentOperationError', message: expect.stringContaining('newer release') },
+      });
+    });
+
+    it('refuses a registration that does not say how every older version upgrades', () => {
+      expect(() =>
+        registry.register('test.gap', async () => undefined, { version: 3, upgrades: { 1: (payload) => payload } }),
+      ).toThrow('version 2');
+    });
+  });
+
   describe('a kind with a batch handler', () => {
     /** Sizes of the batch handler's calls, in order. */
     let runs: number[];

@@ -367,14 +367,14 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     if (batchHandler && step.entries.length > 1) {
       await batchHandler(
         manager,
-        step.entries.map((entry) => entry.op),
+        step.entries.map((entry) => this.registry.upgrade(entry.op)),
       );
       return;
     }
     const handler = this.registry.handlerFor(kind);
     if (!handler)
       throw new PermanentOperationError(`no handler is registered for operation kind ${kind}`);
-    await handler(manager, step.entries[0]!.op);
+    await handler(manager, this.registry.upgrade(step.entries[0]!.op));
   }
 
   /** True when `entry` is to be set aside now: at once if permanent, after repeated retryable failures. */

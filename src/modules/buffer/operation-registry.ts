@@ -5,6 +5,7 @@
  */
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import { PermanentOperationError } from './buffer.errors.js';
 import { isValidKind, type BufferedOperation } from './operation.js';
 
 /**
@@ -31,13 +32,26 @@ export type BatchOperationHandler<P = unknown> = (
   ops: readonly BufferedOperation<P>[],
 ) => Promise<void>;
 
+/** Turns a payload of one version into a payload of the next; `op` is the stored operation. */
+export type PayloadUpgrade = (payload: unknown, op: BufferedOperation) => unknown;
+
 export interface OperationKindOptions<P = unknown> {
   applyBatch?: BatchOperationHandler<P>;
+  /** The version of the payload shape the handlers take (default 1). */
+  version?: number;
+  /**
+   * For every older version n (1 … version − 1), how a payload of version n becomes one of
+   * version n + 1. Applied in turn to an operation stored by an earlier release before any
+   * handler, or the write path, sees it.
+   */
+  upgrades?: Record<number, PayloadUpgrade>;
 }
 
 interface Registration {
   handler: OperationHandler;
   applyBatch: BatchOperationHandler | undefined;
+  version: number;
+  upgrades: Record<number, PayloadUpgrade>;
 }
 
 @Injectable()
@@ -53,10 +67,41 @@ export class OperationRegistry {
     if (!isValidKind(kind)) throw new TypeError(`invalid operation kind: ${kind}`);
     if (this.registrations.has(kind))
       throw new Error(`a handler for ${kind} is already registered`);
+    const version = options.version ?? 1;
+    const upgrades = options.upgrades ?? {};
+    for (let from = 1; from < version; from += 1) {
+      if (!upgrades[from]) throw new Error(`${kind} version ${version} says nothing of how version ${from} upgrades`);
+    }
     this.registrations.set(kind, {
       handler: handler as OperationHandler,
       applyBatch: options.applyBatch as BatchOperationHandler | undefined,
+      version,
+      upgrades,
     });
+  }
+
+  /** `op` stamped with its kind's current payload version, as it is stored. */
+  stamp<P>(op: BufferedOperation<P>): BufferedOperation<P> {
+    const registration = this.registrations.get(op.kind);
+    return registration ? { ...op, version: registration.version } : op;
+  }
+
+  /**
+   * `op` with its payload in its kind's current shape. An operation stored by a newer release
+   * (a rollback to this one) cannot be read: it is refused for good, and replay sets it aside.
+   */
+  upgrade<P>(op: BufferedOperation): BufferedOperation<P> {
+    const registration = this.registrations.get(op.kind);
+    const stored = op.version ?? 1;
+    if (!registration || stored === registration.version) return op as BufferedOperation<P>;
+    if (stored > registration.version) {
+      throw new PermanentOperationError(
+        `${op.kind} payload version ${stored} was written by a newer release than this one (version ${registration.version})`,
+      );
+    }
+    let payload = op.payload;
+    for (let from = stored; from < registration.version; from += 1) payload = registration.upgrades[from]!(payload, op);
+    return { ...op, payload, version: registration.version } as BufferedOperation<P>;
   }
 
   handlerFor(kind: string): OperationHandler | undefined {

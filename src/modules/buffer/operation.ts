@@ -20,6 +20,13 @@ export interface BufferedOperation<P = unknown> {
   readonly acceptedAt: string;
   /** The request that made it, for the logs of its replay. */
   readonly requestId: string;
+  /**
+   * The version of the payload's shape, stamped when the operation is stored (see
+   * `OperationRegistry.register`); absent on entries stored before versions existed, which are
+   * version 1. A release that changes a kind's payload bumps its version and says how an older
+   * payload becomes the new one, so that entries written by the previous release still replay.
+   */
+  readonly version?: number;
 }
 
 const KIND = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;

@@ -125,7 +125,7 @@ describe('WritePath', () => {
       op,
       duplicate: false,
     });
-    expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
+    expect(buffer.add).toHaveBeenCalledWith({ ...op, version: 1 }, { dedupeKey: undefined });
     expect(database.run).not.toHaveBeenCalled();
     expect(direct).not.toHaveBeenCalled();
     expect(counters.buffered).toBe(1);
@@ -158,7 +158,7 @@ describe('WritePath', () => {
       duplicate: false,
     });
     expect(direct).toHaveBeenCalledTimes(1);
-    expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: undefined });
+    expect(buffer.add).toHaveBeenCalledWith({ ...op, version: 1 }, { dedupeKey: undefined });
     expect(counters.buffered).toBe(1);
   });
 
@@ -392,7 +392,7 @@ describe('WritePath', () => {
 
       await writePath.execute(ctx, op, async () => 'never', options(findExisting));
       expect(findExisting).not.toHaveBeenCalled();
-      expect(buffer.add).toHaveBeenCalledWith(op, { dedupeKey: scoped });
+      expect(buffer.add).toHaveBeenCalledWith({ ...op, version: 1 }, { dedupeKey: scoped });
     });
 
     it('does not look while PostgreSQL is down, and queues when the look-up loses the connection', async () => {

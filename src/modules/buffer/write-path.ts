@@ -143,9 +143,10 @@ export class WritePath {
       if (existing !== undefined) return { mode: 'direct', result: existing };
     }
     try {
-      const { entry, duplicate } = await this.buffer.add(op, { dedupeKey });
+      const { entry, duplicate } = await this.buffer.add(this.registry.stamp(op), { dedupeKey });
       if (!duplicate) this.counters.buffered += 1;
-      return { mode: 'buffered', op: entry.op as BufferedOperation<P>, duplicate };
+      // A duplicate's original may have been stored by the previous release.
+      return { mode: 'buffered', op: duplicate ? this.registry.upgrade<P>(entry.op) : op, duplicate };
     } catch (error) {
       if (error instanceof BufferFullError) {
         throw new ServiceUnavailableError(
