@@ -7,6 +7,7 @@ import { CreateTasks1764100000000 } from './1764100000000-create-tasks.js';
 import { CreateBufferAppliedOperations1764200000000 } from './1764200000000-create-buffer-applied-operations.js';
 import { TaskUpdatedAtMicroseconds1764300000000 } from './1764300000000-task-updated-at-microseconds.js';
 import { CreateTaskAliases1764400000000 } from './1764400000000-create-task-aliases.js';
+import { ReplicaPositions1765000000000 } from './1765000000000-replica-positions.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
@@ -14,4 +15,5 @@ export const MIGRATIONS = [
   CreateBufferAppliedOperations1764200000000,
   TaskUpdatedAtMicroseconds1764300000000,
   CreateTaskAliases1764400000000,
+  ReplicaPositions1765000000000,
 ];

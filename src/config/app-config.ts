@@ -3,7 +3,7 @@
  * `AppConfig` by injection (token `APP_CONFIG`) and never reads `process.env` itself.
  */
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { envSchema, type Env } from './env.schema.js';
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
@@ -28,6 +28,20 @@ export interface AppConfig {
     maxBytes: number;
     replayIntervalMs: number;
     replayBatch: number;
+    /** One user's share of this replica's buffer (queued and parked writes). */
+    userMaxEntries: number;
+    userMaxBytes: number;
+    /** Bounds of the set-aside writes, kept apart from the live buffer. */
+    setAsideMaxEntries: number;
+    setAsideMaxBytes: number;
+  };
+  /** Several replicas, one order (docs/design/replicas.md). */
+  replication: {
+    /** Tie-break of the positions this replica issues itself (1–1023). */
+    replicaTag: number;
+    clockSkewMaxMs: number;
+    /** How long tombstones, the ledger, parked writes and pending records are kept. */
+    retentionMs: number;
   };
   auth: {
     jwtSecret: string;
@@ -87,6 +101,15 @@ function toAppConfig(env: Env): AppConfig {
       maxBytes: env.BUFFER_MAX_BYTES,
       replayIntervalMs: env.BUFFER_REPLAY_INTERVAL_MS,
       replayBatch: env.BUFFER_REPLAY_BATCH,
+      userMaxEntries: env.BUFFER_USER_MAX_ENTRIES,
+      userMaxBytes: env.BUFFER_USER_MAX_BYTES,
+      setAsideMaxEntries: env.BUFFER_SET_ASIDE_MAX_ENTRIES,
+      setAsideMaxBytes: env.BUFFER_SET_ASIDE_MAX_BYTES,
+    },
+    replication: {
+      replicaTag: env.REPLICA_ID ?? replicaTagOf(hostname()),
+      clockSkewMaxMs: env.CLOCK_SKEW_MAX_MS,
+      retentionMs: env.WRITE_RETENTION,
     },
     auth: {
       jwtSecret: env.JWT_SECRET ?? randomBytes(48).toString('base64url'),
@@ -107,6 +130,16 @@ function toAppConfig(env: Env): AppConfig {
     },
     logLevel: env.LOG_LEVEL,
   };
+}
+
+/**
+ * Without REPLICA_ID: a StatefulSet pod's ordinal (`taskd-3` → 4), so that the replicas of one
+ * deployment never share a tag; otherwise a random one.
+ */
+function replicaTagOf(host: string): number {
+  const ordinal = /-(\d+)$/.exec(host)?.[1];
+  if (ordinal !== undefined && Number(ordinal) < 1023) return Number(ordinal) + 1;
+  return 1 + Math.floor(Math.random() * 1023);
 }
 
 /** An empty variable means "not set", as a shell or an orchestrator usually intends. */

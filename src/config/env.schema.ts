@@ -82,6 +82,13 @@ export const envSchema = z
     BUFFER_MAX_BYTES: int(1024, 1024 ** 4).default(512 * 1024 * 1024),
     BUFFER_REPLAY_INTERVAL_MS: int(10, 3_600_000).default(1000),
     BUFFER_REPLAY_BATCH: int(1, 10_000).default(1000),
+    BUFFER_USER_MAX_ENTRIES: int(1, 100_000_000).default(2_000),
+    BUFFER_USER_MAX_BYTES: int(1024, 1024 ** 4).default(16 * 1024 * 1024),
+    BUFFER_SET_ASIDE_MAX_ENTRIES: int(1, 100_000_000).default(10_000),
+    BUFFER_SET_ASIDE_MAX_BYTES: int(1024, 1024 ** 4).default(64 * 1024 * 1024),
+    WRITE_RETENTION: duration.default(parseDuration('7d')),
+    REPLICA_ID: int(1, 1023).optional(),
+    CLOCK_SKEW_MAX_MS: int(1, 3_600_000).default(500),
 
     JWT_SECRET: z.string().optional(),
     // JWTs count whole seconds: under one, every access token would expire as it is issued.

@@ -9,7 +9,8 @@
  *   must read PostgreSQL answers 503 with Retry-After; readiness stays 200. Once the proxy
  *   passes again, the database holds exactly what a model of those writes predicts: the same
  *   tasks with the same fields, versions and times (so each change applied once, in order),
- *   impossible ones set aside, no duplicate;
+ *   impossible ones (an update of a task deleted before it, a write of someone else's task)
+ *   set aside, no duplicate;
  * - an idempotency key used directly after its buffered create was replayed;
  * - an impossible operation in the dead-letter store, counted, not blocking those behind it;
  * - a replay interrupted between the database commit and the removal from the buffer;
@@ -373,9 +374,11 @@ class DeleteTask implements fc.AsyncCommand<OfflineModel, Real> {
     const res = await send(real.t, real.users[this.user], 'DELETE', `${TASKS}/${target.id}`);
     expectBuffered(res);
     expect(res.body).toBe('');
-    if (!model.deletes.has(`${this.user}:${target.id}`)) model.queued += 1;
+    const first = !model.deletes.has(`${this.user}:${target.id}`);
+    if (first) model.queued += 1;
     model.deletes.add(`${this.user}:${target.id}`);
-    // Someone else's task: matches no row when replayed, and a delete of nothing is no error.
+    // Someone else's task: not one the caller has, nor is creating: set aside when replayed.
+    if (this.foreign && first) model.impossible += 1;
     if (!this.foreign) target.deleted = true;
   }
 

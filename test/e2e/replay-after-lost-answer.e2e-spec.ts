@@ -2,8 +2,8 @@
  * A direct create that commits while its answer is lost (the connection dies after the COMMIT)
  * is buffered (202) with the same operation id. With two replicas (ARCHITECTURE.md, "Scaling
  * out"), the client may delete that task through the other replica before the first replays
- * its queue: the replay must find the operation applied, not insert the deleted task again.
- * The direct statement records its operation id as applied for exactly this.
+ * its queue: the replay must not insert the deleted task again. The delete's tombstone is what
+ * the replayed create meets.
  *
  * The lost answer is simulated the way the other suites simulate crashes: the real INSERT runs
  * and commits, then the connection is cut and the call fails with pg's own message.
@@ -46,8 +46,8 @@ describe('direct create committed, answer lost, replayed after a delete elsewher
     const user = await registerAndLogin(b.app);
     const repository = a.app.get(TasksRepository);
     const insert = repository.insert.bind(repository);
-    jest.spyOn(repository, 'insert').mockImplementationOnce(async (db, task, operationId) => {
-      await insert(db, task, operationId); // committed (autocommit statement)
+    jest.spyOn(repository, 'insert').mockImplementationOnce(async (db, task) => {
+      await insert(db, task); // committed (autocommit statement)
       proxy.cut(); // … and the connection dies before the answer arrives
       throw new Error('Connection terminated unexpectedly');
     });

@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { RequestContext } from '../../src/common/context/request-context.js';
 import { Database } from '../../src/infrastructure/database/database.js';
 import type { EntityManager } from 'typeorm';
-import type { NewTask, TaskSort } from '../../src/modules/tasks/task.js';
+import type { NewTask, TaskDeletion, TaskPatch, TaskSort, TaskUpdate } from '../../src/modules/tasks/task.js';
 import { listStatement, TasksRepository } from '../../src/modules/tasks/tasks.repository.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
@@ -56,6 +56,11 @@ interface TaskRow {
   updated_at: Date;
   version: number;
   idempotency_key: string | null;
+  title_pos: string | null;
+  description_pos: string | null;
+  status_pos: string | null;
+  priority_pos: string | null;
+  due_at_pos: string | null;
 }
 
 describe('tasks (e2e)', () => {
@@ -203,7 +208,14 @@ describe('tasks (e2e)', () => {
         updated_at: new Date(task.createdAt),
         version: 1,
         idempotency_key: null,
+        // Every field at the create's position, until a later write changes it.
+        title_pos: row!.title_pos,
+        description_pos: row!.title_pos,
+        status_pos: row!.title_pos,
+        priority_pos: row!.title_pos,
+        due_at_pos: row!.title_pos,
       });
+      expect(row!.title_pos).toMatch(/^\d{19}$/);
     });
 
     it('stores every field, the due date in UTC, and Location leads to the task', async () => {
@@ -1050,6 +1062,13 @@ describe('tasks (e2e)', () => {
       ctx.release();
     });
 
+    /** Positions as WriteOrder makes them: microseconds × 1024 (tag 0), in increasing order. */
+    let clockMicros = BigInt(Date.now()) * 1_000n;
+    function nextPosition(): string {
+      clockMicros += 1_000n;
+      return String(clockMicros * 1024n);
+    }
+
     function newTask(userId: string, overrides: Partial<NewTask> = {}): NewTask {
       const now = new Date().toISOString();
       return {
@@ -1064,8 +1083,23 @@ describe('tasks (e2e)', () => {
         updatedAt: now,
         version: 1,
         idempotencyKey: null,
+        position: nextPosition(),
         ...overrides,
       };
+    }
+
+    function update(task: NewTask, changes: TaskPatch, position: string, userId = task.userId): TaskUpdate {
+      return { id: task.id, userId, changes, position, expectedVersion: null };
+    }
+
+    function deletion(task: NewTask, position: string, userId = task.userId): TaskDeletion {
+      return { id: task.id, userId, position, expectedVersion: null };
+    }
+
+    async function tombstoneOf(userId: string, id: string): Promise<{ position: string } | undefined> {
+      return withDatabase(t.databaseName, async (client) => (await client.query<{ position: string }>(
+        'SELECT position FROM task_tombstones WHERE user_id = $1 AND id = $2', [userId, id],
+      )).rows[0]);
     }
 
     it('a replayed create inserts nothing the second time', async () => {
@@ -1077,84 +1111,86 @@ describe('tasks (e2e)', () => {
       expect(await rowOf(task.id)).toMatchObject({ title: 'Replayed', version: 1 });
     });
 
-    it('a replayed or stale update changes nothing, and never undoes a newer change', async () => {
+    it('merges updates by position, whatever order they arrive in: different fields both take, the later position wins a field, a replay changes nothing', async () => {
       const task = newTask(alice.userId);
       await repository.insert(db, task);
-      const first = {
-        id: task.id,
-        userId: alice.userId,
-        changes: { title: 'First' },
-        expectedVersion: 1,
-        version: 2,
-        updatedAt: new Date(Date.parse(task.updatedAt) + 10).toISOString(),
-      };
-      const second = {
-        ...first,
-        changes: { title: 'Second' },
-        expectedVersion: 2,
-        version: 3,
-        updatedAt: new Date(Date.parse(task.updatedAt) + 20).toISOString(),
-      };
-
-      await expect(repository.update(db, first)).resolves.toMatchObject({
-        title: 'First',
-        version: 2,
-      });
-      await expect(repository.update(db, second)).resolves.toMatchObject({
-        title: 'Second',
+      const p1 = nextPosition();
+      const p2 = nextPosition();
+      const p3 = nextPosition();
+      // Applied in the order p3, p1, p2 (three replicas draining in another order).
+      await expect(repository.merge(db, update(task, { priority: 'high' }, p3))).resolves.toMatchObject({ priority: 'high', version: 2 });
+      await expect(repository.merge(db, update(task, { title: 'first', status: 'done' }, p1))).resolves.toMatchObject({
+        title: 'first',
+        status: 'done',
+        priority: 'high',
         version: 3,
       });
-      await expect(repository.update(db, first)).resolves.toBeUndefined();
-      await expect(repository.update(db, second)).resolves.toBeUndefined();
-      expect(await rowOf(task.id)).toMatchObject({ title: 'Second', version: 3 });
-
-      // Without a known version the time decides: an older change is dropped, a newer one applies once.
-      const older = { ...first, changes: { title: 'Older' }, expectedVersion: null, version: null };
-      await expect(repository.update(db, older)).resolves.toBeUndefined();
-      const newer = {
-        ...older,
-        changes: { title: 'Newer' },
-        updatedAt: new Date(Date.parse(task.updatedAt) + 30).toISOString(),
-      };
-      await expect(repository.update(db, newer)).resolves.toMatchObject({
-        title: 'Newer',
+      await expect(repository.merge(db, update(task, { title: 'second', priority: 'low' }, p2))).resolves.toMatchObject({
+        title: 'second',
+        status: 'done',
+        priority: 'high',
         version: 4,
       });
-      await expect(repository.update(db, newer)).resolves.toBeUndefined();
-      expect(await rowOf(task.id)).toMatchObject({ title: 'Newer', version: 4 });
+      // Replays of any of them, and a write of the same field positioned before the last one: no row takes them.
+      for (const [changes, position] of [
+        [{ title: 'first', status: 'done' }, p1],
+        [{ title: 'second', priority: 'low' }, p2],
+        [{ priority: 'high' }, p3],
+        [{ title: 'stale', priority: 'low' }, p2],
+      ] as const) {
+        await expect(repository.merge(db, update(task, changes, position))).resolves.toBeUndefined();
+      }
+      expect(await rowOf(task.id)).toMatchObject({ title: 'second', status: 'done', priority: 3, version: 4, title_pos: p2, priority_pos: p3, status_pos: p1 });
     });
 
-    it("an update or delete in another user's name matches nothing", async () => {
+    it('records the position of a field set to the value it already has, without a new version for a direct write', async () => {
+      const task = newTask(alice.userId, { title: 'Same' });
+      await repository.insert(db, task);
+      const later = nextPosition();
+      await expect(repository.merge(db, update(task, { title: 'Same' }, later), 'when-changed')).resolves.toMatchObject({ title: 'Same', version: 1 });
+      // An earlier write of that field, arriving after, loses to it.
+      const earlier = String(BigInt(later) - 1024n);
+      await expect(repository.merge(db, update(task, { title: 'Earlier' }, earlier))).resolves.toBeUndefined();
+      expect(await rowOf(task.id)).toMatchObject({ title: 'Same', version: 1, title_pos: later });
+    });
+
+    it('a delete records a tombstone; a create or an update of the task arriving later does not bring it back', async () => {
       const task = newTask(alice.userId);
       await repository.insert(db, task);
-      const change = {
-        id: task.id,
-        userId: bob.userId,
-        changes: { title: 'pwned' },
-        expectedVersion: null,
-        version: null,
-        updatedAt: new Date(Date.now() + 60_000).toISOString(),
-      };
-      await expect(repository.update(db, change)).resolves.toBeUndefined();
-      await expect(
-        repository.delete(db, { id: task.id, userId: bob.userId, expectedVersion: null }),
-      ).resolves.toBe(false);
-      expect(await rowOf(task.id)).toMatchObject({
-        title: 'Replayed',
-        version: 1,
-        user_id: alice.userId,
-      });
+      const at = nextPosition();
+      await expect(repository.delete(db, deletion(task, at))).resolves.toBe(true);
+      expect(await tombstoneOf(alice.userId, task.id)).toEqual({ position: at });
+      await expect(repository.insert(db, task)).resolves.toBe(false);
+      await expect(repository.merge(db, update(task, { title: 'after' }, nextPosition()))).resolves.toBeUndefined();
+      expect(await rowOf(task.id)).toBeUndefined();
+      await expect(repository.presenceOf(db, [{ userId: alice.userId, id: task.id }])).resolves.toEqual([
+        { stored: false, aliasOf: undefined, deleted: true, deletedAt: at },
+      ]);
+    });
+
+    it('a delete of a task whose create has not arrived yet writes its tombstone, and the create meets it', async () => {
+      const task = newTask(alice.userId);
+      await expect(repository.deleteMany(db, [deletion(task, nextPosition())])).resolves.toBe(0);
+      await expect(repository.insertMany(db, [task, newTask(alice.userId)])).resolves.toBe(1);
+      expect(await rowOf(task.id)).toBeUndefined();
+    });
+
+    it("an update or delete in another user's name matches nothing, and leaves no tombstone of theirs", async () => {
+      const task = newTask(alice.userId);
+      await repository.insert(db, task);
+      await expect(repository.merge(db, update(task, { title: 'pwned' }, nextPosition(), bob.userId))).resolves.toBeUndefined();
+      await expect(repository.delete(db, deletion(task, nextPosition(), bob.userId))).resolves.toBe(false);
+      await expect(repository.deleteMany(db, [deletion(task, nextPosition(), bob.userId)])).resolves.toBe(0);
+      expect(await rowOf(task.id)).toMatchObject({ title: 'Replayed', version: 1, user_id: alice.userId });
+      expect(await tombstoneOf(alice.userId, task.id)).toBeUndefined();
+      await expect(repository.insert(db, { ...task, id: randomUUID() })).resolves.toBe(true);
     });
 
     it('a replayed delete is no error', async () => {
       const task = newTask(alice.userId);
       await repository.insert(db, task);
-      await expect(
-        repository.delete(db, { id: task.id, userId: alice.userId, expectedVersion: null }),
-      ).resolves.toBe(true);
-      await expect(
-        repository.delete(db, { id: task.id, userId: alice.userId, expectedVersion: null }),
-      ).resolves.toBe(false);
+      await expect(repository.delete(db, deletion(task, nextPosition()))).resolves.toBe(true);
+      await expect(repository.delete(db, deletion(task, nextPosition()))).resolves.toBe(false);
       expect(await rowOf(task.id)).toBeUndefined();
     });
 
@@ -1173,6 +1209,7 @@ describe('tasks (e2e)', () => {
 
       await expect(repository.insertMany(db, [first, plain, sameKey, bobs])).resolves.toBe(3);
       await expect(repository.insertMany(db, [first, plain, bobs])).resolves.toBe(0);
+      await expect(repository.recordKeyAliases(db, [first, plain, sameKey, bobs])).resolves.toBe(1);
 
       expect(await rowOf(first.id)).toMatchObject({ title: 'first', idempotency_key: 'run-key' });
       expect(await rowOf(plain.id)).toMatchObject({
@@ -1181,6 +1218,9 @@ describe('tasks (e2e)', () => {
         version: 1,
       });
       expect(await rowOf(sameKey.id)).toBeUndefined();
+      await expect(repository.presenceOf(db, [{ userId: alice.userId, id: sameKey.id }])).resolves.toEqual([
+        { stored: true, aliasOf: first.id, deleted: false },
+      ]);
       expect(await rowOf(bobs.id)).toMatchObject({ user_id: bob.userId, priority: 2 });
       expect((await rowOf(bobs.id))!.due_at!.toISOString()).toBe('2026-03-01T17:00:00.000Z');
     });
@@ -1192,9 +1232,9 @@ describe('tasks (e2e)', () => {
 
       await expect(
         repository.deleteMany(db, [
-          { id: mine.id, userId: alice.userId, expectedVersion: null },
-          { id: theirs.id, userId: alice.userId, expectedVersion: null },
-          { id: randomUUID(), userId: alice.userId, expectedVersion: null },
+          deletion(mine, nextPosition()),
+          deletion(theirs, nextPosition(), alice.userId),
+          { id: randomUUID(), userId: alice.userId, position: nextPosition(), expectedVersion: null },
         ]),
       ).resolves.toBe(1);
       expect(await rowOf(mine.id)).toBeUndefined();

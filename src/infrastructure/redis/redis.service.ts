@@ -10,10 +10,14 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 
 const CONNECT_WAIT_MS = 2_000;
+
+/** Runs a script with its keys and arguments; resolves with its reply. */
+export type RedisScript = (keys: string[], args: (string | number)[]) => Promise<unknown>;
 
 @Injectable()
 export class RedisService implements OnModuleInit, OnApplicationShutdown {
@@ -54,6 +58,20 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * A Lua script run by its SHA (EVALSHA), loaded on first use or after Redis lost it (a
+   * restart): the script's text crosses the network once, not on every call. Keys are given the
+   * key prefix as any other command's.
+   */
+  script(lua: string): RedisScript {
+    const sha = createHash('sha1').update(lua).digest('hex');
+    return (keys, args) =>
+      this.client.evalsha(sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        return this.client.eval(lua, keys.length, ...keys, ...args);
+      });
   }
 
   /** A dedicated connection for SUBSCRIBE (a subscribed connection can issue nothing else). */

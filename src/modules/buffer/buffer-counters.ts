@@ -14,4 +14,10 @@ export class BufferCounters {
   alreadyApplied = 0;
   /** Buffered operations set aside as impossible. */
   deadLettered = 0;
+  /** Buffered operations parked to wait for something else (their task's create). */
+  parked = 0;
+  /** Set-aside operations dropped to keep the set-aside store within its bounds. */
+  setAsideDropped = 0;
+  /** Writes refused because their user's share of the buffer was used up. */
+  shareRefused = 0;
 }

@@ -18,6 +18,14 @@ export class BufferFullError extends Error {
   }
 }
 
+/** The write's user already holds their whole share of this replica's buffer. */
+export class UserShareExceededError extends Error {
+  override readonly name = 'UserShareExceededError';
+  constructor() {
+    super("the user's share of the write buffer is used up");
+  }
+}
+
 export type FailureClass = 'transient' | 'permanent' | 'retryable';
 
 /**

@@ -13,6 +13,7 @@ import { BufferCounters } from './buffer-counters.js';
 import { BufferService } from './buffer.service.js';
 import { LmdbBuffer } from './lmdb-buffer.js';
 import { OperationRegistry } from './operation-registry.js';
+import { WriteOrder } from './write-order.js';
 import { WritePath } from './write-path.js';
 
 @Module({
@@ -25,14 +26,20 @@ import { WritePath } from './write-path.js';
         new LmdbBuffer(lmdb.root, {
           maxEntries: config.buffer.maxEntries,
           maxBytes: config.buffer.maxBytes,
+          userMaxEntries: config.buffer.userMaxEntries,
+          userMaxBytes: config.buffer.userMaxBytes,
+          setAsideMaxEntries: config.buffer.setAsideMaxEntries,
+          setAsideMaxBytes: config.buffer.setAsideMaxBytes,
+          setAsideMaxAgeMs: config.replication.retentionMs,
         }),
     },
     AppliedOperations,
     BufferCounters,
     OperationRegistry,
+    WriteOrder,
     WritePath,
     BufferService,
   ],
-  exports: [WritePath, OperationRegistry, BufferService],
+  exports: [WriteOrder, WritePath, OperationRegistry, BufferService],
 })
 export class BufferModule {}

@@ -10,6 +10,13 @@
  * round trip per operation, not PostgreSQL, is what bounds replay otherwise. Order holds: runs
  * and single operations are applied one after the other in queue order.
  *
+ * Before a batch is applied it is sorted out, a few statements for the whole batch: an
+ * operation older than WRITE_RETENTION is set aside (what made its replay harmless may be pruned);
+ * a kind that registered a triage says of each of its operations whether to apply it, park it
+ * (its task's create is still in another replica's buffer: it is retried on later runs) or set
+ * it aside (its task does not exist). Parked and set-aside operations leave the queue in one
+ * LMDB transaction each, with one disk flush: impossible writes cost little.
+ *
  * When an operation fails the batch is rolled back and the failing operation isolated: what
  * precedes it is applied without it (a failing run is halved until the culprit stands alone),
  * then it is set aside (dead letter) when it can never apply, and the run carries on behind it.
@@ -37,8 +44,9 @@ import {
   summariseError,
   type FailureClass,
 } from './buffer.errors.js';
-import { LmdbBuffer, type BufferEntry } from './lmdb-buffer.js';
-import { OperationRegistry } from './operation-registry.js';
+import { LmdbBuffer, type BufferEntry, type DeadLetter } from './lmdb-buffer.js';
+import type { BufferedOperation } from './operation.js';
+import { OperationRegistry, type Triage } from './operation-registry.js';
 
 const REPLAY_INTERVAL = 'buffer-replay';
 const PRUNE_INTERVAL = 'buffer-ledger-prune';
@@ -46,8 +54,6 @@ const PRUNE_INTERVAL = 'buffer-ledger-prune';
 const REPLAY_TRANSACTION_TIMEOUT_MS = 30_000;
 /** Runs in which a retryable failure of the same operation is tolerated before it is set aside. */
 export const MAX_RETRYABLE_ATTEMPTS = 5;
-/** How long applied ids are kept: longer than any operation should wait in a buffer. */
-const APPLIED_RETENTION_MS = 7 * 24 * 3_600_000;
 const PRUNE_EVERY_MS = 3_600_000;
 
 export interface ReplayReport {
@@ -56,6 +62,8 @@ export interface ReplayReport {
   /** Operations found applied already and only removed. */
   alreadyApplied: number;
   deadLettered: number;
+  /** Operations parked by this run (net of those taken back from the parked store). */
+  parked?: number;
   /** Why the run ended with operations still queued, if it did. */
   stoppedBy?: 'database-unreachable' | 'retryable-failure' | 'deadline' | 'error';
 }
@@ -74,12 +82,17 @@ export interface BufferStatsSnapshot {
   deadLetteredTotal: number;
   /** Dead letters kept on disk (all time, not only this process). */
   deadLetters: number;
+  /** Operations parked, waiting for their task's create. */
+  parked: number;
+  parkedTotal: number;
+  setAsideDroppedTotal: number;
+  shareRefusedTotal: number;
   maxEntries: number;
   maxBytes: number;
 }
 
 type BatchOutcome =
-  | { ok: true; applied: number; alreadyApplied: number }
+  | { ok: true; applied: number; alreadyApplied: number; fresh: BufferedOperation[] }
   /**
    * `failedAt`: index in the slice of the first operation of the handler call that threw (one
    * operation, or a run of `span` slice positions applied together); undefined at commit.
@@ -179,6 +192,10 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       alreadyAppliedTotal: this.counters.alreadyApplied,
       deadLetteredTotal: this.counters.deadLettered,
       deadLetters: this.buffer.deadLetterCount,
+      parked: this.buffer.parkedCount,
+      parkedTotal: this.counters.parked,
+      setAsideDroppedTotal: this.counters.setAsideDropped,
+      shareRefusedTotal: this.counters.shareRefused,
       maxEntries,
       maxBytes,
     };
@@ -213,6 +230,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     const report = emptyReport();
     if (!this.database.isUp()) return report;
     try {
+      if (this.buffer.parkedCount > 0) await this.recheckParked(report);
       if (this.buffer.depth > 0) await this.drain(report, deadline);
     } catch (error) {
       if (error instanceof DatabaseUnreachable || classifyReplayFailure(error) === 'transient') {
@@ -226,7 +244,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
         );
       }
     }
-    if (report.applied + report.alreadyApplied + report.deadLettered > 0) {
+    if (report.applied + report.alreadyApplied + report.deadLettered + (report.parked ?? 0) > 0) {
       this.logger.log({ ...report, depth: this.buffer.depth }, 'buffer replayed');
     }
     return report;
@@ -241,7 +259,9 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       }
       const batch = this.buffer.getBatch(this.config.buffer.replayBatch);
       if (batch.length === 0) return;
-      if (!(await this.replayBatch(batch, report, until))) return;
+      const live = await this.sortOut(batch, report, 'queued');
+      if (live.length === 0) continue;
+      if (!(await this.replayBatch(live, report, until))) return;
     }
   }
 
@@ -265,6 +285,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
         this.counters.alreadyApplied += outcome.alreadyApplied;
         report.applied += outcome.applied;
         report.alreadyApplied += outcome.alreadyApplied;
+        await this.afterApply(outcome.fresh);
         await this.buffer.remove(slice.map((entry) => entry.key));
         for (const entry of slice) this.attempts.delete(entry.key);
         start = end;
@@ -320,13 +341,15 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
           slice.map((entry) => entry.op.id),
         );
         let applied = 0;
+        const appliedOps: BufferedOperation[] = [];
         for (const step of this.stepsOf(slice, fresh)) {
           current = step;
           await this.applyStep(manager, step);
           applied += step.entries.length;
+          appliedOps.push(...step.entries.map((entry) => entry.op));
         }
         current = undefined;
-        return { ok: true as const, applied, alreadyApplied: slice.length - applied };
+        return { ok: true as const, applied, alreadyApplied: slice.length - applied, fresh: appliedOps };
       });
     } catch (error) {
       const failure = classifyReplayFailure(error);
@@ -386,21 +409,148 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async setAside(entry: BufferEntry, error: unknown): Promise<void> {
-    await this.buffer.deadLetter(entry.key, error);
-    this.attempts.delete(entry.key);
-    this.counters.deadLettered += 1;
-    this.logger.error(
-      { ...describe(entry), err: summariseError(error) },
-      'buffered operation set aside: it can never apply',
-    );
+    await this.setAsideAll([{ entry, error }]);
   }
 
-  /** Deletes ledger records older than any operation can wait in a buffer. */
+  /** Sets entries aside in one LMDB transaction, with a log line each and one for those dropped. */
+  private async setAsideAll(items: ReadonlyArray<{ entry: BufferEntry; error: unknown }>): Promise<number> {
+    if (items.length === 0) return 0;
+    const { moved, dropped } = await this.buffer.setAside(items.map(({ entry, error }) => ({ key: entry.key, error })));
+    for (const { entry, error } of items) {
+      this.attempts.delete(entry.key);
+      this.logger.error({ ...describe(entry), err: summariseError(error) }, 'buffered operation set aside: it can never apply');
+    }
+    this.counters.deadLettered += moved;
+    this.reportDropped(dropped);
+    return moved;
+  }
+
+  private reportDropped(dropped: DeadLetter[]): void {
+    if (dropped.length === 0) return;
+    this.counters.setAsideDropped += dropped.length;
+    for (const letter of dropped) {
+      this.logger.warn(
+        { key: letter.key, opId: letter.op.id, kind: letter.op.kind, userId: letter.op.userId, acceptedAt: letter.op.acceptedAt },
+        'set-aside operation dropped: the set-aside store is at its bounds',
+      );
+    }
+  }
+
+  /**
+   * The entries of `batch` to apply now. Those older than the retention period are set aside, and
+   * the verdicts of their kinds' triage park or set aside others (see the header).
+   */
+  private async sortOut(batch: BufferEntry[], report: ReplayReport, from: 'queued' | 'parked'): Promise<BufferEntry[]> {
+    const verdicts = await this.triage(batch);
+    const apply: BufferEntry[] = [];
+    const park: Array<{ key: number; reason: string }> = [];
+    const setAside: Array<{ entry: BufferEntry; error: unknown }> = [];
+    batch.forEach((entry, index) => {
+      const verdict = verdicts[index]!;
+      if (verdict.verdict === 'apply') apply.push(entry);
+      else if (verdict.verdict === 'park') park.push({ key: entry.key, reason: verdict.reason });
+      else setAside.push({ entry, error: new PermanentOperationError(verdict.reason) });
+    });
+    if (from === 'queued' && park.length > 0) {
+      const parked = await this.buffer.park(park);
+      this.counters.parked += parked;
+      report.parked = (report.parked ?? 0) + parked;
+    }
+    report.deadLettered += await this.setAsideAll(setAside);
+    return apply;
+  }
+
+  /** One verdict per entry: the retention check, then each kind's triage for its own entries. */
+  private async triage(batch: BufferEntry[]): Promise<Triage[]> {
+    const verdicts: Triage[] = batch.map(() => ({ verdict: 'apply' }));
+    const retentionMs = this.config.replication.retentionMs;
+    const byKind = new Map<string, Array<{ index: number; op: BufferedOperation; key: number }>>();
+    const now = Date.now();
+    batch.forEach((entry, index) => {
+      const acceptedAt = Date.parse(entry.op.acceptedAt);
+      if (!(now - acceptedAt <= retentionMs)) {
+        verdicts[index] = { verdict: 'set-aside', reason: `accepted at ${entry.op.acceptedAt}, longer ago than WRITE_RETENTION` };
+        return;
+      }
+      if (!this.registry.triageFor(entry.op.kind)) return;
+      let op: BufferedOperation;
+      try {
+        op = this.registry.upgrade(entry.op);
+      } catch (error) {
+        verdicts[index] = { verdict: 'set-aside', reason: (error as Error).message };
+        return;
+      }
+      const group = byKind.get(op.kind) ?? [];
+      group.push({ index, op, key: entry.key });
+      byKind.set(op.kind, group);
+    });
+    if (byKind.size === 0) return verdicts;
+    const ctx = RequestContext.background('buffer-triage', REPLAY_TRANSACTION_TIMEOUT_MS);
+    try {
+      for (const [kind, group] of byKind) {
+        const triage = this.registry.triageFor(kind)!;
+        const sorted = await this.database.run(ctx, () =>
+          triage(
+            this.database.manager,
+            group.map(({ op, key }) => ({ op, key })),
+          ),
+        );
+        group.forEach(({ index }, n) => (verdicts[index] = sorted[n] ?? { verdict: 'apply' }));
+      }
+    } catch (error) {
+      if (classifyReplayFailure(error) === 'transient') throw new DatabaseUnreachable('PostgreSQL is unreachable', { cause: error });
+      throw error;
+    } finally {
+      ctx.release();
+    }
+    return verdicts;
+  }
+
+  /**
+   * Parked entries whose wait is over go back to the queue; those that can no longer apply (or
+   * have waited past the retention period) are set aside; the rest stay parked.
+   */
+  private async recheckParked(report: ReplayReport): Promise<void> {
+    const parked = this.buffer.listParked(this.config.buffer.replayBatch);
+    const verdicts = await this.triage(parked);
+    const ready: number[] = [];
+    const setAside: Array<{ entry: BufferEntry; error: unknown }> = [];
+    parked.forEach((entry, index) => {
+      const verdict = verdicts[index]!;
+      if (verdict.verdict === 'apply') ready.push(entry.key);
+      else if (verdict.verdict === 'set-aside') setAside.push({ entry, error: new PermanentOperationError(verdict.reason) });
+    });
+    await this.buffer.unpark(ready);
+    report.parked = (report.parked ?? 0) - ready.length;
+    report.deadLettered += await this.setAsideAll(setAside);
+  }
+
+  /** Tells each kind which of its operations were committed (best effort: a failure is logged). */
+  private async afterApply(ops: BufferedOperation[]): Promise<void> {
+    const byKind = new Map<string, BufferedOperation[]>();
+    for (const op of ops) byKind.set(op.kind, [...(byKind.get(op.kind) ?? []), op]);
+    for (const [kind, group] of byKind) {
+      const handler = this.registry.afterApplyFor(kind);
+      if (!handler) continue;
+      try {
+        await handler(group.map((op) => this.registry.upgrade(op)));
+      } catch (error) {
+        this.logger.warn({ kind, err: summariseError(error) }, 'after-apply step failed');
+      }
+    }
+  }
+
+  /**
+   * Drops set-aside writes past their age bound, and deletes ledger records older than any
+   * operation can wait in a buffer.
+   */
   private async prune(): Promise<void> {
-    if (this.stopping || !this.database.isUp()) return;
+    if (this.stopping) return;
+    this.reportDropped(await this.buffer.expireSetAside());
+    if (!this.database.isUp()) return;
     const ctx = RequestContext.background('buffer-prune', REPLAY_TRANSACTION_TIMEOUT_MS);
     try {
-      const pruned = await this.applied.prune(ctx, APPLIED_RETENTION_MS);
+      const pruned = await this.applied.prune(ctx, this.config.replication.retentionMs);
       if (pruned > 0) this.logger.log({ pruned }, 'old exactly-once records pruned');
     } catch (error) {
       this.logger.warn(

@@ -32,11 +32,41 @@ export type BatchOperationHandler<P = unknown> = (
   ops: readonly BufferedOperation<P>[],
 ) => Promise<void>;
 
+/**
+ * What replay does with an operation before applying anything: apply it, park it until what it
+ * waits for has happened (its task's create, still in another replica's buffer), or set it
+ * aside for good (its task does not exist).
+ */
+export type Triage =
+  | { verdict: 'apply' }
+  | { verdict: 'park'; reason: string }
+  | { verdict: 'set-aside'; reason: string };
+
+/** An operation as triage sees it: with its key in the queue (replay applies keys in order). */
+export interface QueuedOperation<P = unknown> {
+  op: BufferedOperation<P>;
+  key: number;
+}
+
+/**
+ * Sorts a batch's operations of one kind, one verdict each, in order, with a few statements for
+ * the whole batch (never one per operation): a flood of impossible writes must cost little.
+ */
+export type TriageHandler<P = unknown> = (
+  manager: EntityManager,
+  ops: readonly QueuedOperation<P>[],
+) => Promise<Triage[]>;
+
+/** Told which operations of its kind replay has committed (best effort, after the commit). */
+export type AppliedHandler<P = unknown> = (ops: readonly BufferedOperation<P>[]) => Promise<void>;
+
 /** Turns a payload of one version into a payload of the next; `op` is the stored operation. */
 export type PayloadUpgrade = (payload: unknown, op: BufferedOperation) => unknown;
 
 export interface OperationKindOptions<P = unknown> {
   applyBatch?: BatchOperationHandler<P>;
+  triage?: TriageHandler<P>;
+  afterApply?: AppliedHandler<P>;
   /** The version of the payload shape the handlers take (default 1). */
   version?: number;
   /**
@@ -50,6 +80,8 @@ export interface OperationKindOptions<P = unknown> {
 interface Registration {
   handler: OperationHandler;
   applyBatch: BatchOperationHandler | undefined;
+  triage: TriageHandler | undefined;
+  afterApply: AppliedHandler | undefined;
   version: number;
   upgrades: Record<number, PayloadUpgrade>;
 }
@@ -75,6 +107,8 @@ export class OperationRegistry {
     this.registrations.set(kind, {
       handler: handler as OperationHandler,
       applyBatch: options.applyBatch as BatchOperationHandler | undefined,
+      triage: options.triage as TriageHandler | undefined,
+      afterApply: options.afterApply as AppliedHandler | undefined,
       version,
       upgrades,
     });
@@ -110,6 +144,14 @@ export class OperationRegistry {
 
   batchHandlerFor(kind: string): BatchOperationHandler | undefined {
     return this.registrations.get(kind)?.applyBatch;
+  }
+
+  triageFor(kind: string): TriageHandler | undefined {
+    return this.registrations.get(kind)?.triage;
+  }
+
+  afterApplyFor(kind: string): AppliedHandler | undefined {
+    return this.registrations.get(kind)?.afterApply;
   }
 
   has(kind: string): boolean {

@@ -16,7 +16,6 @@ import { OperationRegistry } from './operation-registry.js';
 import {
   BUFFER_FULL_RETRY_AFTER_SECONDS,
   DATABASE_DOWN_RETRY_AFTER_SECONDS,
-  DRAINING_RETRY_AFTER_SECONDS,
   WritePath,
 } from './write-path.js';
 

@@ -3,7 +3,6 @@
  * buffer's `WritePath`; `ProfileOperations` registers how the buffer applies `profile.rename`.
  */
 import { Module } from '@nestjs/common';
-import { ChangeClock } from '../../common/time/change-clock.js';
 import { Clock } from '../../common/time/clock.js';
 import { AuthModule } from '../auth/auth.module.js';
 import { BufferModule } from '../buffer/buffer.module.js';
@@ -15,6 +14,6 @@ import { ProfileService } from './profile.service.js';
 @Module({
   imports: [UsersModule, AuthModule, BufferModule],
   controllers: [ProfileController],
-  providers: [ProfileService, ProfileOperations, Clock, ChangeClock],
+  providers: [ProfileService, ProfileOperations, Clock],
 })
 export class ProfileModule {}

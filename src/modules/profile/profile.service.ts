@@ -5,32 +5,27 @@
  * Wrong current passwords are counted per user (LoginThrottle): past the budget, 429.
  *
  * A change of name alone needs no read, so it goes through the write path and is buffered while
- * PostgreSQL is down (`profile.rename`, 202). An email change must check that the address is
- * free, and a password change must verify the current one: both need PostgreSQL, and both wait
- * (503 with Retry-After) while buffered writes are still queued, since applied before them they
- * would overtake a queued rename, whose time guard would then take the newer row for a newer
- * name and drop it.
+ * PostgreSQL is down (`profile.rename`, 202); renames merge by position (`name_pos`), so a rename
+ * may be applied before or after renames accepted earlier elsewhere, with the same result. An
+ * email change must check that the address is free, and a password change must verify the
+ * current one: both need PostgreSQL (503 with Retry-After while it is down).
  */
 import { Injectable } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
   InvalidCurrentPasswordError,
   NotFoundError,
-  ServiceUnavailableError,
 } from '../../common/errors/domain-errors.js';
-import { ChangeClock, toMillisecondIso } from '../../common/time/change-clock.js';
 import { Clock } from '../../common/time/clock.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
 import { PasswordHasher } from '../auth/password-hasher.js';
 import { SessionsService } from '../auth/sessions.service.js';
 import { createOperation } from '../buffer/operation.js';
+import { WriteOrder, timeOfPosition } from '../buffer/write-order.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseEmail, toPublicUser, type PublicUser } from '../users/user.js';
 import { UsersRepository } from '../users/users.repository.js';
-import { PROFILE_RENAME, renamePayload, type Rename } from './profile-operations.js';
-
-/** How often a rename is stamped again after finding a later change, before a 503. */
-const MAX_ATTEMPTS = 3;
+import { nameChangeOf, PROFILE_RENAME, renamePayload, type Rename } from './profile-operations.js';
 
 export interface ProfileUpdate {
   name?: string;
@@ -41,7 +36,7 @@ export interface ProfileUpdate {
 export interface BufferedRename {
   id: string;
   name: string;
-  /** The user's `updatedAt` once applied, in milliseconds as the API shows it. */
+  /** The time of the rename, in milliseconds as the API shows it: `updatedAt` will be this or later. */
   updatedAt: string;
 }
 
@@ -55,7 +50,7 @@ export class ProfileService {
     private readonly hasher: PasswordHasher,
     private readonly sessions: SessionsService,
     private readonly writes: WritePath,
-    private readonly changes: ChangeClock,
+    private readonly order: WriteOrder,
     private readonly clock: Clock,
     private readonly throttle: LoginThrottle,
   ) {}
@@ -75,9 +70,9 @@ export class ProfileService {
     this.writes.assertCanWriteDirectly();
     const updated = await this.users.updateProfile(ctx, {
       id: userId,
-      name: input.name,
+      ...(input.name === undefined ? {} : { name: { value: input.name, position: await this.order.next(userId) } }),
       email: normaliseEmail(input.email),
-      updatedAt: this.changes.next(),
+      updatedAt: this.clock.now().toISOString(),
     });
     if (!updated) throw new NotFoundError('user');
     return { buffered: false, user: toPublicUser(updated) };
@@ -102,36 +97,25 @@ export class ProfileService {
     // again after the new hash is stored, for a session a login on the old password started in
     // between (a login started later finds the new hash and withdraws its own session).
     await this.sessions.revokeAll(userId, ctx.sessionId);
-    await this.users.updatePasswordHash(ctx, userId, newHash, this.changes.next());
+    await this.users.updatePasswordHash(ctx, userId, newHash, this.clock.now().toISOString());
     await this.sessions.revokeAll(userId, ctx.sessionId);
   }
 
   /**
-   * A rename, through the write path. Applied directly, its time guard matches nothing only when
-   * the user is gone (404) or carries a later time than this clock's (another instance's clock
-   * runs ahead): it is then stamped after that time and tried again.
+   * A rename, through the write path. Applied directly, it takes unless a rename positioned later
+   * is stored already (accepted later by another replica, and applied first): the user is then
+   * answered as stored.
    */
   private async rename(ctx: RequestContext, name: string): Promise<ProfileUpdateOutcome> {
     const userId = ctx.requireUserId();
-    let after: string | undefined;
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      const change: Rename = { id: userId, name, updatedAt: this.changes.next(after) };
-      const op = createOperation(ctx, PROFILE_RENAME, renamePayload(change), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (db) => this.users.rename(db, change));
-      if (outcome.mode === 'buffered') {
-        return {
-          buffered: true,
-          rename: { id: userId, name, updatedAt: toMillisecondIso(change.updatedAt) },
-        };
-      }
-      if (outcome.result) return { buffered: false, user: toPublicUser(outcome.result) };
-      const current = await this.users.findById(ctx, userId);
-      if (!current) throw new NotFoundError('user');
-      after = current.updatedAt.toISOString();
+    const change: Rename = { id: userId, name, position: await this.order.next(userId) };
+    const op = createOperation(ctx, PROFILE_RENAME, renamePayload(change), this.clock.now());
+    const outcome = await this.writes.execute(ctx, op, (db) => this.users.rename(db, nameChangeOf(change)));
+    if (outcome.mode === 'buffered') {
+      const updatedAt = new Date(Date.parse(timeOfPosition(change.position))).toISOString();
+      return { buffered: true, rename: { id: userId, name, updatedAt } };
     }
-    throw new ServiceUnavailableError(
-      'the profile is being changed by other requests; try again',
-      1,
-    );
+    if (outcome.result) return { buffered: false, user: toPublicUser(outcome.result) };
+    return { buffered: false, user: await this.get(ctx) };
   }
 }

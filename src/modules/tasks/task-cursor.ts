@@ -12,7 +12,7 @@
 import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { ValidationFailedError } from '../../common/errors/domain-errors.js';
 import { isCanonicalInstant } from './iso-time.js';
-import type { TaskFilter, TaskPosition, TaskSort } from './task.js';
+import type { TaskFilter, TaskPageStart, TaskSort } from './task.js';
 
 const MAC_BYTES = 16;
 const MAX_TOKEN_LENGTH = 512;
@@ -40,13 +40,13 @@ export class TaskCursorCodec {
     );
   }
 
-  encode(position: TaskPosition, scope: CursorScope): string {
+  encode(position: TaskPageStart, scope: CursorScope): string {
     const payload = Buffer.from(JSON.stringify([position.key, position.id])).toString('base64url');
     return `${payload}.${this.mac(payload, scope).toString('base64url')}`;
   }
 
   /** The position a cursor points at; a `VALIDATION_FAILED` error for anything else. */
-  decode(token: string, scope: CursorScope): TaskPosition {
+  decode(token: string, scope: CursorScope): TaskPageStart {
     const match = token.length <= MAX_TOKEN_LENGTH ? TOKEN.exec(token) : null;
     if (!match) throw invalidCursor();
     const [, payload, mac] = match as unknown as [string, string, string];
@@ -74,7 +74,7 @@ export class TaskCursorCodec {
   }
 }
 
-function parsePosition(payload: string, sort: TaskSort): TaskPosition | undefined {
+function parsePosition(payload: string, sort: TaskSort): TaskPageStart | undefined {
   let decoded: unknown;
   try {
     decoded = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));

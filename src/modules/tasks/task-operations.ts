@@ -1,9 +1,17 @@
 /**
- * The tasks' writes as operations of the offline buffer: their kinds, their payloads, and the
- * handlers that apply them on replay. Handlers run the repository's apply statements, the same
- * ones a direct write runs, so a change has one code path whether it is applied at once or
- * later. All three kinds are idempotent on their own, as every handler must be: an insert that
- * ignores a conflict, an update guarded by its time, a delete that tolerates a missing row.
+ * The tasks' writes as operations of the offline buffer: their kinds, their payloads (and how an
+ * older release's payloads are read), and how replay applies them. Handlers run the repository's
+ * apply statements, the same ones a direct write runs, so a change has one code path whether it
+ * is applied at once or later; all are idempotent and independent of the order in which buffers
+ * drain (docs/design/replicas.md, section 2).
+ *
+ * Before a batch of updates and deletes is applied, its triage asks Redis which of their tasks
+ * are creates still waiting in some replica's buffer, then PostgreSQL which have a row, an alias
+ * or a tombstone (in that order: a replayed create commits before its pending record goes, so a
+ * task in neither was never created). An update of a task whose create is still on its way is
+ * parked until the create lands; a delete of one writes its tombstone at once; a write of a task
+ * that never existed (or is not the caller's) is set aside. One Redis round trip and one query
+ * for the whole batch.
  *
  * The owner is always the operation's `userId` (the authenticated caller who made it), never a
  * value from the payload, and every statement filters by it: a buffered change to another
@@ -11,9 +19,11 @@
  */
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { PermanentOperationError } from '../buffer/buffer.errors.js';
 import type { BufferedOperation } from '../buffer/operation.js';
-import { OperationRegistry } from '../buffer/operation-registry.js';
+import { OperationRegistry, type QueuedOperation, type Triage } from '../buffer/operation-registry.js';
+import { WritePath } from '../buffer/write-path.js';
+import { comparePositions, positionAt } from '../buffer/write-order.js';
+import { TaskCoordination, taskRef } from './task-coordination.js';
 import type { NewTask, TaskDeletion, TaskPatch, TaskUpdate } from './task.js';
 import { TasksRepository } from './tasks.repository.js';
 
@@ -21,32 +31,57 @@ export const TASK_CREATE = 'task.create';
 export const TASK_UPDATE = 'task.update';
 export const TASK_DELETE = 'task.delete';
 
-/** `task.create`: the complete new task, its final id included. */
+/** The payload versions of this release (2: positions). */
+const PAYLOAD_VERSION = 2;
+
+/** `task.create`: the complete new task, its final id and its position included. */
 export type TaskCreatePayload = NewTask;
 
-/**
- * `task.update`: the fields to set, at the change's time. A buffered update is always guarded
- * by that time, never by a version: a version read before the change was queued may be passed by
- * the time it is applied (by other changes queued ahead of it), while the time still orders it
- * right. Times come from `ChangeClock`, strictly increasing, so two changes never tie.
- */
+/** `task.update`: the fields to set, at the update's position. */
 export interface TaskUpdatePayload {
+  id: string;
+  changes: TaskPatch;
+  position: string;
+}
+
+/** `task.delete`: which task, at the delete's position; a buffered delete has no version condition. */
+export interface TaskDeletePayload {
+  id: string;
+  position: string;
+}
+
+/** Payloads of version 1, stored by the release before positions: ordered by their times. */
+type CreatePayloadV1 = Omit<NewTask, 'position'>;
+interface UpdatePayloadV1 {
   id: string;
   changes: TaskPatch;
   updatedAt: string;
 }
-
-/** `task.delete`: which task; a buffered delete has no version condition. */
-export interface TaskDeletePayload {
+interface DeletePayloadV1 {
   id: string;
 }
 
+export const TASK_UPGRADES = {
+  [TASK_CREATE]: (payload: unknown): TaskCreatePayload => {
+    const v1 = payload as CreatePayloadV1;
+    return { ...v1, position: positionAt(v1.createdAt) };
+  },
+  [TASK_UPDATE]: (payload: unknown): TaskUpdatePayload => {
+    const { id, changes, updatedAt } = payload as UpdatePayloadV1;
+    return { id, changes, position: positionAt(updatedAt) };
+  },
+  [TASK_DELETE]: (payload: unknown, op: BufferedOperation): TaskDeletePayload => ({
+    id: (payload as DeletePayloadV1).id,
+    position: positionAt(op.acceptedAt),
+  }),
+};
+
 export function updatePayload(change: TaskUpdate): TaskUpdatePayload {
-  return { id: change.id, changes: change.changes, updatedAt: change.updatedAt };
+  return { id: change.id, changes: change.changes, position: change.position };
 }
 
 export function deletePayload(deletion: TaskDeletion): TaskDeletePayload {
-  return { id: deletion.id };
+  return { id: deletion.id, position: deletion.position };
 }
 
 /** The create an operation stands for, owned by the operation's user. */
@@ -54,14 +89,14 @@ export function taskOf(op: BufferedOperation<TaskCreatePayload>): NewTask {
   return { ...op.payload, userId: op.userId };
 }
 
-/** The time-guarded update an operation stands for. */
+/** The update an operation stands for (never conditional on a version). */
 export function updateOf(op: BufferedOperation<TaskUpdatePayload>): TaskUpdate {
-  const { id, changes, updatedAt } = op.payload;
-  return { id, userId: op.userId, changes, expectedVersion: null, version: null, updatedAt };
+  const { id, changes, position } = op.payload;
+  return { id, userId: op.userId, changes, position, expectedVersion: null };
 }
 
 export function deletionOf(op: BufferedOperation<TaskDeletePayload>): TaskDeletion {
-  return { id: op.payload.id, userId: op.userId, expectedVersion: null };
+  return { id: op.payload.id, userId: op.userId, position: op.payload.position, expectedVersion: null };
 }
 
 @Injectable()
@@ -69,57 +104,102 @@ export class TaskOperations implements OnModuleInit {
   constructor(
     private readonly registry: OperationRegistry,
     private readonly tasks: TasksRepository,
+    private readonly coordination: TaskCoordination,
+    private readonly writes: WritePath,
   ) {}
 
   onModuleInit(): void {
-    this.registry.register<TaskCreatePayload>(
-      TASK_CREATE,
-      async (db, op) => {
-        const task = taskOf(op);
-        if (!(await this.tasks.insert(db, task))) await this.tasks.recordKeyAliases(db, [task]);
-      },
-      {
-        applyBatch: async (db, ops) => {
-          const tasks = ops.map(taskOf);
-          if ((await this.tasks.insertMany(db, tasks)) < tasks.length) await this.tasks.recordKeyAliases(db, tasks);
-        },
-      },
-    );
-    this.registry.register<TaskUpdatePayload>(
-      TASK_UPDATE,
-      (db, op) => this.replayUpdate(db, updateOf(op)),
-    );
+    this.registry.register<TaskCreatePayload>(TASK_CREATE, (manager, op) => this.applyCreates(manager, [taskOf(op)]), {
+      version: PAYLOAD_VERSION,
+      upgrades: { 1: TASK_UPGRADES[TASK_CREATE] },
+      applyBatch: (manager, ops) => this.applyCreates(manager, ops.map(taskOf)),
+      afterApply: (ops) => this.coordination.applied(ops.map((op) => ({ userId: op.userId, id: op.payload.id }))),
+    });
+    this.registry.register<TaskUpdatePayload>(TASK_UPDATE, (manager, op) => this.replayUpdate(manager, updateOf(op)), {
+      version: PAYLOAD_VERSION,
+      upgrades: { 1: TASK_UPGRADES[TASK_UPDATE] },
+      triage: (manager, ops) => this.triage(manager, ops, 'update'),
+    });
     this.registry.register<TaskDeletePayload>(
       TASK_DELETE,
-      async (db, op) => {
-        const deletion = deletionOf(op);
-        if (await this.tasks.delete(db, deletion)) return;
-        const target = await this.tasks.aliasTarget(db, deletion.userId, deletion.id);
-        if (target) await this.tasks.delete(db, { ...deletion, id: target });
+      async (manager, op) => {
+        await this.tasks.deleteMany(manager, [deletionOf(op)]);
       },
       {
-        applyBatch: async (db, ops) => {
-          await this.tasks.deleteMany(db, ops.map(deletionOf));
+        version: PAYLOAD_VERSION,
+        upgrades: { 1: TASK_UPGRADES[TASK_DELETE] },
+        applyBatch: async (manager, ops) => {
+          await this.tasks.deleteMany(manager, ops.map(deletionOf));
         },
+        triage: (manager, ops) => this.triage(manager, ops, 'delete'),
       },
     );
   }
 
   /**
-   * Applies a buffered update. Matching no row has two meanings: the task carries a change as
-   * new or newer (this very update, applied before; or a later change): nothing to do. Or the
-   * task is not there (deleted meanwhile, or never the caller's): the update can never apply,
-   * and is set aside instead of being dropped in silence. An id recorded as an alias (a create
-   * whose key another task held) updates that task.
+   * Applies creates in order; those that found their idempotency key held by another task of
+   * the same user (the same client intent, applied first elsewhere) become aliases of it.
    */
-  async replayUpdate(db: EntityManager, change: TaskUpdate): Promise<void> {
-    if (await this.tasks.update(db, change)) return;
-    if (await this.tasks.exists(db, change.userId, change.id)) return;
-    // The id a create answered with, whose key another task held by its replay: that task.
-    const target = await this.tasks.aliasTarget(db, change.userId, change.id);
-    if (target) return this.replayUpdate(db, { ...change, id: target });
-    throw new PermanentOperationError(
-      `task ${change.id} does not exist for user ${change.userId}: it was deleted, or is not theirs`,
-    );
+  async applyCreates(manager: EntityManager, tasks: readonly NewTask[]): Promise<void> {
+    const inserted = tasks.length === 1 ? Number(await this.tasks.insert(manager, tasks[0]!)) : await this.tasks.insertMany(manager, tasks);
+    if (inserted < tasks.length) await this.tasks.recordKeyAliases(manager, tasks);
+  }
+
+  /**
+   * Applies a buffered update. No row taking it means the task carries later writes of every
+   * field it sets, or was deleted (its tombstone): either way nothing is left to do. An id
+   * recorded as an alias updates the task it stands for.
+   */
+  async replayUpdate(manager: EntityManager, change: TaskUpdate): Promise<void> {
+    if (await this.tasks.merge(manager, change)) return;
+    const [presence] = await this.tasks.presenceOf(manager, [{ userId: change.userId, id: change.id }]);
+    if (presence?.aliasOf) await this.tasks.merge(manager, { ...change, id: presence.aliasOf });
+  }
+
+  private async triage(
+    manager: EntityManager,
+    items: readonly QueuedOperation<TaskUpdatePayload | TaskDeletePayload>[],
+    kind: 'update' | 'delete',
+  ): Promise<Triage[]> {
+    const refs = items.map(({ op }) => ({ userId: op.userId, id: op.payload.id }));
+    // Redis first, then PostgreSQL (see the header).
+    const pending = await this.coordination.pendingOf(refs);
+    const presence = await this.tasks.presenceOf(manager, refs);
+    return items.map(({ key, op }, index): Triage => {
+      const known = presence[index]!;
+      const { userId, id } = refs[index]!;
+      if (kind === 'update') {
+        // A delete of the task waits ahead of it in this queue: applied first, it leaves nothing to update.
+        const deleteKey = this.writes.queuedKeyUnder(userId, TASK_DELETE, id);
+        if (deleteKey !== undefined && deleteKey < key) {
+          return { verdict: 'set-aside', reason: `task ${id} was deleted before this update` };
+        }
+      }
+      if (known.stored) return { verdict: 'apply' };
+      if (known.deleted) {
+        // Written before the delete: overtaken by it, nothing left to do (applying is a no-op).
+        // Written after it: the task is gone for good; an update of it can never apply.
+        const after = known.deletedAt !== undefined && comparePositions(op.payload.position, known.deletedAt) > 0;
+        return kind === 'update' && after
+          ? { verdict: 'set-aside', reason: `task ${op.payload.id} was deleted before this update` }
+          : { verdict: 'apply' };
+      }
+      // Its create waits in this very queue ahead of it: replay applies it first.
+      const createKey = this.writes.taggedKey(userId, TASK_CREATE, id);
+      if (createKey !== undefined && createKey < key) return { verdict: 'apply' };
+      const queuedHere = createKey !== undefined;
+      const elsewhere = pending === undefined ? undefined : pending.has(taskRef(userId, id));
+      if (!queuedHere && elsewhere === false) {
+        return { verdict: 'set-aside', reason: `task ${id} does not exist for user ${userId}: never created, or not theirs` };
+      }
+      // A delete of a task still on its way writes its tombstone now: the create will meet it.
+      if (kind === 'delete') return { verdict: 'apply' };
+      return {
+        verdict: 'park',
+        reason: queuedHere || elsewhere
+          ? `task ${id} is still being created`
+          : `task ${id} has no row, and Redis cannot say whether its create is in another buffer`,
+      };
+    });
   }
 }

@@ -1,8 +1,12 @@
 /**
- * The stored task, mapped for TypeORM's schema knowledge. The migration
- * (`1764100000000-create-tasks.ts`) is the source of truth; the repository reads and writes with
- * explicit SQL so that the hot paths skip entity hydration. The expression indexes behind the
- * `dueAt` sorts are named here only, so that schema tools leave them alone.
+ * The stored task. The migrations are the source of truth (a test checks that this entity
+ * describes exactly the table they build); the repository's hot paths read rows with their own
+ * SQL, so that they skip entity hydration. The expression indexes behind the `dueAt` sorts are
+ * named here only, so that schema tools leave them alone.
+ *
+ * Each field a client can change has the position of its last write beside it (`*Pos`, a
+ * bigint as a decimal string; NULL: older than any position): replay merges writes by position
+ * (docs/design/replicas.md).
  */
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 
@@ -50,4 +54,19 @@ export class TaskEntity {
 
   @Column({ name: 'idempotency_key', type: 'varchar', length: 128, nullable: true })
   idempotencyKey!: string | null;
+
+  @Column({ name: 'title_pos', type: 'bigint', nullable: true })
+  titlePos!: string | null;
+
+  @Column({ name: 'description_pos', type: 'bigint', nullable: true })
+  descriptionPos!: string | null;
+
+  @Column({ name: 'status_pos', type: 'bigint', nullable: true })
+  statusPos!: string | null;
+
+  @Column({ name: 'priority_pos', type: 'bigint', nullable: true })
+  priorityPos!: string | null;
+
+  @Column({ name: 'due_at_pos', type: 'bigint', nullable: true })
+  dueAtPos!: string | null;
 }

@@ -49,34 +49,49 @@ export interface TaskFields {
   dueAt: string | null;
 }
 
+/**
+ * Every field a client may set, with its column and the column of its position (the one list
+ * the repository builds its statements from; a test checks that the DTOs, the entity and the
+ * migrations agree with it). Adding a field: docs/adding-a-task-field.md.
+ */
+export const TASK_FIELDS = {
+  title: { column: 'title', positionColumn: 'title_pos' },
+  description: { column: 'description', positionColumn: 'description_pos' },
+  status: { column: 'status', positionColumn: 'status_pos' },
+  priority: { column: 'priority', positionColumn: 'priority_pos' },
+  dueAt: { column: 'due_at', positionColumn: 'due_at_pos' },
+} as const satisfies Record<keyof TaskFields, { column: string; positionColumn: string }>;
+
+export const TASK_FIELD_NAMES = Object.keys(TASK_FIELDS) as (keyof TaskFields)[];
+
 export type TaskPatch = Partial<TaskFields>;
 
 /** A create, complete: applied with `INSERT … ON CONFLICT DO NOTHING`. */
 export interface NewTask extends Task {
   /** The client's `Idempotency-Key`, unique per user; null when none was sent. */
   idempotencyKey: string | null;
+  /** The create's position: every field's, until a later write changes it. */
+  position: string;
 }
 
 /**
- * An update, complete. With `expectedVersion` set it applies only to that version and sets
- * `version`; replayed, or raced by another change, it matches no row. Without it (a write that
- * could not read the current version first) it applies only if the row was last changed before
- * `updatedAt`, and increments the version; replayed, it matches no row either.
+ * An update, complete: each field of `changes` is set unless the stored field was last written
+ * at a later position (docs/design/replicas.md, section 2). With `expectedVersion` (a client's
+ * `If-Match`) it applies only to that version.
  */
 export interface TaskUpdate {
   id: string;
   userId: string;
   changes: TaskPatch;
+  position: string;
   expectedVersion: number | null;
-  /** The resulting version, when `expectedVersion` is known. */
-  version: number | null;
-  updatedAt: string;
 }
 
 /** A delete, complete; `expectedVersion` guards it when the client sent `If-Match`. */
 export interface TaskDeletion {
   id: string;
   userId: string;
+  position: string;
   expectedVersion: number | null;
 }
 
@@ -84,7 +99,7 @@ export interface TaskDeletion {
 export type VersionCondition = '*' | readonly number[];
 
 /** Where a page starts: the sort key and id of the last task of the previous page. */
-export interface TaskPosition {
+export interface TaskPageStart {
   /** ISO time for createdAt and dueAt (null: no due date), the rank 1–3 for priority. */
   key: string | number | null;
   id: string;
@@ -95,12 +110,6 @@ export interface TaskFilter {
   priority?: TaskPriority;
   /** Substring of the title, case-insensitive; `%`, `_` and `\` are literal. */
   q?: string;
-}
-
-export interface TaskListQuery extends TaskFilter {
-  sort: TaskSort;
-  limit: number;
-  cursor?: string;
 }
 
 export interface TaskPage {

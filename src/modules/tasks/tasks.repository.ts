@@ -1,34 +1,39 @@
 /**
- * Tasks in PostgreSQL, with explicit parameterised SQL (no entity hydration on the hot paths).
+ * Tasks in PostgreSQL, through TypeORM's repository of `TaskEntity`.
  *
  * Every statement filters by owner in SQL: another user's task is indistinguishable from a
- * missing one. The apply statements (insert, update, delete) take a change that is complete
- * beforehand and are harmless to replay; they run on an `EntityManager`, so that a direct write (on
- * the pool) and its replay from the offline buffer (in the replay transaction) are the very
- * same code:
- *   - insert: `ON CONFLICT DO NOTHING` (a replay, or a second request with the same
- *     idempotency key, inserts nothing); a run of buffered creates goes in one multi-row insert;
- *   - update: guarded by the version it was computed from (or, when that is unknown, by
- *     `updated_at` older than the change), so it can never undo a newer change;
- *   - delete: a missing row is no error.
- * UPDATE and DELETE are wrapped in a CTE so that the driver returns plain rows for them as for
- * SELECT (TypeORM returns `[rows, count]` for a bare UPDATE or DELETE).
+ * missing one. Reads take the request context (deadline, breaker: `Database.run`). The apply
+ * statements (insert, merge, delete) take the `EntityManager` they run on: the pool's for a
+ * direct write, the replay transaction's later, so that a change has one code path whether it
+ * is applied at once or from the offline buffer. They are harmless to replay and independent of
+ * the order in which writes arrive (docs/design/replicas.md, section 2):
+ *   - insert: not over a row with the same id (a replay) or key (another create holds it), nor
+ *     over the task's tombstone (it was deleted); a run of creates goes in one statement;
+ *   - merge: each field only where the update's position is later than the field's;
+ *   - delete: removes the row and records the tombstone.
+ * Statements are written by hand where TypeORM's builders cannot say them (conditional merges
+ * per field, inserts guarded by another table, multi-row applies from arrays, keyset row
+ * comparisons), and run through the repository's `query()`. UPDATE and DELETE are wrapped in a
+ * CTE so that the driver returns plain rows for them as for SELECT.
  */
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { EntityManager, Repository } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { Database } from '../../infrastructure/database/database.js';
+import { timeOfPosition } from '../buffer/write-order.js';
 import { TaskEntity } from './task.entity.js';
 import {
   priorityOfRank,
   priorityRank,
+  TASK_FIELD_NAMES,
+  TASK_FIELDS,
   type NewTask,
   type Task,
   type TaskDeletion,
+  type TaskFields,
   type TaskFilter,
-  type TaskPatch,
-  type TaskPosition,
+  type TaskPageStart,
   type TaskSort,
   type TaskStatus,
   type TaskUpdate,
@@ -43,8 +48,27 @@ export interface TaskListOptions {
   filter: TaskFilter;
   sort: TaskSort;
   /** Start after this task; null for the first page. */
-  after: TaskPosition | null;
+  after: TaskPageStart | null;
   limit: number;
+}
+
+/**
+ * When a merged update grows the version: whenever the row takes any of it (a replayed update:
+ * applied later, it counts as a change), or only when a value actually changes (a direct one:
+ * setting fields to the values they have changes nothing, the ETag stays).
+ */
+export type VersionGrowth = 'when-taken' | 'when-changed';
+
+/** What PostgreSQL knows of a task id, for deciding what to do with a write of it. */
+export interface TaskPresence {
+  /** The task has a row (under this id, or under `aliasOf`). */
+  stored: boolean;
+  /** The id is an alias of this task (a create merged into the one holding its key). */
+  aliasOf: string | undefined;
+  /** The task was deleted (its tombstone is kept for the retention period). */
+  deleted: boolean;
+  /** The position of the delete, when deleted and known. */
+  deletedAt: string | undefined;
 }
 
 interface TaskRow {
@@ -63,6 +87,7 @@ interface TaskRow {
 
 const COLUMNS =
   'id, user_id, title, description, status, priority, due_at, created_at, updated_at, version';
+const POSITION_COLUMNS = TASK_FIELD_NAMES.map((field) => TASK_FIELDS[field].positionColumn).join(', ');
 
 @Injectable()
 export class TasksRepository {
@@ -71,127 +96,165 @@ export class TasksRepository {
     private readonly db: Database,
   ) {}
 
-  private read<T>(ctx: RequestContext, sql: string, params: unknown[]): Promise<T[]> {
-    return this.db.run(ctx, () => this.tasks.query(sql, params) as Promise<T[]>);
-  }
-
+  /** The user's task; an id merged into another task (an alias) finds that task. */
   async findById(ctx: RequestContext, userId: string, id: string): Promise<Task | undefined> {
-    const rows = await this.read<TaskRow>(ctx,
-      `SELECT ${COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2`,
-      [id, userId],
-    );
-    return rows[0] && toTask(rows[0]);
+    return this.db.run(ctx, async () => {
+      const [row] = await this.select(`SELECT ${COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2`, [id, userId]);
+      if (row) return toTask(row);
+      const [aliased] = await this.select(
+        `SELECT ${COLUMNS} FROM tasks
+          WHERE user_id = $2 AND id = (SELECT task_id FROM task_aliases WHERE id = $1 AND user_id = $2)`,
+        [id, userId],
+      );
+      return aliased && toTask(aliased);
+    });
   }
 
-  async findByIdempotencyKey(
-    ctx: RequestContext,
-    userId: string,
-    key: string,
-  ): Promise<Task | undefined> {
-    const rows = await this.read<TaskRow>(ctx,
-      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND idempotency_key = $2`,
-      [userId, key],
+  async findByIdempotencyKey(ctx: RequestContext, userId: string, key: string): Promise<Task | undefined> {
+    const [row] = await this.db.run(ctx, () =>
+      this.select(`SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND idempotency_key = $2`, [userId, key]),
     );
-    return rows[0] && toTask(rows[0]);
+    return row && toTask(row);
   }
 
   async list(ctx: RequestContext, userId: string, options: TaskListOptions): Promise<Task[]> {
     const { sql, params } = listStatement(userId, options);
-    const rows = await this.read<TaskRow>(ctx, sql, params);
-    return rows.map(toTask);
+    return (await this.db.run(ctx, () => this.select(sql, params))).map(toTask);
   }
 
   /**
-   * Applies a create; false when a row with its id or idempotency key already exists. A direct
-   * write passes its operation's id, recorded as applied in the same statement.
+   * Applies a create; false when it inserted nothing: a row with its id exists already, another
+   * task of the user holds its idempotency key, or it was deleted.
    */
-  async insert(db: EntityManager, task: NewTask, operationId?: string): Promise<boolean> {
-    const { sql, params } = insertStatement(task, operationId);
-    const rows = await db.query<{ id: string }[]>(sql, params);
+  async insert(manager: EntityManager, task: NewTask): Promise<boolean> {
+    const { sql, params } = insertStatement(task);
+    const rows = (await manager.withRepository(this.tasks).query(sql, params)) as unknown[];
     return rows.length === 1;
   }
 
-  /** Applies creates in one statement, in their order; resolves with how many were new. */
-  async insertMany(db: EntityManager, tasks: readonly NewTask[]): Promise<number> {
+  /** Applies creates in one statement, in their order; resolves with how many went in. */
+  async insertMany(manager: EntityManager, tasks: readonly NewTask[]): Promise<number> {
     if (tasks.length === 0) return 0;
     const { sql, params } = insertManyStatement(tasks);
-    const [row] = await db.query<{ inserted: number }[]>(sql, params);
+    const [row] = (await manager.withRepository(this.tasks).query(sql, params)) as { inserted: number }[];
     return row?.inserted ?? 0;
   }
 
-  /** Applies an update; the task as it is now, or undefined when the guard matched no row. */
-  async update(db: EntityManager, change: TaskUpdate): Promise<Task | undefined> {
-    const { sql, params } = updateStatement(change);
-    const rows = await db.query<TaskRow[]>(sql, params);
-    return rows[0] && toTask(rows[0]);
+  /**
+   * Applies an update by merging it field by field; the task as it is now, or undefined when no
+   * row took any of it (missing, another version than `expectedVersion`, or every field written
+   * at a later position already). `versionGrows`: when the version grows by one (see
+   * `mergeStatement`).
+   */
+  async merge(manager: EntityManager, change: TaskUpdate, versionGrows: VersionGrowth = 'when-taken'): Promise<Task | undefined> {
+    const { sql, params } = mergeStatement(change, versionGrows);
+    const [row] = (await manager.withRepository(this.tasks).query(sql, params)) as TaskRow[];
+    return row && toTask(row);
   }
 
-  /** Applies a delete; false when no row matched (missing, another owner's, or another version). */
-  async delete(db: EntityManager, deletion: TaskDeletion): Promise<boolean> {
+  /**
+   * Applies a delete: removes the row and records its tombstone; false when no row matched
+   * (missing, another owner's, or another version than `expectedVersion`), and then no tombstone
+   * is written.
+   */
+  async delete(manager: EntityManager, deletion: TaskDeletion): Promise<boolean> {
     const { sql, params } = deleteStatement(deletion);
-    const rows = await db.query<{ id: string }[]>(sql, params);
-    return rows.length === 1;
+    const [row] = (await manager.withRepository(this.tasks).query(sql, params)) as { deleted: number }[];
+    return (row?.deleted ?? 0) > 0;
   }
 
-  /** Applies deletes without a version guard in one statement; resolves with how many rows went. */
-  async deleteMany(db: EntityManager, deletions: readonly TaskDeletion[]): Promise<number> {
+  /**
+   * Applies deletes that need no version in one statement: each removes its task (an alias's:
+   * the task it stands for) if there is one, and records the tombstone whether or not (the
+   * create may still be on its way from another replica's buffer). Resolves with the rows removed.
+   */
+  async deleteMany(manager: EntityManager, deletions: readonly TaskDeletion[]): Promise<number> {
     if (deletions.length === 0) return 0;
     const { sql, params } = deleteManyStatement(deletions);
-    const [row] = await db.query<{ deleted: number }[]>(sql, params);
+    const [row] = (await manager.withRepository(this.tasks).query(sql, params)) as { deleted: number }[];
     return row?.deleted ?? 0;
   }
 
   /**
    * For replayed creates that found their idempotency key held by another task of the same
-   * user: records each one's id as an alias of that task. Resolves with how many were recorded.
+   * user, and were not deleted themselves: records each one's id as an alias of that task.
    */
-  async recordKeyAliases(db: EntityManager, tasks: readonly NewTask[]): Promise<number> {
+  async recordKeyAliases(manager: EntityManager, tasks: readonly NewTask[]): Promise<number> {
     const keyed = tasks.filter((task) => task.idempotencyKey !== null);
     if (keyed.length === 0) return 0;
     const { sql, params } = keyAliasesStatement(keyed);
-    const [row] = await db.query<{ recorded: number }[]>(sql, params);
+    const [row] = (await manager.withRepository(this.tasks).query(sql, params)) as { recorded: number }[];
     return row?.recorded ?? 0;
   }
 
-  /** The task an alias stands for (see `recordKeyAliases`), if `id` is one of the user's. */
-  async aliasTarget(db: EntityManager, userId: string, id: string): Promise<string | undefined> {
-    const rows = await db.query<{ task_id: string }[]>(
-      'SELECT task_id FROM task_aliases WHERE id = $1 AND user_id = $2',
-      [id, userId],
-    );
-    return rows[0]?.task_id;
+  /** What PostgreSQL knows of each of the user's task ids given (one statement for all). */
+  async presenceOf(manager: EntityManager, ids: ReadonlyArray<{ userId: string; id: string }>): Promise<TaskPresence[]> {
+    if (ids.length === 0) return [];
+    const rows = (await manager.withRepository(this.tasks).query(
+      `SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.id = coalesce(a.task_id, r.id) AND t.user_id = r.user_id) AS stored,
+              a.task_id AS alias_of,
+              s.id IS NOT NULL AS deleted,
+              s.position AS deleted_at
+         FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS r(id, user_id, n)
+         LEFT JOIN task_aliases a ON a.id = r.id AND a.user_id = r.user_id
+         LEFT JOIN task_tombstones s ON s.user_id = r.user_id AND s.id = coalesce(a.task_id, r.id)
+        ORDER BY r.n`,
+      [ids.map((entry) => entry.id), ids.map((entry) => entry.userId)],
+    )) as { stored: boolean; alias_of: string | null; deleted: boolean; deleted_at: string | null }[];
+    return rows.map((row) => ({
+      stored: row.stored,
+      aliasOf: row.alias_of ?? undefined,
+      deleted: row.deleted,
+      deletedAt: row.deleted_at ?? undefined,
+    }));
   }
 
-  /** Whether the user has a task with this id (whatever its version). */
-  async exists(db: EntityManager, userId: string, id: string): Promise<boolean> {
-    const rows = await db.query(`SELECT 1 FROM tasks WHERE id = $1 AND user_id = $2`, [id, userId]);
-    return rows.length === 1;
+  /** Deletes tombstones older than `retentionMs`, a chunk at a time; resolves with how many went. */
+  async pruneTombstones(ctx: RequestContext, retentionMs: number): Promise<number> {
+    const cutoff = new Date(Date.now() - retentionMs);
+    let total = 0;
+    for (;;) {
+      // By hand: DELETE takes no LIMIT, hence the chunk chosen by a subquery.
+      const [row] = (await this.db.run(ctx, () =>
+        this.tasks.query(
+          `WITH gone AS (
+             DELETE FROM task_tombstones
+              WHERE (user_id, id) IN (SELECT user_id, id FROM task_tombstones WHERE deleted_at < $1 LIMIT ${PRUNE_CHUNK})
+             RETURNING 1
+           )
+           SELECT count(*)::int AS deleted FROM gone`,
+          [cutoff],
+        ),
+      )) as { deleted: number }[];
+      const deleted = row?.deleted ?? 0;
+      total += deleted;
+      if (deleted < PRUNE_CHUNK) return total;
+    }
+  }
+
+  private select(sql: string, params: unknown[]): Promise<TaskRow[]> {
+    return this.tasks.query(sql, params) as Promise<TaskRow[]>;
   }
 }
 
-/**
- * One create. Given the id of the operation it carries out (a direct write), the same statement
- * records that id as applied: should the answer be lost on its way back (the connection dies
- * after the commit), the operation is buffered, and its replay must find it applied rather than
- * insert the task again after someone deleted it.
- */
-export function insertStatement(task: NewTask, operationId?: string): Statement {
-  const insert = `INSERT INTO tasks (${COLUMNS}, idempotency_key)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-          ON CONFLICT DO NOTHING
-          RETURNING id`;
+/** Rows deleted per statement when pruning, so that no prune holds locks for long. */
+const PRUNE_CHUNK = 10_000;
+
+/** The value a field's column holds (priorities as ranks). */
+function columnValue(field: keyof TaskFields, value: unknown): unknown {
+  return field === 'priority' ? priorityRank(value as TaskFields['priority']) : value;
+}
+
+/** One create: every field at the create's position, unless its id or key is taken or it was deleted. */
+export function insertStatement(task: NewTask): Statement {
   return {
-    // Recorded only when the row went in: a create that found its key taken is not applied,
-    // and its replay must still be free to insert should the key's task be gone by then.
-    sql: operationId
-      ? `WITH inserted AS (${insert}),
-              applied AS (
-                INSERT INTO buffer_applied_operations (id, applied_at)
-                SELECT $12::uuid, now() FROM inserted
-                ON CONFLICT DO NOTHING
-              )
-         SELECT id FROM inserted`
-      : insert,
+    sql: `INSERT INTO tasks (${COLUMNS}, idempotency_key, ${POSITION_COLUMNS})
+          SELECT $1::uuid, $2::uuid, $3::varchar, $4::varchar, $5::varchar, $6::smallint,
+                 $7::timestamptz, $8::timestamptz, $9::timestamptz, $10::integer, $11::varchar,
+                 ${TASK_FIELD_NAMES.map(() => '$12::bigint').join(', ')}
+           WHERE NOT EXISTS (SELECT 1 FROM task_tombstones WHERE user_id = $2 AND id = $1)
+          ON CONFLICT DO NOTHING
+          RETURNING id`,
     params: [
       task.id,
       task.userId,
@@ -204,7 +267,7 @@ export function insertStatement(task: NewTask, operationId?: string): Statement 
       task.updatedAt,
       task.version,
       task.idempotencyKey,
-      ...(operationId ? [operationId] : []),
+      task.position,
     ],
   };
 }
@@ -218,13 +281,15 @@ export function insertManyStatement(tasks: readonly NewTask[]): Statement {
   const column = <V>(value: (task: NewTask) => V): V[] => tasks.map(value);
   return {
     sql: `WITH inserted AS (
-            INSERT INTO tasks (${COLUMNS}, idempotency_key)
-            SELECT ${COLUMNS}, idempotency_key
+            INSERT INTO tasks (${COLUMNS}, idempotency_key, ${POSITION_COLUMNS})
+            SELECT ${COLUMNS}, idempotency_key, ${TASK_FIELD_NAMES.map(() => 'position').join(', ')}
               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                           $6::smallint[], $7::timestamptz[], $8::timestamptz[],
-                          $9::timestamptz[], $10::integer[], $11::text[])
-                   WITH ORDINALITY AS change(${COLUMNS}, idempotency_key, position)
-             ORDER BY position
+                          $9::timestamptz[], $10::integer[], $11::text[], $12::bigint[])
+                   WITH ORDINALITY AS change(${COLUMNS}, idempotency_key, position, n)
+             WHERE NOT EXISTS (SELECT 1 FROM task_tombstones s
+                                WHERE s.user_id = change.user_id AND s.id = change.id)
+             ORDER BY n
             ON CONFLICT DO NOTHING
             RETURNING 1
           )
@@ -241,42 +306,48 @@ export function insertManyStatement(tasks: readonly NewTask[]): Statement {
       column((task) => task.updatedAt),
       column((task) => task.version),
       column((task) => task.idempotencyKey),
+      column((task) => task.position),
     ],
   };
 }
 
-/** The columns a change sets, each only when given (never taken from the change's own keys). */
-function patchColumns(changes: TaskPatch): Array<[column: string, value: unknown]> {
-  const columns: Array<[string, unknown]> = [];
-  if (changes.title !== undefined) columns.push(['title', changes.title]);
-  if (changes.description !== undefined) columns.push(['description', changes.description]);
-  if (changes.status !== undefined) columns.push(['status', changes.status]);
-  if (changes.priority !== undefined) columns.push(['priority', priorityRank(changes.priority)]);
-  if (changes.dueAt !== undefined) columns.push(['due_at', changes.dueAt]);
-  return columns;
-}
-
-export function updateStatement(change: TaskUpdate): Statement {
-  const params: unknown[] = [change.id, change.userId, change.updatedAt];
+/**
+ * An update merged field by field: a field takes the update's value (and position) only where
+ * its own position is older (NULL is older than any). The version grows by one when the row
+ * takes the update, or, with 'when-changed', only when a value actually changes; `updated_at`
+ * then becomes the later of its value and the update's time. A row takes part only if at least
+ * one field's position is older, so a replay changes nothing.
+ */
+export function mergeStatement(change: TaskUpdate, versionGrows: VersionGrowth = 'when-taken'): Statement {
+  const params: unknown[] = [change.id, change.userId, change.position, timeOfPosition(change.position)];
   const sets: string[] = [];
-  for (const [column, value] of patchColumns(change.changes)) {
-    params.push(value);
-    sets.push(`${column} = $${params.length}`);
+  const wins: string[] = [];
+  const changes: string[] = [];
+  for (const field of TASK_FIELD_NAMES) {
+    const value = change.changes[field];
+    if (value === undefined) continue;
+    const { column, positionColumn } = TASK_FIELDS[field];
+    params.push(columnValue(field, value));
+    const parameter = `$${params.length}`;
+    const wins_ = `(${positionColumn} IS NULL OR ${positionColumn} < $3::bigint)`;
+    wins.push(wins_);
+    changes.push(`(${wins_} AND ${column} IS DISTINCT FROM ${parameter})`);
+    sets.push(`${column} = CASE WHEN ${wins_} THEN ${parameter} ELSE ${column} END`);
+    sets.push(`${positionColumn} = CASE WHEN ${wins_} THEN $3::bigint ELSE ${positionColumn} END`);
   }
-  let guard: string;
+  if (sets.length === 0) throw new Error('an update must change at least one field');
+  const changed = versionGrows === 'when-changed' ? changes.join(' OR ') : 'true';
+  sets.push(`version = version + CASE WHEN ${changed} THEN 1 ELSE 0 END`);
+  sets.push(`updated_at = CASE WHEN ${changed} THEN GREATEST(updated_at, $4::timestamptz) ELSE updated_at END`);
+  let guard = '';
   if (change.expectedVersion !== null) {
-    params.push(change.expectedVersion, change.version ?? change.expectedVersion + 1);
-    guard = `version = $${params.length - 1}`;
-    sets.push(`version = $${params.length}`);
-  } else {
-    guard = 'updated_at < $3';
-    sets.push('version = version + 1');
+    params.push(change.expectedVersion);
+    guard = ` AND version = $${params.length}`;
   }
-  sets.push('updated_at = $3');
   return {
     sql: `WITH updated AS (
             UPDATE tasks SET ${sets.join(', ')}
-             WHERE id = $1 AND user_id = $2 AND ${guard}
+             WHERE id = $1 AND user_id = $2 AND (${wins.join(' OR ')})${guard}
             RETURNING ${COLUMNS}
           )
           SELECT ${COLUMNS} FROM updated`,
@@ -284,26 +355,32 @@ export function updateStatement(change: TaskUpdate): Statement {
   };
 }
 
+/** A delete: the row goes and its tombstone is recorded, in one statement. */
 export function deleteStatement(deletion: TaskDeletion): Statement {
-  const params: unknown[] = [deletion.id, deletion.userId];
+  const params: unknown[] = [deletion.id, deletion.userId, deletion.position];
   let guard = '';
   if (deletion.expectedVersion !== null) {
     params.push(deletion.expectedVersion);
-    guard = ' AND version = $3';
+    guard = ' AND version = $4';
   }
   return {
     sql: `WITH deleted AS (
             DELETE FROM tasks WHERE id = $1 AND user_id = $2${guard} RETURNING id
+          ),
+          buried AS (
+            INSERT INTO task_tombstones (user_id, id, position)
+            SELECT $2, $1, $3::bigint WHERE EXISTS (SELECT 1 FROM deleted)
+            ON CONFLICT (user_id, id) DO UPDATE
+              SET position = GREATEST(task_tombstones.position, EXCLUDED.position)
           )
-          SELECT id FROM deleted`,
+          SELECT count(*)::int AS deleted FROM deleted`,
     params,
   };
 }
 
-/** Deletes without a version guard, each filtered by its own owner. */
 /**
  * Aliases for creates whose key another task of the same user holds (not themselves: a create
- * that went in holds its own key).
+ * that went in holds its own key; not a create that was deleted).
  */
 export function keyAliasesStatement(tasks: readonly NewTask[]): Statement {
   return {
@@ -314,6 +391,8 @@ export function keyAliasesStatement(tasks: readonly NewTask[]): Statement {
               JOIN tasks ON tasks.user_id = created.user_id
                         AND tasks.idempotency_key = created.idempotency_key
                         AND tasks.id <> created.id
+             WHERE NOT EXISTS (SELECT 1 FROM task_tombstones s
+                                WHERE s.user_id = created.user_id AND s.id = created.id)
             ON CONFLICT DO NOTHING
             RETURNING 1
           )
@@ -326,24 +405,35 @@ export function keyAliasesStatement(tasks: readonly NewTask[]): Statement {
   };
 }
 
-/** Replayed deletes; an id recorded as an alias deletes the task it stands for. */
+/**
+ * Deletes without a version guard: each removes its task (an alias's: the task it stands for)
+ * and records its tombstone, kept at the latest position.
+ */
 export function deleteManyStatement(deletions: readonly TaskDeletion[]): Statement {
   return {
-    sql: `WITH deleted AS (
-            DELETE FROM tasks
-             USING (
-               SELECT coalesce(alias.task_id, requested.id) AS id, requested.user_id
-                 FROM unnest($1::uuid[], $2::uuid[]) AS requested(id, user_id)
-                 LEFT JOIN task_aliases alias
-                        ON alias.id = requested.id AND alias.user_id = requested.user_id
-             ) AS deletion
-             WHERE tasks.id = deletion.id AND tasks.user_id = deletion.user_id
+    sql: `WITH target AS (
+            SELECT coalesce(alias.task_id, requested.id) AS id, requested.user_id, max(requested.position) AS position
+              FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS requested(id, user_id, position)
+              LEFT JOIN task_aliases alias
+                     ON alias.id = requested.id AND alias.user_id = requested.user_id
+             GROUP BY 1, 2
+          ),
+          deleted AS (
+            DELETE FROM tasks USING target
+             WHERE tasks.id = target.id AND tasks.user_id = target.user_id
             RETURNING 1
+          ),
+          buried AS (
+            INSERT INTO task_tombstones (user_id, id, position)
+            SELECT user_id, id, position FROM target
+            ON CONFLICT (user_id, id) DO UPDATE
+              SET position = GREATEST(task_tombstones.position, EXCLUDED.position)
           )
           SELECT count(*)::int AS deleted FROM deleted`,
     params: [
       deletions.map((deletion) => deletion.id),
       deletions.map((deletion) => deletion.userId),
+      deletions.map((deletion) => deletion.position),
     ],
   };
 }

@@ -1,24 +1,25 @@
 /**
- * The task use cases. A write builds the complete change first (id, timestamps, resulting
- * version) as plain data, then hands it to the write path with the one repository call that
- * applies it. The write path applies it at once, or queues it in the offline buffer while
- * PostgreSQL is down or older writes are still queued; the handlers of `task-operations.ts` then
- * apply the same change later, with the same statements.
+ * The task use cases. A write takes its position first (its place in the order of acceptance,
+ * across replicas: WriteOrder), builds the complete change as plain data (id, timestamps,
+ * position), then hands it to the write path with the one repository call that applies it. The
+ * write path applies it at once, or queues it in the offline buffer while PostgreSQL is down; the
+ * handlers of `task-operations.ts` apply the same change later, with the same statements. What is
+ * stored merges writes by position (docs/design/replicas.md), so a write may be applied before
+ * or after writes accepted earlier by other replicas, with the same result.
  *
  * What a write may do while it cannot reach PostgreSQL decides its shape:
  * - create needs no read: the same task is applied now or later (202 with the task as it will
- *   be). An idempotency key deduplicates retries while queued and, once replayed, the row's
- *   unique key answers them.
- * - update reads the current task when it can (for the version to guard with, and to change
- *   only what differs); when it cannot, it queues the patch guarded by its time instead (202).
- *   With `If-Match` it must compare against the stored version, so it is never queued: 503.
+ *   be). An idempotency key is reserved in Redis, so that a retry through any replica answers
+ *   the same task; PostgreSQL's unique key stays the authority.
+ * - update needs no read either: it is merged field by field. With `If-Match` it must compare
+ *   against the stored version, so it is never queued: 503.
  * - delete needs no read without `If-Match` (202 when queued); with it, like update.
  *
- * Concurrency is optimistic: a direct update or delete is guarded by the version it was
- * computed from. When another request changed the task in between, the use case reads again
- * and recomputes (a specific `If-Match` then fails with 412, as it should).
+ * An update or delete of a task that has no row is accepted (202) when the task's create is
+ * still waiting in a buffer (this replica's, or another's as Redis knows it), instead of 404.
  */
 import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
   NotFoundError,
@@ -27,22 +28,21 @@ import {
   UnauthenticatedError,
   ValidationFailedError,
 } from '../../common/errors/domain-errors.js';
-import { ChangeClock, toMillisecondIso } from '../../common/time/change-clock.js';
 import { Clock } from '../../common/time/clock.js';
-import {
-  FOREIGN_KEY_VIOLATION,
-  sqlState,
-} from '../../infrastructure/database/connection-errors.js';
-import type { EntityManager } from 'typeorm';
-import { createOperation } from '../buffer/operation.js';
+import { newId } from '../../common/util/ids.js';
+import { FOREIGN_KEY_VIOLATION, sqlState } from '../../infrastructure/database/connection-errors.js';
+import { createOperation, type BufferedOperation } from '../buffer/operation.js';
+import { WriteOrder, timeOfPosition } from '../buffer/write-order.js';
 import { WritePath } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
 import {
   DEFAULT_PAGE_SIZE,
   DEFAULT_TASK_SORT,
   sortKeyOf,
+  TASK_FIELD_NAMES,
   type NewTask,
   type Task,
+  type TaskDeletion,
   type TaskFields,
   type TaskFilter,
   type TaskPage,
@@ -53,6 +53,7 @@ import {
   type TaskUpdate,
   type VersionCondition,
 } from './task.js';
+import { TaskCoordination, taskRef, type KeyReservation } from './task-coordination.js';
 import { TaskCursorCodec, type CursorScope } from './task-cursor.js';
 import {
   deletePayload,
@@ -61,11 +62,11 @@ import {
   TASK_UPDATE,
   updatePayload,
   type TaskCreatePayload,
+  type TaskUpdatePayload,
 } from './task-operations.js';
 import { TasksRepository } from './tasks.repository.js';
-import { newId } from '../../common/util/ids.js';
 
-/** How often a write recomputes after losing a race before it gives up with a 503. */
+/** How often a conditional write reads again after losing a race, before a 503. */
 const MAX_ATTEMPTS = 3;
 
 export interface CreateTaskInput {
@@ -87,14 +88,14 @@ export interface CreatedTask {
   task: Task;
   /** True when the idempotency key had already created (or queued) this task: nothing new was stored. */
   replayed: boolean;
-  /** True when the create waits in the offline buffer (202), false when PostgreSQL has it (201). */
+  /** True when the create waits in an offline buffer (202), false when PostgreSQL has it (201). */
   buffered: boolean;
 }
 
 /** What a buffered update will change: the task's id, the fields it sets, and its time. */
 export interface BufferedTaskChange extends TaskPatch {
   id: string;
-  /** The task's `updatedAt` once applied, in milliseconds as the API shows it. */
+  /** The time of the update, in milliseconds as the API shows it: the task's `updatedAt` will be this or later. */
   updatedAt: string;
 }
 
@@ -105,56 +106,47 @@ export interface TaskDeleteOutcome {
   buffered: boolean;
 }
 
+/** What a direct update or delete found when no row took it. */
+type Miss = 'superseded' | 'deleted' | 'unknown';
+
 @Injectable()
 export class TasksService {
   constructor(
     private readonly tasks: TasksRepository,
     private readonly cursors: TaskCursorCodec,
     private readonly clock: Clock,
-    private readonly changes: ChangeClock,
+    private readonly order: WriteOrder,
+    private readonly coordination: TaskCoordination,
     private readonly writes: WritePath,
   ) {}
 
   /**
    * Creates a task. With an idempotency key, the first request with that key (per user)
-   * creates it and every later one, concurrent or not, gets that same task back, buffered or not.
+   * creates it and every later one, concurrent or not, through any replica, gets that same task
+   * back, buffered or not.
    */
-  async create(
-    ctx: RequestContext,
-    input: CreateTaskInput,
-    idempotencyKey?: string,
-  ): Promise<CreatedTask> {
+  async create(ctx: RequestContext, input: CreateTaskInput, idempotencyKey?: string): Promise<CreatedTask> {
     const userId = ctx.requireUserId();
     const fields = creationFields(input);
+    const key = idempotencyKey ?? null;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      const task = this.newTask(userId, fields, idempotencyKey ?? null);
+      const { position, held } = await this.coordination.positionCreate(userId, key);
+      if (held) return this.answerReservation(ctx, userId, held);
+      const task = this.newTask(userId, fields, key, position);
       const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
-      const outcome = await this.writes.execute(
-        ctx,
-        op,
-        (db) => this.insertNow(db, task, op.id),
-        idempotencyKey === undefined
-          ? {}
-          : {
-              dedupeKey: idempotencyKey,
-              findExisting: () => this.createdWithKey(ctx, userId, idempotencyKey),
-            },
-      );
-      if (outcome.mode === 'buffered') {
-        return {
-          task: storedForm(outcome.op.payload),
-          replayed: outcome.duplicate,
-          buffered: true,
-        };
-      }
-      if (outcome.result) return outcome.result;
-      if (idempotencyKey === undefined) break;
+      const outcome = await this.writes.execute(ctx, op, (manager) => this.insertNow(manager, task), {
+        ...(key === null ? {} : { dedupeKey: key }),
+        tags: [task.id],
+      });
+      if (outcome.mode === 'buffered') return this.bufferedCreate(outcome.op, outcome.duplicate, key);
+      if (outcome.result) return { task: storedForm(task), replayed: false, buffered: false };
       // Another request with this key got there first: its task is the answer.
-      const existing = await this.createdWithKey(ctx, userId, idempotencyKey);
+      const existing = await this.createdWithKey(ctx, userId, key!);
+      if (existing === 'queue-behind') return this.bufferedCreate(op, false, key, true);
       if (existing) return existing;
       // Its task has been deleted since, which frees the key: try again.
     }
-    throw new Error('the new task was not inserted and no task holds its idempotency key');
+    throw new ServiceUnavailableError('the idempotency key is being used by other requests; try again', 1);
   }
 
   async list(ctx: RequestContext, input: ListTasksInput): Promise<TaskPage> {
@@ -182,73 +174,101 @@ export class TasksService {
   }
 
   /**
-   * Changes the given fields. Applied directly, the version grows by one when something actually
-   * changes, and a patch that sets every field to the value it already has changes nothing (the
-   * version, and so the ETag, stay). Buffered, the patch is applied as it is when replayed.
+   * Changes the given fields, merged by position. Applied directly, the version grows by one
+   * when something actually changes: a patch that sets every field to the value it already has
+   * changes nothing (the version, and so the ETag, stay).
    */
-  async update(
-    ctx: RequestContext,
-    id: string,
-    patch: TaskPatch,
-    ifMatch?: VersionCondition,
-  ): Promise<TaskUpdateOutcome> {
+  async update(ctx: RequestContext, id: string, patch: TaskPatch, ifMatch?: VersionCondition): Promise<TaskUpdateOutcome> {
     const userId = ctx.requireUserId();
     const wanted = normalisedPatch(patch);
-    const conditional = ifMatch !== undefined;
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      if (conditional) this.writes.assertCanWriteDirectly();
-      else if (!this.writes.canWriteDirectly()) {
-        // Nothing to read: the task may itself still be queued, and its version with it.
-        const outcome = await this.updateBlind(ctx, userId, id, wanted);
-        if (outcome) return outcome;
-        continue;
-      }
-      const current = await this.readForUpdate(ctx, userId, id, conditional);
-      if (current === 'unreachable') {
-        const outcome = await this.updateBlind(ctx, userId, id, wanted);
-        if (outcome) return outcome;
-        continue;
-      }
-      if (!current) throw new NotFoundError('task');
-      checkPrecondition(ifMatch, current.version);
-      const change = this.updateOf(current, wanted);
-      if (!change) return { buffered: false, task: current };
-      const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.update(db, change), {
-        bufferable: !conditional,
+    if (ifMatch !== undefined) return this.updateIfMatch(ctx, userId, id, wanted, ifMatch);
+    const change: TaskUpdate = {
+      id,
+      userId,
+      changes: wanted,
+      position: await this.order.next(userId),
+      expectedVersion: null,
+    };
+    const op = createOperation<TaskUpdatePayload>(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
+    const outcome = await this.writes.execute(ctx, op, (manager) => this.mergeNow(manager, change));
+    if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
+    if (typeof outcome.result === 'object') return { buffered: false, task: outcome.result };
+    if (outcome.result === 'superseded') return { buffered: false, task: await this.get(ctx, id) };
+    if (outcome.result === 'unknown' && (await this.stillBeingCreated(userId, id))) {
+      await this.writes.enqueue(op);
+      return { buffered: true, change: bufferedView(change) };
+    }
+    throw new NotFoundError('task');
+  }
+
+  async delete(ctx: RequestContext, id: string, ifMatch?: VersionCondition): Promise<TaskDeleteOutcome> {
+    const userId = ctx.requireUserId();
+    if (ifMatch !== undefined) return this.deleteIfMatch(ctx, userId, id, ifMatch);
+    const deletion: TaskDeletion = {
+      id,
+      userId,
+      position: await this.coordination.positionDelete(userId, id),
+      expectedVersion: null,
+    };
+    const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
+    // Queued under the task's id: a second delete of it while queued is the same one, and
+    // `createdWithKey` can tell at once that the task is going away.
+    const outcome = await this.writes.execute(ctx, op, (manager) => this.deleteNow(manager, deletion), { dedupeKey: id });
+    if (outcome.mode === 'buffered') return { buffered: true };
+    if (outcome.result === true) return { buffered: false };
+    // No row: a task whose create is still on its way gets its tombstone now, and meets it.
+    if (outcome.result === 'unknown' && (await this.stillBeingCreated(userId, id))) {
+      const buried = await this.writes.execute(ctx, op, async (manager) => {
+        await this.tasks.deleteMany(manager, [deletion]);
+        return true;
       });
-      if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
-      if (outcome.result) return { buffered: false, task: outcome.result };
+      return { buffered: buried.mode === 'buffered' };
+    }
+    throw new NotFoundError('task');
+  }
+
+  private async updateIfMatch(
+    ctx: RequestContext,
+    userId: string,
+    id: string,
+    wanted: TaskPatch,
+    ifMatch: VersionCondition,
+  ): Promise<TaskUpdateOutcome> {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
+      this.writes.assertCanWriteDirectly();
+      const current = await this.get(ctx, id);
+      checkPrecondition(ifMatch, current.version);
+      const change: TaskUpdate = {
+        id: current.id,
+        userId,
+        changes: wanted,
+        position: await this.order.next(userId),
+        expectedVersion: current.version,
+      };
+      const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
+      const outcome = await this.writes.execute(ctx, op, (manager) => this.tasks.merge(manager, change, 'when-changed'), {
+        bufferable: false,
+      });
+      if (outcome.mode === 'direct' && outcome.result) return { buffered: false, task: outcome.result };
+      // The version moved on meanwhile (or every field was written later): read again.
+      if (ifMatch === '*') return { buffered: false, task: await this.get(ctx, id) };
     }
     throw concurrentChanges();
   }
 
-  async delete(
-    ctx: RequestContext,
-    id: string,
-    ifMatch?: VersionCondition,
-  ): Promise<TaskDeleteOutcome> {
-    const userId = ctx.requireUserId();
-    if (ifMatch === undefined) {
-      const deletion = { id, userId, expectedVersion: null };
-      const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
-      // Queued under the task's id: a second delete of it while queued is the same one, and
-      // `createdWithKey` can tell at once that the task is going away.
-      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion), {
-        dedupeKey: id,
-      });
-      if (outcome.mode === 'buffered') return { buffered: true };
-      if (!outcome.result) throw new NotFoundError('task');
-      return { buffered: false };
-    }
+  private async deleteIfMatch(ctx: RequestContext, userId: string, id: string, ifMatch: VersionCondition): Promise<TaskDeleteOutcome> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
       this.writes.assertCanWriteDirectly();
-      const current = await this.tasks.findById(ctx, userId, id);
-      if (!current) throw new NotFoundError('task');
+      const current = await this.get(ctx, id);
       checkPrecondition(ifMatch, current.version);
-      const deletion = { id, userId, expectedVersion: current.version };
+      const deletion: TaskDeletion = {
+        id: current.id,
+        userId,
+        position: await this.coordination.positionDelete(userId, current.id),
+        expectedVersion: current.version,
+      };
       const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.delete(db, deletion), {
+      const outcome = await this.writes.execute(ctx, op, (manager) => this.tasks.delete(manager, deletion), {
         bufferable: false,
       });
       if (outcome.mode === 'direct' && outcome.result) return { buffered: false };
@@ -256,127 +276,100 @@ export class TasksService {
     throw concurrentChanges();
   }
 
-  /** Applies a create on `db`; the answer, or undefined when its id or key is taken already. */
-  private async insertNow(db: EntityManager, task: NewTask, operationId: string): Promise<CreatedTask | undefined> {
+  /** Applies a create on `manager`; undefined when its key is taken already. */
+  private async insertNow(manager: EntityManager, task: NewTask): Promise<boolean> {
     try {
-      const inserted = await this.tasks.insert(db, task, operationId);
-      return inserted ? { task: storedForm(task), replayed: false, buffered: false } : undefined;
+      return await this.tasks.insert(manager, task);
     } catch (error) {
       // The owner's account is gone while their access token still runs.
-      if (sqlState(error) === FOREIGN_KEY_VIOLATION) {
-        throw new UnauthenticatedError('the account no longer exists');
-      }
+      if (sqlState(error) === FOREIGN_KEY_VIOLATION) throw new UnauthenticatedError('the account no longer exists');
       throw error;
     }
   }
 
-  private async createdWithKey(
-    ctx: RequestContext,
-    userId: string,
-    key: string,
-  ): Promise<CreatedTask | undefined> {
+  /** Applies an update on `manager`: the task as it is now, or why no row took it. */
+  private async mergeNow(manager: EntityManager, change: TaskUpdate): Promise<Task | Miss> {
+    const merged = await this.tasks.merge(manager, change, 'when-changed');
+    if (merged) return merged;
+    const [presence] = await this.tasks.presenceOf(manager, [{ userId: change.userId, id: change.id }]);
+    if (presence?.aliasOf) return (await this.tasks.merge(manager, { ...change, id: presence.aliasOf }, 'when-changed')) ?? 'superseded';
+    return missOf(presence);
+  }
+
+  /** Applies a delete on `manager`: true when a row went, otherwise why not. */
+  private async deleteNow(manager: EntityManager, deletion: TaskDeletion): Promise<true | Miss> {
+    if (await this.tasks.delete(manager, deletion)) return true;
+    const [presence] = await this.tasks.presenceOf(manager, [{ userId: deletion.userId, id: deletion.id }]);
+    if (presence?.aliasOf && (await this.tasks.delete(manager, { ...deletion, id: presence.aliasOf }))) return true;
+    return missOf(presence);
+  }
+
+  /** Whether the task's create is waiting in this replica's buffer or, as Redis knows, another's. */
+  private async stillBeingCreated(userId: string, id: string): Promise<boolean> {
+    if (this.writes.isTagged(userId, TASK_CREATE, id)) return true;
+    const pending = await this.coordination.pendingOf([{ userId, id }]);
+    return pending?.has(taskRef(userId, id)) ?? false;
+  }
+
+  /**
+   * A buffered create's answer: this create, or for a retry the task the key already holds
+   * (this replica's queued create, or the reservation another replica made first).
+   */
+  private async bufferedCreate(
+    op: BufferedOperation<TaskCreatePayload>,
+    duplicate: boolean,
+    key: string | null,
+    enqueue = false,
+  ): Promise<CreatedTask> {
+    if (enqueue) {
+      const queued = await this.writes.enqueue(op, { ...(key === null ? {} : { dedupeKey: key }), tags: [op.payload.id] });
+      if (queued.mode === 'buffered') ({ op, duplicate } = queued);
+    }
+    if (duplicate) return { task: storedForm(op.payload), replayed: true, buffered: true };
+    const winner = await this.coordination.registerBuffered(op.payload, key);
+    if (winner && winner.id !== op.payload.id) return { task: publicTask(winner.task), replayed: true, buffered: true };
+    return { task: storedForm(op.payload), replayed: false, buffered: true };
+  }
+
+  /** The answer for a key another create holds: the stored task once applied, else as reserved. */
+  private async answerReservation(ctx: RequestContext, userId: string, held: KeyReservation): Promise<CreatedTask> {
+    if (this.writes.canWriteDirectly()) {
+      try {
+        const stored = await this.tasks.findById(ctx, userId, held.id);
+        if (stored) return { task: stored, replayed: true, buffered: false };
+      } catch (error) {
+        if (!(await this.writes.isDatabaseUnreachable(error))) throw error;
+      }
+    }
+    return { task: publicTask(held.task), replayed: true, buffered: true };
+  }
+
+  /**
+   * The task holding the key, or 'queue-behind' when a delete of that task is still queued here
+   * (the key is going free: a create queued behind the delete gets it), or undefined when none.
+   */
+  private async createdWithKey(ctx: RequestContext, userId: string, key: string): Promise<CreatedTask | 'queue-behind' | undefined> {
     const existing = await this.tasks.findByIdempotencyKey(ctx, userId, key);
     if (!existing) return undefined;
-    // A delete of that task still queued frees the key once replayed: the key is not taken by
-    // a task that is going away, and a create queued behind the delete will get it.
-    if (this.writes.isQueuedUnder(userId, TASK_DELETE, existing.id)) return undefined;
-    // Read again: the delete may have been replayed, and left the queue, since the first read.
-    const current = await this.tasks.findById(ctx, userId, existing.id);
-    return current && { task: current, replayed: true, buffered: false };
+    if (this.writes.isQueuedUnder(userId, TASK_DELETE, existing.id)) return 'queue-behind';
+    return { task: existing, replayed: true, buffered: false };
   }
 
-  /**
-   * The current task, for a direct update; 'unreachable' when PostgreSQL cannot be reached and
-   * the update may go to the buffer instead (never a conditional one: its 503 propagates).
-   */
-  private async readForUpdate(
-    ctx: RequestContext,
-    userId: string,
-    id: string,
-    conditional: boolean,
-  ): Promise<Task | undefined | 'unreachable'> {
-    try {
-      return await this.tasks.findById(ctx, userId, id);
-    } catch (error) {
-      if (!conditional && (await this.writes.isDatabaseUnreachable(error))) return 'unreachable';
-      throw error;
-    }
-  }
-
-  /**
-   * An update computed without reading the task: the whole patch, guarded by its time. Queued
-   * as a rule; should the buffer have drained meanwhile it is applied directly, and when that
-   * matches no row (the task is gone, or changed at a later time) resolves undefined for the
-   * caller to read and decide.
-   */
-  private async updateBlind(
-    ctx: RequestContext,
-    userId: string,
-    id: string,
-    wanted: TaskPatch,
-  ): Promise<TaskUpdateOutcome | undefined> {
-    const change: TaskUpdate = {
-      id,
-      userId,
-      changes: wanted,
-      expectedVersion: null,
-      version: null,
-      updatedAt: this.changes.next(),
-    };
-    const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
-    const outcome = await this.writes.execute(ctx, op, (db) => this.tasks.update(db, change));
-    if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
-    return outcome.result && { buffered: false, task: outcome.result };
-  }
-
-  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null): NewTask {
+  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null, position: string): NewTask {
     // Milliseconds, as the API shows them: createdAt is a sort key, and cursors carry it.
     const now = this.clock.now().toISOString();
-    this.changes.observe(now);
-    return {
-      id: newId(),
-      userId,
-      ...fields,
-      createdAt: now,
-      updatedAt: now,
-      version: 1,
-      idempotencyKey,
-    };
+    return { id: newId(), userId, ...fields, createdAt: now, updatedAt: now, version: 1, idempotencyKey, position };
   }
+}
 
-  /** The change that brings `current` to `wanted`, or undefined when nothing differs. */
-  private updateOf(current: Task, wanted: TaskPatch): TaskUpdate | undefined {
-    const changes: TaskPatch = {};
-    if (wanted.title !== undefined && wanted.title !== current.title) changes.title = wanted.title;
-    if (wanted.description !== undefined && wanted.description !== current.description) {
-      changes.description = wanted.description;
-    }
-    if (wanted.status !== undefined && wanted.status !== current.status) {
-      changes.status = wanted.status;
-    }
-    if (wanted.priority !== undefined && wanted.priority !== current.priority) {
-      changes.priority = wanted.priority;
-    }
-    if (wanted.dueAt !== undefined && wanted.dueAt !== current.dueAt) changes.dueAt = wanted.dueAt;
-    if (Object.keys(changes).length === 0) return undefined;
-    return {
-      id: current.id,
-      userId: current.userId,
-      changes,
-      expectedVersion: current.version,
-      version: current.version + 1,
-      // After the task's last change even when this clock lags behind another instance's, so
-      // that the time guard of a replay keeps its meaning.
-      updatedAt: this.changes.next(current.updatedAt),
-    };
-  }
+function missOf(presence: { stored: boolean; deleted: boolean } | undefined): Miss {
+  if (presence?.stored) return 'superseded';
+  return presence?.deleted ? 'deleted' : 'unknown';
 }
 
 function checkPrecondition(ifMatch: VersionCondition | undefined, version: number): void {
   if (ifMatch === undefined || ifMatch === '*' || ifMatch.includes(version)) return;
-  throw new PreconditionFailedError(
-    `If-Match does not match the current version of the task ("${version}")`,
-  );
+  throw new PreconditionFailedError(`If-Match does not match the current version of the task ("${version}")`);
 }
 
 function creationFields(input: CreateTaskInput): TaskFields {
@@ -391,18 +384,14 @@ function creationFields(input: CreateTaskInput): TaskFields {
 
 /** The known fields of a patch, due date in canonical form; at least one must be given. */
 function normalisedPatch(patch: TaskPatch): TaskPatch {
-  const wanted: TaskPatch = definedOnly({
-    title: patch.title,
-    description: patch.description,
-    status: patch.status,
-    priority: patch.priority,
-    dueAt: patch.dueAt == null ? patch.dueAt : canonicalDueAt(patch.dueAt),
-  });
+  const wanted: TaskPatch = {};
+  for (const field of TASK_FIELD_NAMES) {
+    const value = patch[field];
+    if (value === undefined) continue;
+    (wanted as Record<string, unknown>)[field] = field === 'dueAt' && value !== null ? canonicalDueAt(value as string) : value;
+  }
   if (Object.keys(wanted).length === 0) {
-    throw ValidationFailedError.forField(
-      'body',
-      'must set at least one of title, description, status, priority, dueAt',
-    );
+    throw ValidationFailedError.forField('body', `must set at least one of ${TASK_FIELD_NAMES.join(', ')}`);
   }
   return wanted;
 }
@@ -410,25 +399,25 @@ function normalisedPatch(patch: TaskPatch): TaskPatch {
 /** The due date as stored and served: UTC, milliseconds (the DTO has validated the format). */
 function canonicalDueAt(dueAt: string): string {
   const canonical = normaliseIsoInstant(dueAt);
-  if (canonical === undefined) {
-    throw ValidationFailedError.forField('dueAt', 'must be an ISO 8601 date-time');
-  }
+  if (canonical === undefined) throw ValidationFailedError.forField('dueAt', 'must be an ISO 8601 date-time');
   return canonical;
 }
 
-/** A new task as the API shows it once stored: no idempotency key, times in milliseconds. */
+/** A new task as the API shows it once stored: no idempotency key, no position. */
 function storedForm(task: NewTask): Task {
-  const { idempotencyKey: _key, ...stored } = task;
-  return {
-    ...stored,
-    createdAt: toMillisecondIso(stored.createdAt),
-    updatedAt: toMillisecondIso(stored.updatedAt),
-  };
+  const { idempotencyKey: _key, position: _position, ...stored } = task;
+  return stored;
+}
+
+/** A task as a reservation keeps it (it was answered once already), without what is internal. */
+function publicTask(task: Task): Task {
+  const { idempotencyKey: _key, position: _position, ...stored } = task as Task & Partial<NewTask>;
+  return stored;
 }
 
 /** What a queued update will change, as its 202 shows it. */
 function bufferedView(change: TaskUpdate): BufferedTaskChange {
-  return { id: change.id, ...change.changes, updatedAt: toMillisecondIso(change.updatedAt) };
+  return { id: change.id, ...change.changes, updatedAt: new Date(Date.parse(timeOfPosition(change.position))).toISOString() };
 }
 
 function definedOnly<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {

@@ -1,6 +1,7 @@
 /**
- * The stored user. Mapped for TypeORM's schema knowledge; the repository reads and writes it
- * with explicit SQL so that hot paths skip entity hydration.
+ * The stored user. The migrations are the source of truth (a test checks that this entity
+ * describes exactly the table they build). `namePos` is the position of the last rename, by
+ * which replicated renames merge (docs/design/replicas.md).
  */
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
@@ -26,4 +27,7 @@ export class UserEntity {
 
   @Column({ type: 'integer', default: 1 })
   version!: number;
+
+  @Column({ name: 'name_pos', type: 'bigint', nullable: true })
+  namePos!: string | null;
 }

@@ -17,17 +17,19 @@ import type { User } from './user.js';
 /** A change of name and/or email, applied directly. */
 export interface UserProfileChange {
   id: string;
-  name?: string;
+  /** With the position of the change, by which renames merge. */
+  name?: { value: string; position: string };
   email?: string;
-  /** ISO 8601; microseconds are kept. */
+  /** ISO 8601. */
   updatedAt: string;
 }
 
-/** A change of name alone, guarded by its time so that a replay never undoes a newer change. */
+/** A change of name alone: it takes only if no rename positioned later is there already. */
 export interface UserNameChange {
   id: string;
   name: string;
-  /** ISO 8601 with microseconds. */
+  position: string;
+  /** The time of the change (ISO 8601): `updated_at` becomes the later of it and its own. */
   updatedAt: string;
 }
 
@@ -60,7 +62,7 @@ export class UsersRepository {
           .createQueryBuilder()
           .update()
           .set({
-            ...(change.name === undefined ? {} : { name: change.name }),
+            ...(change.name === undefined ? {} : { name: change.name.value, namePos: change.name.position }),
             ...(change.email === undefined ? {} : { email: change.email }),
             updatedAt: () => ':updatedAt',
             version: () => 'version + 1',
@@ -76,17 +78,29 @@ export class UsersRepository {
   }
 
   /**
-   * Applies a rename, directly or replayed from the offline buffer, only if no change of a later
-   * time has been made (`updated_at` older than the rename's own). The user as it is now, or
-   * undefined when nothing matched (gone, or changed later).
+   * Applies a rename, directly or replayed from the offline buffer, only if no rename positioned
+   * later is stored (`name_pos`; NULL is older than any), so that replays merge in any order.
+   * The version grows only when the name actually changes. The user as it is now, or undefined
+   * when nothing matched (gone, or renamed at a later position).
    */
   async rename(manager: EntityManager, change: UserNameChange): Promise<User | undefined> {
+    const changed = 'name IS DISTINCT FROM :name';
     const result = await manager
       .withRepository(this.users)
       .createQueryBuilder()
       .update()
-      .set({ name: change.name, updatedAt: () => ':updatedAt', version: () => 'version + 1' })
-      .where('id = :id AND updated_at < :updatedAt', { id: change.id, updatedAt: change.updatedAt })
+      .set({
+        name: change.name,
+        namePos: change.position,
+        version: () => `version + CASE WHEN ${changed} THEN 1 ELSE 0 END`,
+        updatedAt: () => `CASE WHEN ${changed} THEN GREATEST(updated_at, :updatedAt) ELSE updated_at END`,
+      })
+      .where('id = :id AND (name_pos IS NULL OR name_pos < :position)', {
+        id: change.id,
+        position: change.position,
+        name: change.name,
+        updatedAt: change.updatedAt,
+      })
       .returning('*')
       .execute();
     const [row] = result.raw as UserRow[];

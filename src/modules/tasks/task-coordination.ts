@@ -1,0 +1,241 @@
+/**
+ * What the replicas must know of each other's tasks while creates wait in their buffers
+ * (docs/design/replicas.md, sections 3 and 4), kept in Redis under each user's hash tag:
+ *
+ *   {u:<user>}:pending   hash: task id → position of a create waiting in some replica's buffer
+ *   {u:<user>}:keys      hash: `k:<idempotency key>` → the reservation (task id, the task's body
+ *                        as answered, and when it expires by Redis's clock); `t:<task id>` → its key
+ *
+ * Every call degrades to "nothing known" when Redis does not answer: the write goes on with the
+ * weaker promises the design states for that case.
+ */
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { RedisService, type RedisScript } from '../../infrastructure/redis/redis.service.js';
+import { POSITION_LUA, WriteOrder, type Position } from '../buffer/write-order.js';
+import type { Task } from './task.js';
+
+/** How long a reservation outlives its create's replay, for retries on other replicas. */
+const APPLIED_RESERVATION_GRACE_MS = 10 * 60_000;
+const REDIS_TIMEOUT_MS = 200;
+
+/** A key's reservation: the task that holds it, as answered to the create that reserved it. */
+export interface KeyReservation {
+  id: string;
+  task: Task;
+}
+
+const NOW_MS = `local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)`;
+
+/** Position, and the key's live reservation if there is one. KEYS: pos, keys. ARGV: clock, ttl, key. */
+const CREATE_LUA = `${POSITION_LUA}
+${NOW_MS}
+local field = 'k:' .. ARGV[3]
+local held = redis.call('HGET', KEYS[2], field)
+if held then
+  local reservation = cjson.decode(held)
+  if tonumber(reservation.expiresAt) > now_ms then
+    return {string.format('%.0f', pos), now[1], now[2], held}
+  end
+  redis.call('HDEL', KEYS[2], field, 't:' .. reservation.id)
+end
+return {string.format('%.0f', pos), now[1], now[2]}`;
+
+/**
+ * Position, and the deleted task's key set free. KEYS: pos, keys. ARGV: clock, ttl, task id.
+ */
+const DELETE_LUA = `${POSITION_LUA}
+local key = redis.call('HGET', KEYS[2], 't:' .. ARGV[3])
+if key then
+  local held = redis.call('HGET', KEYS[2], 'k:' .. key)
+  if held and cjson.decode(held).id == ARGV[3] then redis.call('HDEL', KEYS[2], 'k:' .. key) end
+  redis.call('HDEL', KEYS[2], 't:' .. ARGV[3])
+end
+return {string.format('%.0f', pos), now[1], now[2]}`;
+
+/**
+ * A create now on this replica's disk: recorded as pending and, with a key, reserves it unless
+ * another live create holds it (then that reservation is returned and nothing recorded).
+ * KEYS: pending, keys. ARGV: task id, position, ttl, key ('' for none), body.
+ */
+const REGISTER_LUA = `
+local now = redis.call('TIME')
+${NOW_MS}
+local ttl = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  local field = 'k:' .. ARGV[4]
+  local held = redis.call('HGET', KEYS[2], field)
+  if held then
+    local reservation = cjson.decode(held)
+    if reservation.id ~= ARGV[1] and tonumber(reservation.expiresAt) > now_ms then return held end
+  end
+  local record = cjson.encode({id = ARGV[1], task = ARGV[5], expiresAt = string.format('%.0f', now_ms + ttl)})
+  redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return false`;
+
+/**
+ * Creates applied: no longer pending; their reservations kept a short while for retries.
+ * KEYS: pending, keys. ARGV: grace (ms), task ids…
+ */
+const APPLIED_LUA = `
+local now = redis.call('TIME')
+${NOW_MS}
+for i = 2, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  local key = redis.call('HGET', KEYS[2], 't:' .. ARGV[i])
+  if key then
+    local held = redis.call('HGET', KEYS[2], 'k:' .. key)
+    if held then
+      local reservation = cjson.decode(held)
+      if reservation.id == ARGV[i] then
+        reservation.expiresAt = string.format('%.0f', math.min(tonumber(reservation.expiresAt), now_ms + tonumber(ARGV[1])))
+        redis.call('HSET', KEYS[2], 'k:' .. key, cjson.encode(reservation))
+      end
+    end
+  end
+end
+return #ARGV - 1`;
+
+@Injectable()
+export class TaskCoordination {
+  private readonly logger = new Logger(TaskCoordination.name);
+  private readonly createScript: RedisScript;
+  private readonly deleteScript: RedisScript;
+  private readonly registerScript: RedisScript;
+  private readonly appliedScript: RedisScript;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly redis: RedisService,
+    private readonly order: WriteOrder,
+  ) {
+    this.createScript = redis.script(CREATE_LUA);
+    this.deleteScript = redis.script(DELETE_LUA);
+    this.registerScript = redis.script(REGISTER_LUA);
+    this.appliedScript = redis.script(APPLIED_LUA);
+  }
+
+  /** The position of a create, and, for a keyed one, the key's live reservation if any. */
+  async positionCreate(userId: string, key: string | null): Promise<{ position: Position; held: KeyReservation | undefined }> {
+    if (key === null) return { position: await this.order.next(userId), held: undefined };
+    const { position, extra } = await this.order.nextVia(this.createScript, userId, [keysKey(userId)], [key]);
+    return { position, held: parseReservation(extra?.[0]) };
+  }
+
+  /** The position of a delete; the deleted task's idempotency key is set free. */
+  async positionDelete(userId: string, taskId: string): Promise<Position> {
+    return (await this.order.nextVia(this.deleteScript, userId, [keysKey(userId)], [taskId])).position;
+  }
+
+  /**
+   * Records a create that is on this replica's disk as pending, and reserves its key. Resolves
+   * with another create's reservation when that one holds the key (it is the answer), otherwise
+   * undefined (also when Redis cannot be reached).
+   */
+  async registerBuffered(task: Task & { position: Position }, key: string | null): Promise<KeyReservation | undefined> {
+    try {
+      const held = await this.run(
+        this.registerScript([pendingKey(task.userId), keysKey(task.userId)], [
+          task.id,
+          task.position,
+          this.config.replication.retentionMs,
+          key ?? '',
+          key === null ? '' : JSON.stringify(task),
+        ]),
+      );
+      return parseReservation(held);
+    } catch (error) {
+      this.logger.warn({ err: summary(error), taskId: task.id }, 'a buffered create could not be recorded as pending in Redis');
+      return undefined;
+    }
+  }
+
+  /** Creates applied by replay: no longer pending (best effort: they expire anyway). */
+  async applied(creates: ReadonlyArray<{ userId: string; id: string }>): Promise<void> {
+    const byUser = groupByUser(creates);
+    if (byUser.size === 0) return;
+    await Promise.allSettled(
+      [...byUser].map(([userId, ids]) =>
+        this.run(this.appliedScript([pendingKey(userId), keysKey(userId)], [APPLIED_RESERVATION_GRACE_MS, ...ids])),
+      ),
+    );
+  }
+
+  /**
+   * Which of the given tasks are creates still waiting in some replica's buffer; undefined when
+   * Redis cannot say.
+   */
+  async pendingOf(tasks: ReadonlyArray<{ userId: string; id: string }>): Promise<Set<string> | undefined> {
+    const byUser = groupByUser(tasks);
+    const pending = new Set<string>();
+    if (byUser.size === 0) return pending;
+    if (!this.redis.isUp()) return undefined;
+    try {
+      const pipeline = this.redis.client.pipeline();
+      const users = [...byUser];
+      for (const [userId, ids] of users) pipeline.hmget(pendingKey(userId), ...ids);
+      const replies = (await this.run(pipeline.exec())) ?? [];
+      users.forEach(([userId, ids], index) => {
+        const [error, positions] = replies[index] ?? [new Error('no reply'), null];
+        if (error) throw error;
+        ids.forEach((id, n) => {
+          if ((positions as (string | null)[])[n] !== null) pending.add(taskRef(userId, id));
+        });
+      });
+      return pending;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private run<T>(command: Promise<T>): Promise<T> {
+    if (!this.redis.isUp()) return Promise.reject(new Error('Redis is not connected'));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
+    });
+    return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** How `pendingOf` names a task: its owner and id. */
+export function taskRef(userId: string, id: string): string {
+  return `${userId}/${id}`;
+}
+
+function pendingKey(userId: string): string {
+  return `{u:${userId}}:pending`;
+}
+
+function keysKey(userId: string): string {
+  return `{u:${userId}}:keys`;
+}
+
+function parseReservation(reply: unknown): KeyReservation | undefined {
+  if (typeof reply !== 'string') return undefined;
+  try {
+    const { id, task } = JSON.parse(reply) as { id?: unknown; task?: unknown };
+    if (typeof id !== 'string' || typeof task !== 'string') return undefined;
+    return { id, task: JSON.parse(task) as Task };
+  } catch {
+    return undefined;
+  }
+}
+
+function groupByUser(tasks: ReadonlyArray<{ userId: string; id: string }>): Map<string, string[]> {
+  const byUser = new Map<string, string[]>();
+  for (const { userId, id } of tasks) {
+    const ids = byUser.get(userId) ?? [];
+    if (!ids.includes(id)) ids.push(id);
+    byUser.set(userId, ids);
+  }
+  return byUser;
+}
+
+function summary(error: unknown): { message: string } {
+  return { message: error instanceof Error ? error.message : String(error) };
+}
