@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import { InvalidCredentialsError, RateLimitedError } from '../../common/errors/domain-errors.js';
+import { InvalidCredentialsError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { RequestContext } from '../../common/context/request-context.js';
 import type { User } from '../users/user.js';
 import type { UsersRepository } from '../users/users.repository.js';
@@ -28,6 +28,7 @@ function setup() {
     verify: jest.fn<PasswordHasher['verify']>(),
     verifyDummy: jest.fn<PasswordHasher['verifyDummy']>().mockResolvedValue(false),
     needsRehash: jest.fn<PasswordHasher['needsRehash']>().mockReturnValue(false),
+    assertRoomFor: jest.fn<PasswordHasher['assertRoomFor']>(),
   };
   const throttle = {
     begin: jest.fn<LoginThrottle['begin']>().mockResolvedValue(attempt),
@@ -151,6 +152,17 @@ describe('AuthService.register', () => {
     expect(result.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(registrations.take).toHaveBeenCalledWith('10.0.0.1');
     expect(hasher.hash).toHaveBeenCalledWith('password-1', ctx, 'registration');
+  });
+
+  it('is refused before it is counted when the hash queue has no room for it', async () => {
+    const { service, users, hasher, registrations, ctx } = setup();
+    hasher.assertRoomFor.mockImplementation(() => {
+      throw new ServiceUnavailableError('busy', 1);
+    });
+    await expect(service.register(ctx, { email: 'a@example.com', password: 'password-1', name: 'A' }, client)).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(hasher.assertRoomFor).toHaveBeenCalledWith('registration');
+    expect(registrations.take).not.toHaveBeenCalled();
+    expect(users.insert).not.toHaveBeenCalled();
   });
 
   it('computes no hash and stores nothing past the per-IP limit', async () => {

@@ -35,6 +35,8 @@ export class AuthService {
   ) {}
 
   async register(ctx: RequestContext, input: Registration, client: ClientInfo): Promise<PublicUser> {
+    // A flood is refused while the hash queue is full before it costs even a throttle round trip.
+    this.hasher.assertRoomFor('registration');
     await this.registrations.take(client.ip);
     const passwordHash = await this.hasher.hash(input.password, ctx, 'registration');
     const now = new Date();

@@ -74,6 +74,19 @@ describe('HashQueue', () => {
     await expect(Promise.all([running, check, earlier])).resolves.toEqual(['first', 'check', 'earlier']);
   });
 
+  it('tells beforehand whether work would find room: a check while registrations wait, a registration not', async () => {
+    const queue = new HashQueue(1, 1);
+    const started: string[] = [];
+    const first = gate(started, 'first');
+    const running = queue.run(first.work, 'check');
+    expect(() => queue.assertRoomFor('registration')).not.toThrow();
+    const waiting = queue.run(async () => 'waiting', 'registration');
+    expect(() => queue.assertRoomFor('registration')).toThrow(ServiceUnavailableError);
+    expect(() => queue.assertRoomFor('check')).not.toThrow();
+    first.finish();
+    await expect(Promise.all([running, waiting])).resolves.toEqual(['first', 'waiting']);
+  });
+
   it('drops the work of a request whose client has gone while it waited, and passes the slot on', async () => {
     const queue = new HashQueue(1, 10);
     const started: string[] = [];

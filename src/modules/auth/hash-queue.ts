@@ -58,6 +58,15 @@ export class HashQueue {
     }
   }
 
+  /**
+   * Throws the refusal `run` would throw for work of `priority` queued now, so that a request
+   * can be refused before it spends anything else (a throttle's round trip) on the way here.
+   */
+  assertRoomFor(priority: HashPriority): void {
+    const full = this.running >= this.concurrency && this.waiting >= this.maxWaiting;
+    if (full && (priority !== 'check' || this.registrations.length === 0)) throw this.full();
+  }
+
   private wait(priority: HashPriority, ctx: RequestContext | undefined): Promise<void> {
     if (this.waiting >= this.maxWaiting && !this.makeRoomFor(priority)) throw this.full();
     const line = priority === 'check' ? this.checks : this.registrations;

@@ -41,6 +41,11 @@ export class PasswordHasher implements OnModuleInit {
     return this.queue.run(() => argon2.hash(password, ARGON2_OPTIONS), priority, ctx);
   }
 
+  /** Throws, as `hash` would, when a hash of `priority` would find no place in the queue now. */
+  assertRoomFor(priority: HashPriority): void {
+    this.queue.assertRoomFor(priority);
+  }
+
   /** False for a wrong password or a malformed hash; throws when the queue refuses the check. */
   verify(hash: string, password: string, ctx?: RequestContext): Promise<boolean> {
     return this.queue.run(() => argon2.verify(hash, password).catch(() => false), 'check', ctx);

@@ -1,10 +1,11 @@
 /**
  * Registrations per client IP (an IPv6 client per /64: `addressBucket`) within a fixed window
- * (REGISTER_MAX_PER_IP per REGISTER_WINDOW_SECONDS), in Redis so that it holds across instances. Every registration that
- * passes validation counts, whatever its outcome: each costs a password hash, and each answer
- * (201, or 409 EMAIL_TAKEN) tells whether an address has an account, so the throttle is also
- * what bounds how fast one can enumerate accounts (docs/security.md). While Redis is unreachable
- * the same limit is kept in this instance's memory instead: registration needs only PostgreSQL.
+ * (REGISTER_MAX_PER_IP per REGISTER_WINDOW_SECONDS), in Redis so that it holds across
+ * instances. Every registration that reaches it counts, whatever its outcome: each costs a
+ * password hash, and each answer (201, or 409 EMAIL_TAKEN) tells whether an address has an
+ * account, so the throttle is also what bounds how fast one can enumerate accounts
+ * (docs/security.md). While Redis is unreachable the same limit is kept in this instance's
+ * memory instead: registration needs only PostgreSQL.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
