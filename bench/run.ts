@@ -5,8 +5,9 @@
  *   node bench/run.ts [--duration 10] [--connections 50] [--json bench/results/latest.json]
  *
  * Prints req/s, p50, p99 and the ratio to the baseline for each route, RSS under load, start-up
- * time, login throughput and its effect on a cheap authenticated route, buffered-write
- * throughput and the replay drain rate; writes the same figures as JSON. The service and the
+ * time, login throughput and its effect on a cheap authenticated route, a login's p99 alone and
+ * during a flood of registrations, buffered-write throughput and the replay drain rate; writes
+ * the same figures as JSON. The service and the
  * baseline both reach PostgreSQL directly while they are compared; the buffered writes are
  * measured on a second instance that reaches it through a TCP proxy, which is cut and then
  * restored. Uses its own database (`taskd_bench`, recreated) and Redis key prefix.
@@ -33,6 +34,10 @@ const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@1
 const DB_NAME = 'taskd_bench';
 const JWT_SECRET = 'bench-secret-0123456789-0123456789-0123456789';
 const NODE = process.execPath;
+/** Logins in flight at once while measuring a login's p99 alone and during a flood. */
+const LOGIN_UNDER_FLOOD_CONNECTIONS = 2;
+/** Registrations a second in the flood: several times what argon2 hashes on two cores. */
+const REGISTRATION_FLOOD_RATE = 200;
 
 interface Figures {
   reqPerSec: number;
@@ -40,6 +45,8 @@ interface Figures {
   p99: number;
   non2xx: number;
   errors: number;
+  /** Answers by status code. */
+  statuses: Record<string, number>;
 }
 
 interface Row extends Figures {
@@ -174,7 +181,19 @@ const runningLoads = new Set<string>();
 async function load(
   name: string,
   url: string,
-  options: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections?: number; duration?: number; expect?: number } = {},
+  options: {
+    method?: 'GET' | 'POST';
+    headers?: Record<string, string>;
+    body?: string;
+    connections?: number;
+    duration?: number;
+    /** The status, or statuses, expected; others are reported. */
+    expect?: number | number[];
+    /** Replace `[<id>]` in the body with a fresh id on every request. */
+    idReplacement?: boolean;
+    /** Requests per second from all connections together; unpaced when absent. */
+    overallRate?: number;
+  } = {},
 ): Promise<Figures> {
   runningLoads.add(name);
   const instance = autocannon({
@@ -184,6 +203,8 @@ async function load(
     body: options.body,
     connections: options.connections ?? CONNECTIONS,
     duration: options.duration ?? DURATION,
+    idReplacement: options.idReplacement ?? false,
+    ...(options.overallRate === undefined ? {} : { overallRate: options.overallRate }),
   }) as Promise<autocannon.Result> & NodeJS.EventEmitter; // the tracker, thenable (its typings say only the promise)
   // Every response's time, to the microsecond: autocannon's own percentiles are whole
   // milliseconds, too coarse for a 1–2 ms p99 and the ratios made of it.
@@ -193,10 +214,10 @@ async function load(
   runningLoads.delete(name);
   times.sort((a, b) => a - b);
   const percentile = (q: number) => Number((times[Math.max(0, Math.ceil(q * times.length) - 1)] ?? 0).toFixed(2));
-  const expected = options.expect ?? 200;
+  const expected = [options.expect ?? 200].flat();
   const codes = (result as unknown as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ?? {};
   const wrong = Object.entries(codes)
-    .filter(([code]) => Number(code) !== expected)
+    .filter(([code]) => !expected.includes(Number(code)))
     .reduce((sum, [, v]) => sum + v.count, 0);
   const figures = {
     reqPerSec: Math.round(result.requests.average),
@@ -204,8 +225,9 @@ async function load(
     p99: percentile(0.99),
     non2xx: wrong,
     errors: result.errors + result.timeouts,
+    statuses: Object.fromEntries(Object.entries(codes).map(([code, v]) => [code, v.count])),
   };
-  if (wrong > 0) process.stderr.write(`  ${name}: ${wrong} answers other than ${expected}: ${JSON.stringify(codes)}\n`);
+  if (wrong > 0) process.stderr.write(`  ${name}: ${wrong} answers other than ${expected.join(', ')}: ${JSON.stringify(codes)}\n`);
   return figures;
 }
 
@@ -297,7 +319,15 @@ async function main(): Promise<void> {
     BUFFER_PATH: bufferPath,
     JWT_SECRET,
     LOG_LEVEL: 'info',
+    // Every login here is the bench's own, many at once from one address: the throttle's
+    // budgets (which hold places for logins in flight) are lifted, as is the registration
+    // throttle, so that the flood below reaches the hash queue it measures.
     LOGIN_MAX_FAILURES_PER_IP: '100000',
+    LOGIN_MAX_FAILURES_PER_EMAIL: '10000',
+    REGISTER_MAX_PER_IP: '1000000',
+    // Thousands of logins of one user: at the default bound each would revoke the oldest
+    // session, the one whose access token every authenticated load here uses.
+    SESSION_MAX_PER_USER: '100000',
   });
   const SERVICE_COMMAND = production.args;
   notes.appNodeFlags = SERVICE_COMMAND.slice(0, -1).join(' ');
@@ -342,6 +372,39 @@ async function main(): Promise<void> {
   rows.push({ name: 'GET /api/v1/profile alone', ...quiet });
   rows.push({ name: 'GET /api/v1/profile during a login burst', ...busy });
   notes.profileP99RatioUnderLoginBurst = Number((busy.p99 / Math.max(quiet.p99, 1)).toFixed(2));
+
+  // A login while registrations flood in: their hashes wait behind login checks, and past the
+  // queue's bound they are refused at once (503), so a login waits for at most the hashes
+  // already running. The flood has more connections than the queue has places and sends
+  // REGISTRATION_FLOOD_RATE a second, several times what argon2 can hash here. Then the same
+  // flood unpaced, each connection sending again as soon as it is answered: that one also
+  // measures how far the event loop, busy answering thousands of 503s a second, slows
+  // everything else on two shared cores.
+  const loginUrl = `${app.url}/api/v1/auth/login`;
+  const loginLoad = { method: 'POST', body: loginBody, connections: LOGIN_UNDER_FLOOD_CONNECTIONS } as const;
+  const flood = (rate?: number) =>
+    load(rate ? 'registration flood' : 'unpaced registration flood', `${app.url}/api/v1/auth/register`, {
+      method: 'POST',
+      body: JSON.stringify({ email: 'flood-[<id>]@example.test', password: 'a flood of passwords', name: 'Flood' }),
+      connections: 100,
+      idReplacement: true,
+      expect: [201, 503],
+      overallRate: rate,
+    });
+  const loginAlone = await load('login alone', loginUrl, loginLoad);
+  const [loginFlooded, paced] = await Promise.all([load('login during a registration flood', loginUrl, loginLoad), flood(REGISTRATION_FLOOD_RATE)]);
+  const [loginSwamped, unpaced] = await Promise.all([load('login during an unpaced registration flood', loginUrl, loginLoad), flood()]);
+  rows.push({ name: `POST /api/v1/auth/login alone (${LOGIN_UNDER_FLOOD_CONNECTIONS} conn.)`, ...loginAlone });
+  rows.push({ name: `POST …/login during ${REGISTRATION_FLOOD_RATE} registrations/s`, ...loginFlooded });
+  rows.push({ name: `POST …/register at ${REGISTRATION_FLOOD_RATE}/s (100 conn.)`, ...paced });
+  rows.push({ name: 'POST …/login during an unpaced register flood', ...loginSwamped });
+  rows.push({ name: 'POST …/register unpaced (100 conn.)', ...unpaced });
+  const ratio = (busy: Figures) => Number((busy.p99 / Math.max(loginAlone.p99, 1)).toFixed(2));
+  const answers = (figures: Figures) => Object.entries(figures.statuses).map(([code, count]) => `${code}: ${count}`).join(', ');
+  notes.loginP99RatioUnderRegistrationFlood = ratio(loginFlooded);
+  notes.registrationFloodAnswers = answers(paced);
+  notes.loginP99RatioUnderUnpacedFlood = ratio(loginSwamped);
+  notes.unpacedFloodAnswers = answers(unpaced);
   notes.appPeakRssMb = Math.round(app.peakRssMb);
   notes.appPeakAnonRssMb = Math.round(app.peakAnonRssMb);
   // RSS rarely shrinks: each figure is the peak reached by the end of that load.

@@ -52,10 +52,20 @@ export interface AppConfig {
     audience: string;
     refreshTtlMs: number;
     sessionMaxTtlMs: number;
+    /** Sessions a user may hold; a login past it revokes the oldest. */
+    sessionMaxPerUser: number;
     loginMaxFailuresPerEmail: number;
     loginMaxFailuresPerIp: number;
+    /** Failed logins count against their budgets for this long (the login throttle's window). */
+    loginWindowSeconds: number;
+    /** The first block; each further one is twice as long, up to `loginBlockMaxSeconds`. */
     loginBlockSeconds: number;
+    loginBlockMaxSeconds: number;
+    registerMaxPerIp: number;
+    registerWindowSeconds: number;
     passwordHashConcurrency: number;
+    /** Password hashes that may wait for a slot; past it, 503. */
+    passwordHashQueueMax: number;
   };
   shutdown: { drainMs: number; timeoutMs: number };
   logLevel: Env['LOG_LEVEL'];
@@ -119,10 +129,16 @@ function toAppConfig(env: Env): AppConfig {
       audience: env.JWT_AUDIENCE,
       refreshTtlMs: env.REFRESH_TTL,
       sessionMaxTtlMs: env.SESSION_MAX_TTL,
+      sessionMaxPerUser: env.SESSION_MAX_PER_USER,
       loginMaxFailuresPerEmail: env.LOGIN_MAX_FAILURES_PER_EMAIL,
       loginMaxFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,
+      loginWindowSeconds: env.LOGIN_WINDOW_SECONDS,
       loginBlockSeconds: env.LOGIN_BLOCK_SECONDS,
+      loginBlockMaxSeconds: env.LOGIN_BLOCK_MAX_SECONDS,
+      registerMaxPerIp: env.REGISTER_MAX_PER_IP,
+      registerWindowSeconds: env.REGISTER_WINDOW_SECONDS,
       passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY ?? Math.max(1, availableParallelism() - 1),
+      passwordHashQueueMax: env.PASSWORD_HASH_QUEUE_MAX,
     },
     shutdown: {
       drainMs: env.SHUTDOWN_DRAIN_MS ?? (isProduction ? 5000 : 0),

@@ -100,8 +100,14 @@ export const envSchema = z
 
     LOGIN_MAX_FAILURES_PER_EMAIL: int(1, 10_000).default(5),
     LOGIN_MAX_FAILURES_PER_IP: int(1, 100_000).default(50),
+    LOGIN_WINDOW_SECONDS: int(1, 86_400).default(900),
     LOGIN_BLOCK_SECONDS: int(1, 86_400).default(60),
+    LOGIN_BLOCK_MAX_SECONDS: int(1, 86_400).default(3600),
+    REGISTER_MAX_PER_IP: int(1, 1_000_000).default(10),
+    REGISTER_WINDOW_SECONDS: int(1, 86_400).default(3600),
     PASSWORD_HASH_CONCURRENCY: int(1, 64).optional(),
+    PASSWORD_HASH_QUEUE_MAX: int(0, 100_000).default(64),
+    SESSION_MAX_PER_USER: int(1, 100_000).default(100),
 
     REQUEST_TIMEOUT_MS: int(1, 600_000).default(10_000),
     SHUTDOWN_DRAIN_MS: int(0, 600_000).optional(),
@@ -130,6 +136,13 @@ export const envSchema = z
         code: 'custom',
         path: ['JWT_SECRET'],
         message: 'must be at least 32 characters',
+      });
+    }
+    if (env.LOGIN_BLOCK_MAX_SECONDS < env.LOGIN_BLOCK_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LOGIN_BLOCK_MAX_SECONDS'],
+        message: 'must not be shorter than LOGIN_BLOCK_SECONDS',
       });
     }
     if (env.SESSION_MAX_TTL < env.REFRESH_TTL) {

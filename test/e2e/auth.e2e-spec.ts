@@ -14,6 +14,7 @@ import { REDIS_URL, startTestApp, withDatabase, type TestApp } from '../support/
 
 const SECRET = 'e2e-secret-0123456789-0123456789-0123456789';
 const problemOf = (res: LightMyRequestResponse) => ({ status: res.statusCode, code: res.json().code });
+const withoutExp = ({ exp: _exp, ...rest }: Record<string, unknown>) => rest;
 
 describe('auth and profile (e2e)', () => {
   let t: TestApp;
@@ -252,6 +253,9 @@ describe('auth and profile (e2e)', () => {
       ['a wrong audience', () => signJwt({ ...claims, aud: 'someone-else' }, SECRET)],
       ['a wrong issuer', () => signJwt({ ...claims, iss: 'someone-else' }, SECRET)],
       ['HS512 instead of the pinned HS256', () => signJwt(claims, SECRET, { alg: 'HS512', typ: 'JWT' })],
+      ['a token without exp', () => signJwt(withoutExp(claims), SECRET)],
+      ['a crit header', () => signJwt(claims, SECRET, { alg: 'HS256', typ: 'JWT', crit: ['exp'] })],
+      ['a crit header naming an unknown extension', () => signJwt({ ...claims, ext: 1 }, SECRET, { alg: 'HS256', typ: 'JWT', crit: ['ext'], ext: 1 })],
     ])('refuses %s with 401 UNAUTHENTICATED', async (_label, token) => {
       const value = typeof token === 'function' ? `Bearer ${token()}` : token;
       const res = await call({ method: 'GET', url: '/api/v1/profile', headers: value ? { authorization: value } : {} });
@@ -320,11 +324,11 @@ describe('auth and profile (e2e)', () => {
       expect(res.json()).toEqual({ id: user.userId, email: user.email, name: user.name, createdAt: expect.any(String), updatedAt: expect.any(String) });
     });
 
-    it('PATCH changes the name and the (normalised) email', async () => {
+    it('PATCH changes the name and the (normalised) email, given the current password', async () => {
       const user = await registerAndLogin(t.app);
       const before = (await profile(user.auth)).json();
       await new Promise((r) => setTimeout(r, 5));
-      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { name: 'Grace', email: ' Grace@Example.com' } });
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { name: 'Grace', email: ' Grace@Example.com', currentPassword: user.password } });
       expect(res.statusCode).toBe(200);
       expect(res.json()).toMatchObject({ id: user.userId, name: 'Grace', email: 'grace@example.com' });
       expect(Date.parse(res.json().updatedAt)).toBeGreaterThan(Date.parse(before.updatedAt));
@@ -335,9 +339,55 @@ describe('auth and profile (e2e)', () => {
     it('PATCH answers 409 for an email in use and changes nothing', async () => {
       const user = await registerAndLogin(t.app);
       const other = await registerAndLogin(t.app);
-      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { name: 'Changed', email: other.email.toUpperCase() } });
+      const second = (await login(user.email, user.password)).json();
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { name: 'Changed', email: other.email.toUpperCase(), currentPassword: user.password } });
       expect(problemOf(res)).toEqual({ status: 409, code: 'EMAIL_TAKEN' });
       expect((await profile(user.auth)).json()).toMatchObject({ name: user.name, email: user.email });
+      // Refused before anything else is done: the user's other session lives on.
+      expect((await profile({ authorization: `Bearer ${second.accessToken}` })).statusCode).toBe(200);
+    });
+
+    it('PATCH with an email but no currentPassword: 400 naming the field, nothing changed', async () => {
+      const user = await registerAndLogin(t.app);
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { email: 'moved@example.com' } });
+      expect(problemOf(res)).toEqual({ status: 400, code: 'VALIDATION_FAILED' });
+      expect(res.json().errors).toEqual([{ field: 'currentPassword', message: expect.any(String) }]);
+      const stored = await withDatabase(t.databaseName, (c) => c.query('SELECT email FROM users WHERE id = $1', [user.userId]));
+      expect(stored.rows[0].email).toBe(user.email);
+    });
+
+    it('PATCH with an email and a wrong currentPassword: 403, nothing changed, no session revoked', async () => {
+      const user = await registerAndLogin(t.app);
+      const other = (await login(user.email, user.password)).json();
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { email: 'thief@example.com', currentPassword: 'not the password' } });
+      expect(problemOf(res)).toEqual({ status: 403, code: 'INVALID_CURRENT_PASSWORD' });
+      const stored = await withDatabase(t.databaseName, (c) => c.query('SELECT email, version FROM users WHERE id = $1', [user.userId]));
+      expect(stored.rows[0]).toEqual({ email: user.email, version: 1 });
+      expect((await profile({ authorization: `Bearer ${other.accessToken}` })).statusCode).toBe(200);
+      expect((await login(user.email, user.password, '10.5.5.5')).statusCode).toBe(200);
+    });
+
+    it('PATCH changing the email revokes every other session, keeps this one, and the new email logs in', async () => {
+      const user = await registerAndLogin(t.app);
+      const other = (await login(user.email, user.password)).json();
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { email: 'moved.owner@example.com', currentPassword: user.password } });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ email: 'moved.owner@example.com' });
+      expect((await profile(user.auth)).statusCode).toBe(200);
+      expect(problemOf(await profile({ authorization: `Bearer ${other.accessToken}` }))).toEqual({ status: 401, code: 'UNAUTHENTICATED' });
+      expect(problemOf(await refresh(other.refreshToken))).toEqual({ status: 401, code: 'INVALID_REFRESH_TOKEN' });
+      const sessions = (await call({ method: 'GET', url: '/api/v1/auth/sessions', headers: user.auth })).json();
+      expect(sessions.map((s: { id: string }) => s.id)).toEqual([decodeJwt(user.accessToken).payload.sid]);
+      expect((await login('moved.owner@example.com', user.password, '10.5.5.6')).statusCode).toBe(200);
+      expect((await login(user.email, user.password, '10.5.5.7')).statusCode).toBe(401);
+    });
+
+    it('PATCH renaming alone needs no password and revokes nothing', async () => {
+      const user = await registerAndLogin(t.app);
+      const other = (await login(user.email, user.password)).json();
+      const res = await call({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { name: 'Renamed' } });
+      expect(res.statusCode).toBe(200);
+      expect((await profile({ authorization: `Bearer ${other.accessToken}` })).statusCode).toBe(200);
     });
 
     it.each([
@@ -377,7 +427,7 @@ describe('login throttling (e2e)', () => {
 
   beforeAll(async () => {
     t = await startTestApp({
-      env: { LOGIN_MAX_FAILURES_PER_EMAIL: '3', LOGIN_MAX_FAILURES_PER_IP: '6', LOGIN_BLOCK_SECONDS: '2' },
+      env: { LOGIN_MAX_FAILURES_PER_EMAIL: '3', LOGIN_MAX_FAILURES_PER_IP: '6', LOGIN_WINDOW_SECONDS: '2', LOGIN_BLOCK_SECONDS: '2' },
     });
   });
 
@@ -425,6 +475,30 @@ describe('login throttling (e2e)', () => {
     await new Promise((r) => setTimeout(r, Number(blocked.headers['retry-after']) * 1000 + 100));
     expect((await change(user.password)).statusCode).toBe(204);
     expect((await attempt(user.email, 'a taken-over password', '10.3.1.2')).statusCode).toBe(200);
+  });
+
+  it('counts wrong current passwords of an email change in the same per-user budget as the password change', async () => {
+    const user = await registerAndLogin(t.app);
+    const moveEmail = (currentPassword: string) =>
+      t.app.inject({ method: 'PATCH', url: '/api/v1/profile', headers: user.auth, payload: { email: 'taken-over@example.com', currentPassword } });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await moveEmail(`guess ${i}`)).statusCode);
+    expect(statuses).toEqual([403, 403, 403]);
+    const blockedChange = await t.app.inject({
+      method: 'PUT',
+      url: '/api/v1/profile/password',
+      headers: user.auth,
+      payload: { currentPassword: user.password, newPassword: 'a taken-over password' },
+    });
+    expect(blockedChange.statusCode).toBe(429);
+    const blockedMove = await moveEmail(user.password);
+    expect(blockedMove.statusCode).toBe(429);
+    expect(blockedMove.json().code).toBe('RATE_LIMITED');
+    expect(Number(blockedMove.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    const stored = await withDatabase(t.databaseName, (c) => c.query('SELECT email FROM users WHERE id = $1', [user.userId]));
+    expect(stored.rows[0].email).toBe(user.email);
+    await new Promise((r) => setTimeout(r, Number(blockedMove.headers['retry-after']) * 1000 + 100));
+    expect((await moveEmail(user.password)).statusCode).toBe(200);
   });
 
   it('blocks an IP that fails across many emails', async () => {

@@ -531,11 +531,16 @@ describe('writes while PostgreSQL is down (e2e)', () => {
     expectUnavailable(
       await send(t, someone, 'PATCH', PROFILE, {
         email: `moved-${randomBytes(4).toString('hex')}@example.test`,
+        currentPassword: someone.password,
       }),
       'email change',
     );
     expectUnavailable(
-      await send(t, someone, 'PATCH', PROFILE, { name: 'With email', email: 'with@example.test' }),
+      await send(t, someone, 'PATCH', PROFILE, {
+        name: 'With email',
+        email: 'with@example.test',
+        currentPassword: someone.password,
+      }),
       'name and email change',
     );
     expectUnavailable(

@@ -3,12 +3,14 @@
  * the in-memory set being "reloaded from Redis after any reconnect". Instance B is cut off from
  * Redis while the user logs out on instance A. When B's connections come back, its subscriber
  * connection happens to be ready before its command connection (they reconnect independently,
- * each on its own backoff timer): B must still learn of the revocation.
+ * each on its own backoff timer): B must still learn of the revocation. And an instance that
+ * starts while Redis is unreachable is not ready until it has loaded the revoked sessions.
  */
 import net from 'node:net';
 import { registerAndLogin } from '../support/auth.js';
 import { REDIS_URL, startTestApp, type TestApp } from '../support/test-app.js';
 import { RedisService } from '../../src/infrastructure/redis/redis.service.js';
+import { waitUntil } from '../support/wait.js';
 
 const SECRET = 'revocation-secret-0123456789-0123456789-012345';
 
@@ -144,5 +146,45 @@ describe('revocation reload after a Redis reconnect (e2e)', () => {
 
   it('subscriber connection back first -> B must still refuse the logged-out token', async () => {
     expect(await scenario('subscriber-only')).toBe(401);
+  });
+});
+
+describe('readiness before the revoked sessions are loaded (e2e)', () => {
+  let a: TestApp;
+  let c: TestApp | undefined;
+  let proxy: NamedRedisProxy;
+
+  beforeAll(async () => {
+    const target = new URL(REDIS_URL);
+    proxy = await NamedRedisProxy.start({ host: target.hostname, port: Number(target.port || 6379) });
+    a = await startTestApp({ env: { JWT_SECRET: SECRET } });
+  });
+
+  afterAll(async () => {
+    proxy.mode = 'pass';
+    await c?.close({ keepDatabase: true });
+    await a.close();
+    await proxy.close();
+  });
+
+  it('answers 503 until it has loaded them, then refuses a session revoked before it started', async () => {
+    const user = await registerAndLogin(a.app);
+    expect((await a.app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: user.auth })).statusCode).toBe(204);
+
+    proxy.mode = 'refuse';
+    const target = new URL(REDIS_URL);
+    c = await startTestApp({
+      databaseName: a.databaseName,
+      env: { JWT_SECRET: SECRET, REDIS_URL: `redis://127.0.0.1:${proxy.port}${target.pathname}` },
+    });
+    const ready = () => c!.app.inject({ method: 'GET', url: '/health/ready' });
+    const before = await ready();
+    expect(before.statusCode).toBe(503);
+    expect(before.json().status).toBe('error');
+
+    proxy.mode = 'pass';
+    await waitUntil('the instance is ready', async () => (await ready()).statusCode === 200, 10_000);
+    const profile = await c.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth });
+    expect(profile.statusCode).toBe(401);
   });
 });

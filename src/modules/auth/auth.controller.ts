@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, Header, HttpCode, Param, ParseUUIDPipe, Post, Req } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req } from '@nestjs/common';
 import {
   ApiBearerAuth,
   ApiBody,
@@ -17,7 +17,7 @@ import { BEARER } from '../../swagger.js';
 import type { PublicUser } from '../users/user.js';
 import { UserDto } from '../users/user.dto.js';
 import { AuthService } from './auth.service.js';
-import { LoginDto, RefreshDto, RegisterDto, SessionDto, TokenPairDto } from './dto/auth.dto.js';
+import { LoginDto, RefreshDto, RegisterDto, SessionDto, SessionIdParams, TokenPairDto } from './dto/auth.dto.js';
 import { SessionsService } from './sessions.service.js';
 import type { ClientInfo, SessionView, TokenPair } from './token-pair.js';
 
@@ -36,12 +36,18 @@ export class AuthController {
 
   @Public()
   @Post('register')
-  @ApiOperation({ operationId: 'register', summary: 'Create an account', security: [] })
+  @ApiOperation({
+    operationId: 'register',
+    summary: 'Create an account',
+    description:
+      'Throttled per client IP (every registration counts, whatever its answer): past the limit, 429 with Retry-After. 503 with Retry-After when too many password hashes are already waiting. An address already in use answers 409 `EMAIL_TAKEN`.',
+    security: [],
+  })
   @ApiBody({ type: RegisterDto })
   @ApiCreatedResponse({ type: UserDto })
-  @ApiProblems(400, 409, 413, 415, 503)
-  register(@Ctx() ctx: RequestContext, @Body() body: RegisterDto): Promise<PublicUser> {
-    return this.auth.register(ctx, body);
+  @ApiProblems(400, 409, 413, 415, 429, 503)
+  register(@Ctx() ctx: RequestContext, @Body() body: RegisterDto, @Req() request: FastifyRequest): Promise<PublicUser> {
+    return this.auth.register(ctx, body, clientOf(request));
   }
 
   @Public()
@@ -51,7 +57,8 @@ export class AuthController {
   @ApiOperation({
     operationId: 'login',
     summary: 'Log in: start a session and get a token pair',
-    description: 'Throttled per email and per client IP: a burst of failures answers 429 with Retry-After.',
+    description:
+      'Throttled per email and per client IP: failures count for a window, a spent budget answers 429 with Retry-After, and repeated blocks grow longer. An address that has logged in to the account before has an email budget of its own.',
     security: [],
   })
   @ApiBody({ type: LoginDto })
@@ -103,8 +110,8 @@ export class AuthController {
   @ApiOperation({ operationId: 'revokeSession', summary: 'Revoke one of your sessions' })
   @ApiNoContentResponse({ description: 'Revoked' })
   @ApiProblems(400, 401, 404, 503)
-  async revokeSession(@Ctx() ctx: RequestContext, @Param('id', new ParseUUIDPipe()) id: string): Promise<void> {
-    await this.sessions.revokeOwn(ctx.requireUserId(), id);
+  async revokeSession(@Ctx() ctx: RequestContext, @Param() params: SessionIdParams): Promise<void> {
+    await this.sessions.revokeOwn(ctx.requireUserId(), params.id);
   }
 
   @Delete('sessions')

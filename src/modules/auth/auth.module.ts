@@ -10,6 +10,7 @@ import { AuthService } from './auth.service.js';
 import { JWT_ALGORITHM, JwtStrategy } from './jwt.strategy.js';
 import { LoginThrottle } from './login-throttle.js';
 import { PasswordHasher } from './password-hasher.js';
+import { RegistrationThrottle } from './registration-throttle.js';
 import { RevocationService } from './revocation.service.js';
 import { SessionRepository } from './session.repository.js';
 import { SessionsService } from './sessions.service.js';
@@ -40,9 +41,10 @@ import { SessionsService } from './sessions.service.js';
     RevocationService,
     PasswordHasher,
     LoginThrottle,
+    RegistrationThrottle,
     JwtStrategy,
     { provide: APP_GUARD, useClass: AccessTokenGuard },
   ],
-  exports: [SessionsService, PasswordHasher, LoginThrottle],
+  exports: [SessionsService, PasswordHasher, LoginThrottle, RevocationService],
 })
 export class AuthModule {}

@@ -1,11 +1,12 @@
 import { jest } from '@jest/globals';
-import { InvalidCredentialsError, RateLimitedError } from '../../common/errors/domain-errors.js';
+import { InvalidCredentialsError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { RequestContext } from '../../common/context/request-context.js';
 import type { User } from '../users/user.js';
 import type { UsersRepository } from '../users/users.repository.js';
 import { AuthService } from './auth.service.js';
-import type { LoginThrottle } from './login-throttle.js';
+import type { LoginAttempt, LoginThrottle } from './login-throttle.js';
 import type { PasswordHasher } from './password-hasher.js';
+import type { RegistrationThrottle } from './registration-throttle.js';
 import type { SessionsService } from './sessions.service.js';
 
 const user: User = {
@@ -13,6 +14,7 @@ const user: User = {
   createdAt: new Date(0), updatedAt: new Date(0), version: 1,
 };
 const client = { ip: '10.0.0.1', userAgent: 'ua' };
+const attempt = { id: 'attempt-1' } as LoginAttempt;
 
 function setup() {
   const users = {
@@ -26,12 +28,15 @@ function setup() {
     verify: jest.fn<PasswordHasher['verify']>(),
     verifyDummy: jest.fn<PasswordHasher['verifyDummy']>().mockResolvedValue(false),
     needsRehash: jest.fn<PasswordHasher['needsRehash']>().mockReturnValue(false),
+    assertRoomFor: jest.fn<PasswordHasher['assertRoomFor']>(),
   };
   const throttle = {
-    begin: jest.fn<LoginThrottle['begin']>().mockResolvedValue(undefined),
+    begin: jest.fn<LoginThrottle['begin']>().mockResolvedValue(attempt),
+    failed: jest.fn<LoginThrottle['failed']>().mockResolvedValue(undefined),
     succeeded: jest.fn<LoginThrottle['succeeded']>().mockResolvedValue(undefined),
     cancelled: jest.fn<LoginThrottle['cancelled']>().mockResolvedValue(undefined),
   };
+  const registrations = { take: jest.fn<RegistrationThrottle['take']>().mockResolvedValue(undefined) };
   const pair = { accessToken: 'a', refreshToken: 'r', tokenType: 'Bearer', expiresIn: 900 } as const;
   // As SessionsService does: the session exists when `stillValid` is asked, and is withdrawn if not.
   const sessions = {
@@ -42,8 +47,9 @@ function setup() {
     hasher as unknown as PasswordHasher,
     throttle as unknown as LoginThrottle,
     sessions as unknown as SessionsService,
+    registrations as unknown as RegistrationThrottle,
   );
-  return { service, users, hasher, throttle, sessions, ctx: RequestContext.start('t', 5_000) };
+  return { service, users, hasher, throttle, sessions, registrations, ctx: RequestContext.start('t', 5_000) };
 }
 
 describe('AuthService.login', () => {
@@ -54,7 +60,8 @@ describe('AuthService.login', () => {
     await service.login(ctx, '  ADA@example.com ', 'pw', client);
     expect(throttle.begin).toHaveBeenCalledWith('ada@example.com', '10.0.0.1');
     expect(users.findByEmail).toHaveBeenCalledWith(ctx, 'ada@example.com');
-    expect(throttle.succeeded).toHaveBeenCalledWith('ada@example.com', '10.0.0.1');
+    expect(throttle.succeeded).toHaveBeenCalledWith(attempt);
+    expect(throttle.failed).not.toHaveBeenCalled();
     expect(sessions.startChecked).toHaveBeenCalledWith('u1', client, expect.any(Function));
   });
 
@@ -64,7 +71,7 @@ describe('AuthService.login', () => {
     hasher.verify.mockImplementation(async (hash) => hash === user.passwordHash);
     users.passwordHashOf.mockResolvedValue('hash-of-the-new-password');
     await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
-    expect(hasher.verify).toHaveBeenLastCalledWith('hash-of-the-new-password', 'pw');
+    expect(hasher.verify).toHaveBeenLastCalledWith('hash-of-the-new-password', 'pw', ctx);
   });
 
   it('keeps the session when the hash changed only by another login rehashing the same password', async () => {
@@ -80,7 +87,7 @@ describe('AuthService.login', () => {
     const outage = new Error('the database is unavailable');
     users.findByEmail.mockRejectedValue(outage);
     await expect(service.login(ctx, user.email, 'pw', client)).rejects.toBe(outage);
-    expect(throttle.cancelled).toHaveBeenCalledWith(user.email, client.ip);
+    expect(throttle.cancelled).toHaveBeenCalledWith(attempt);
     expect(throttle.succeeded).not.toHaveBeenCalled();
   });
 
@@ -88,18 +95,20 @@ describe('AuthService.login', () => {
     const { service, users, hasher, throttle, sessions, ctx } = setup();
     users.findByEmail.mockResolvedValue(undefined);
     await expect(service.login(ctx, 'nobody@example.com', 'pw', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
-    expect(hasher.verifyDummy).toHaveBeenCalledWith('pw');
+    expect(hasher.verifyDummy).toHaveBeenCalledWith('pw', ctx);
+    expect(throttle.failed).toHaveBeenCalledWith(attempt);
     expect(throttle.begin).toHaveBeenCalledWith('nobody@example.com', '10.0.0.1');
     expect(throttle.succeeded).not.toHaveBeenCalled();
     expect(sessions.startChecked).not.toHaveBeenCalled();
   });
 
-  it('leaves a wrong password counted against the budgets', async () => {
+  it('records a wrong password as a failure, before answering', async () => {
     const { service, users, hasher, throttle, ctx } = setup();
     users.findByEmail.mockResolvedValue(user);
     hasher.verify.mockResolvedValue(false);
     await expect(service.login(ctx, user.email, 'bad', client)).rejects.toBeInstanceOf(InvalidCredentialsError);
     expect(throttle.begin).toHaveBeenCalledTimes(1);
+    expect(throttle.failed).toHaveBeenCalledWith(attempt);
     expect(throttle.succeeded).not.toHaveBeenCalled();
     expect(throttle.cancelled).not.toHaveBeenCalled();
   });
@@ -135,11 +144,32 @@ describe('AuthService.login', () => {
 
 describe('AuthService.register', () => {
   it('stores a normalised email, a trimmed name and a hash, and returns no hash', async () => {
-    const { service, users, ctx } = setup();
-    const result = await service.register(ctx, { email: ' Ada@Example.com ', password: 'password-1', name: ' Ada ' });
+    const { service, users, hasher, registrations, ctx } = setup();
+    const result = await service.register(ctx, { email: ' Ada@Example.com ', password: 'password-1', name: ' Ada ' }, client);
     const stored = users.insert.mock.calls[0]![1];
     expect(stored).toMatchObject({ email: 'ada@example.com', name: 'Ada', passwordHash: 'new-hash', version: 1 });
     expect(result).not.toHaveProperty('passwordHash');
     expect(result.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(registrations.take).toHaveBeenCalledWith('10.0.0.1');
+    expect(hasher.hash).toHaveBeenCalledWith('password-1', ctx, 'registration');
+  });
+
+  it('is refused before it is counted when the hash queue has no room for it', async () => {
+    const { service, users, hasher, registrations, ctx } = setup();
+    hasher.assertRoomFor.mockImplementation(() => {
+      throw new ServiceUnavailableError('busy', 1);
+    });
+    await expect(service.register(ctx, { email: 'a@example.com', password: 'password-1', name: 'A' }, client)).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(hasher.assertRoomFor).toHaveBeenCalledWith('registration');
+    expect(registrations.take).not.toHaveBeenCalled();
+    expect(users.insert).not.toHaveBeenCalled();
+  });
+
+  it('computes no hash and stores nothing past the per-IP limit', async () => {
+    const { service, users, hasher, registrations, ctx } = setup();
+    registrations.take.mockRejectedValue(new RateLimitedError(60));
+    await expect(service.register(ctx, { email: 'a@example.com', password: 'password-1', name: 'A' }, client)).rejects.toBeInstanceOf(RateLimitedError);
+    expect(hasher.hash).not.toHaveBeenCalled();
+    expect(users.insert).not.toHaveBeenCalled();
   });
 });

@@ -1,7 +1,8 @@
 /**
- * Registration and login. Login is throttled per email and per IP, answers the same way for an
- * unknown email and a wrong password (and spends the same time on both), and upgrades a hash
- * made with older argon2 parameters.
+ * Registration and login. Registration is throttled per IP and its hash waits behind every
+ * password check. Login is throttled per email and per IP (LoginThrottle), answers the same way
+ * for an unknown email and a wrong password (and spends the same time on both), and upgrades a
+ * hash made with older argon2 parameters.
  */
 import { Injectable, Logger } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
@@ -10,6 +11,7 @@ import { normaliseEmail, toPublicUser, type PublicUser, type User } from '../use
 import { UsersRepository } from '../users/users.repository.js';
 import { LoginThrottle } from './login-throttle.js';
 import { PasswordHasher } from './password-hasher.js';
+import { RegistrationThrottle } from './registration-throttle.js';
 import { SessionsService } from './sessions.service.js';
 import type { ClientInfo, TokenPair } from './token-pair.js';
 import { newId } from '../../common/util/ids.js';
@@ -29,15 +31,20 @@ export class AuthService {
     private readonly hasher: PasswordHasher,
     private readonly throttle: LoginThrottle,
     private readonly sessions: SessionsService,
+    private readonly registrations: RegistrationThrottle,
   ) {}
 
-  async register(ctx: RequestContext, input: Registration): Promise<PublicUser> {
+  async register(ctx: RequestContext, input: Registration, client: ClientInfo): Promise<PublicUser> {
+    // A flood is refused while the hash queue is full before it costs even a throttle round trip.
+    this.hasher.assertRoomFor('registration');
+    await this.registrations.take(client.ip);
+    const passwordHash = await this.hasher.hash(input.password, ctx, 'registration');
     const now = new Date();
     const user: User = {
       id: newId(),
       email: normaliseEmail(input.email),
       name: input.name.trim(),
-      passwordHash: await this.hasher.hash(input.password),
+      passwordHash,
       createdAt: now,
       updatedAt: now,
       version: 1,
@@ -49,20 +56,23 @@ export class AuthService {
   async login(ctx: RequestContext, email: string, password: string, client: ClientInfo): Promise<TokenPair> {
     const normalised = normaliseEmail(email);
     // The attempt counts against the budgets before the password is checked: see LoginThrottle.
-    await this.throttle.begin(normalised, client.ip);
+    const attempt = await this.throttle.begin(normalised, client.ip);
     let user: User | undefined;
     let valid: boolean;
     try {
       user = await this.users.findByEmail(ctx, normalised);
-      valid = user ? await this.hasher.verify(user.passwordHash, password) : await this.hasher.verifyDummy(password);
+      valid = user ? await this.hasher.verify(user.passwordHash, password, ctx) : await this.hasher.verifyDummy(password, ctx);
     } catch (error) {
-      // Not a guess: the check could not be made (PostgreSQL down, the deadline), so clients
-      // retrying through an outage are not blocked once it is over.
-      await this.throttle.cancelled(normalised, client.ip);
+      // Not a guess: the check could not be made (PostgreSQL down, the deadline, a full hash
+      // queue), so clients retrying through an outage are not blocked once it is over.
+      await this.throttle.cancelled(attempt);
       throw error;
     }
-    if (!user || !valid) throw new InvalidCredentialsError();
-    await this.throttle.succeeded(normalised, client.ip);
+    if (!user || !valid) {
+      await this.throttle.failed(attempt);
+      throw new InvalidCredentialsError();
+    }
+    await this.throttle.succeeded(attempt);
     let verifiedHash = user.passwordHash;
     if (this.hasher.needsRehash(user.passwordHash)) verifiedHash = await this.upgradeHash(ctx, user, password);
     // A password change that ran while this password was being checked revoked the sessions it
@@ -72,7 +82,7 @@ export class AuthService {
     const pair = await this.sessions.startChecked(user.id, client, async () => {
       const stored = await this.users.passwordHashOf(ctx, user.id);
       if (stored === verifiedHash) return true;
-      return stored !== undefined && (await this.hasher.verify(stored, password));
+      return stored !== undefined && (await this.hasher.verify(stored, password, ctx));
     });
     if (!pair) throw new InvalidCredentialsError();
     return pair;
@@ -81,7 +91,7 @@ export class AuthService {
   /** Rehashes with today's parameters; the hash stored afterwards (the old one if that failed). */
   private async upgradeHash(ctx: RequestContext, user: User, password: string): Promise<string> {
     try {
-      const upgraded = await this.hasher.hash(password);
+      const upgraded = await this.hasher.hash(password, ctx);
       return (await this.users.rehashPassword(ctx, user.id, user.passwordHash, upgraded)) ? upgraded : user.passwordHash;
     } catch (error) {
       // The login itself succeeded; the upgrade is retried at the next one.

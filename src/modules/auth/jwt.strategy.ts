@@ -1,7 +1,10 @@
 /**
  * Verifies access tokens without a database or Redis round trip: signature (HS256 only, so
- * `none` and algorithm confusion are refused), `exp`, `iss`, `aud`, the claims' shape, and that
- * the session has not been revoked (in-memory, kept current by RevocationService).
+ * `none` and algorithm confusion are refused), `exp` (required: jsonwebtoken accepts a token
+ * without one, which would never expire), `iss`, `aud`, no `crit` header (RFC 7515 §4.1.11: a
+ * token naming extensions the verifier must understand is refused, and this one understands
+ * none), the claims' shape, and that the session has not been revoked (in-memory, kept current
+ * by RevocationService).
  */
 import { createSecretKey } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
@@ -16,6 +19,12 @@ export const JWT_ALGORITHM = 'HS256';
 export interface AccessClaims {
   sub: string;
   sid: string;
+}
+
+/** What jsonwebtoken hands over with `complete: true`. */
+interface DecodedToken {
+  header: Record<string, unknown>;
+  payload: Partial<AccessClaims> & { exp?: unknown };
 }
 
 export interface AuthenticatedUser {
@@ -46,6 +55,8 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
       issuer: config.auth.issuer,
       audience: config.auth.audience,
       ignoreExpiration: false,
+      // The header too, for its `crit`.
+      jsonWebTokenOptions: { complete: true },
     });
   }
 
@@ -65,13 +76,13 @@ export class JwtStrategy extends PassportStrategy(Strategy, 'jwt') {
     else this.fail(401);
   }
 
-  /** Called by passport-jwt once a token's signature, `exp`, `iss` and `aud` hold. */
-  validate(request: unknown, claims: Partial<AccessClaims> & { exp?: number }): AuthenticatedUser | false {
-    const user = this.check(claims);
-    const token = bearerToken(request as never);
-    if (user && token && typeof claims.exp === 'number') {
-      this.verified.remember(token, { sub: user.userId, sid: user.sessionId, exp: claims.exp });
-    }
+  /** Called by passport-jwt once a token's signature, `exp` (if any), `iss` and `aud` hold. */
+  validate(request: unknown, token: DecodedToken): AuthenticatedUser | false {
+    const { header, payload } = token;
+    if (header.crit !== undefined || typeof payload.exp !== 'number') return false;
+    const user = this.check(payload);
+    const text = bearerToken(request as never);
+    if (user && text) this.verified.remember(text, { sub: user.userId, sid: user.sessionId, exp: payload.exp });
     return user;
   }
 

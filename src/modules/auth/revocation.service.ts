@@ -1,11 +1,15 @@
 /**
  * Which sessions are revoked, known in memory on every instance, so that verifying an access
- * token needs no Redis call. Revocations are published over Redis pub/sub; after any
- * (re)connection of either Redis connection the recent list is reloaded from Redis, retried
- * until it succeeds (the two connections come back in either order), and again every half
- * minute in case a publication was lost, so a revocation made while this instance was cut off
- * is not missed. An entry lives only as long as an access token issued before the revocation
- * could.
+ * token needs no Redis call. Revocations are published over Redis pub/sub: a few session ids
+ * in the message itself, or, for many sessions of one user at once (log out everywhere), only
+ * the user's id, each instance then reading that user's recent revocations from Redis, so that
+ * a message stays small however many sessions a user had. After any (re)connection of either
+ * Redis connection the recent list is reloaded from Redis, retried until it succeeds (the two
+ * connections come back in either order), and again every half minute in case a publication was
+ * lost, so a revocation made while this instance was cut off is not missed. Until the first
+ * reload has succeeded the instance is not ready (readiness): it could not tell a revoked
+ * session's token from a live one. An entry lives only as long as an access token issued before
+ * the revocation could.
  */
 import {
   Inject,
@@ -23,6 +27,10 @@ const PRUNE_EVERY_MS = 60_000;
 const RELOAD_EVERY_MS = 30_000;
 const RELOAD_RETRY_MIN_MS = 250;
 const RELOAD_RETRY_MAX_MS = 5_000;
+/** How long start-up waits for the first reload before going on without it (not ready yet). */
+const FIRST_LOAD_WAIT_MS = 2_000;
+/** Session ids a message names at most; more are announced by their user's id. */
+const IDS_PER_MESSAGE = 16;
 
 @Injectable()
 export class RevocationService implements OnModuleInit, OnApplicationShutdown {
@@ -34,6 +42,7 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
   private reloadEvery: NodeJS.Timeout | undefined;
   private reloadTimer: NodeJS.Timeout | undefined;
   private reloadRetryMs = RELOAD_RETRY_MIN_MS;
+  private loaded = false;
 
   constructor(
     private readonly redis: RedisService,
@@ -43,7 +52,7 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     this.channel = `${config.redis.keyPrefix}revoked-sessions`;
   }
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     const subscriber = this.redis.subscriber();
     subscriber.on('ready', () => this.scheduleReload(0));
     this.redis.client.on('ready', () => this.scheduleReload(0));
@@ -56,6 +65,14 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     this.pruneTimer.unref();
     this.reloadEvery = setInterval(() => this.scheduleReload(0), RELOAD_EVERY_MS);
     this.reloadEvery.unref();
+    // The command connection is usually up already (RedisService waited for it), in which case
+    // the instance starts with the list loaded rather than becoming ready a moment later.
+    if (this.redis.isUp()) await withTimeout(this.reload(), FIRST_LOAD_WAIT_MS);
+  }
+
+  /** True once the revoked sessions have been loaded from Redis at least once. */
+  hasLoaded(): boolean {
+    return this.loaded;
   }
 
   onApplicationShutdown(): void {
@@ -74,23 +91,38 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     return true;
   }
 
-  /** Marks the sessions revoked here at once and tells every other instance. */
-  async announce(sessionIds: string[], now: number): Promise<void> {
+  /**
+   * Marks the user's sessions revoked here at once and tells every other instance (the
+   * sessions are already recorded as revoked in Redis).
+   */
+  async announce(userId: string, sessionIds: string[], now: number): Promise<void> {
     const until = now + this.config.auth.accessTtlMs;
     for (const sid of sessionIds) this.revoked.set(sid, until);
     if (sessionIds.length === 0) return;
+    const message = sessionIds.length <= IDS_PER_MESSAGE ? { sids: sessionIds, until } : { user: userId };
     await this.redis.client
-      .publish(this.channel, JSON.stringify({ sids: sessionIds, until }))
+      .publish(this.channel, JSON.stringify(message))
       .catch((error: Error) => this.logger.warn({ err: { message: error.message } }, 'revocation not published'));
   }
 
   private remember(message: string): void {
     try {
-      const { sids, until } = JSON.parse(message) as { sids: unknown; until: unknown };
+      const { sids, until, user } = JSON.parse(message) as { sids?: unknown; until?: unknown; user?: unknown };
+      if (typeof user === 'string') void this.loadUser(user);
       if (!Array.isArray(sids) || typeof until !== 'number') return;
       for (const sid of sids) if (typeof sid === 'string') this.revoked.set(sid, until);
     } catch {
       this.logger.warn('ignored a malformed revocation message');
+    }
+  }
+
+  /** Reads one user's recent revocations; should Redis fail, the full reload retries until it works. */
+  private async loadUser(userId: string): Promise<void> {
+    try {
+      for (const { sid, until } of await this.sessions.recentlyRevokedOf(userId, Date.now())) this.revoked.set(sid, until);
+    } catch (error) {
+      this.logger.warn({ err: { message: (error as Error).message } }, 'could not read a user\'s revoked sessions; reloading');
+      this.scheduleReload(0);
     }
   }
 
@@ -105,6 +137,7 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     this.reloadTimer = undefined;
     try {
       for (const { sid, until } of await this.sessions.recentlyRevoked(Date.now())) this.revoked.set(sid, until);
+      this.loaded = true;
       this.reloadRetryMs = RELOAD_RETRY_MIN_MS;
     } catch (error) {
       this.logger.warn({ err: { message: (error as Error).message } }, 'could not reload revoked sessions; retrying');
@@ -118,4 +151,11 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     const now = Date.now();
     for (const [sid, until] of this.revoked) if (until <= now) this.revoked.delete(sid);
   }
+}
+
+/** Waits for `work` at most `ms`; `work` goes on either way (it handles its own failure). */
+async function withTimeout(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }

@@ -7,6 +7,8 @@
  *   usess:{uid}       sorted set of the user's session ids by creation time (list, revoke-all)
  *   revoked           sorted set: recently revoked session ids, scored by when access tokens
  *                     issued for them have all expired (reloaded by every instance)
+ *   urevoked:{uid}    the same, of one user only: what an instance reads when told that many
+ *                     of that user's sessions were revoked at once
  *
  * The `{sid}` hash tag keeps one session's keys in one Cluster slot, so that rotation is one
  * Lua script: compare the presented hash, swap in the new one, slide the expiry, remember the
@@ -46,6 +48,7 @@ return {'rotated'}
 const sessionKey = (sid: string) => `sess:{${sid}}`;
 const usedKey = (sid: string) => `sess:{${sid}}:used`;
 const userKey = (uid: string) => `usess:${uid}`;
+const userRevokedKey = (uid: string) => `urevoked:${uid}`;
 const REVOKED_KEY = 'revoked';
 
 @Injectable()
@@ -110,9 +113,14 @@ export class SessionRepository {
     return sessions;
   }
 
+  /** The ids of the user's sessions beyond the newest `keep` (by creation time), oldest first. */
+  async oldestBeyond(userId: string, keep: number): Promise<string[]> {
+    return this.run(() => this.redis.client.zrange(userKey(userId), 0, String(-(keep + 1))));
+  }
+
   /**
    * Deletes the sessions and records them as revoked until every access token issued for them
-   * has expired. Returns the ids that were actually live.
+   * has expired.
    */
   async revoke(userId: string, sids: string[], now: number): Promise<void> {
     if (sids.length === 0) return;
@@ -121,15 +129,27 @@ export class SessionRepository {
     for (const sid of sids) {
       multi.del(sessionKey(sid), usedKey(sid));
       multi.zadd(REVOKED_KEY, until, sid);
+      multi.zadd(userRevokedKey(userId), until, sid);
     }
     multi.zrem(userKey(userId), ...sids);
     multi.zremrangebyscore(REVOKED_KEY, '-inf', now);
+    multi.zremrangebyscore(userRevokedKey(userId), '-inf', now);
+    multi.pexpireat(userRevokedKey(userId), until);
     await this.run(() => multi.exec());
   }
 
   /** Session ids revoked recently enough that access tokens for them may still be live. */
   async recentlyRevoked(now: number): Promise<Array<{ sid: string; until: number }>> {
-    const flat = await this.run(() => this.redis.client.zrangebyscore(REVOKED_KEY, now, '+inf', 'WITHSCORES'));
+    return this.revokedIn(REVOKED_KEY, now);
+  }
+
+  /** The same, of one user. */
+  async recentlyRevokedOf(userId: string, now: number): Promise<Array<{ sid: string; until: number }>> {
+    return this.revokedIn(userRevokedKey(userId), now);
+  }
+
+  private async revokedIn(key: string, now: number): Promise<Array<{ sid: string; until: number }>> {
+    const flat = await this.run(() => this.redis.client.zrangebyscore(key, now, '+inf', 'WITHSCORES'));
     const entries: Array<{ sid: string; until: number }> = [];
     for (let i = 0; i < flat.length; i += 2) entries.push({ sid: flat[i]!, until: Number(flat[i + 1]) });
     return entries;

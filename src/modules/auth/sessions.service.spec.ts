@@ -9,7 +9,7 @@ import type { Session } from './session.js';
 import { SessionsService } from './sessions.service.js';
 
 const config = {
-  auth: { refreshTtlMs: 7 * 86_400_000, sessionMaxTtlMs: 30 * 86_400_000, accessTtlMs: 900_000 },
+  auth: { refreshTtlMs: 7 * 86_400_000, sessionMaxTtlMs: 30 * 86_400_000, accessTtlMs: 900_000, sessionMaxPerUser: 3 },
 } as AppConfig;
 
 function setup() {
@@ -19,6 +19,7 @@ function setup() {
     rotate: jest.fn<SessionRepository['rotate']>(),
     listForUser: jest.fn<SessionRepository['listForUser']>(),
     revoke: jest.fn<SessionRepository['revoke']>().mockResolvedValue(undefined),
+    oldestBeyond: jest.fn<SessionRepository['oldestBeyond']>().mockResolvedValue([]),
   };
   const revocations = { announce: jest.fn<RevocationService['announce']>().mockResolvedValue(undefined) };
   const jwt = { signAsync: jest.fn<(p: object, o: object) => Promise<string>>().mockResolvedValue('access-token') };
@@ -56,6 +57,24 @@ describe('SessionsService', () => {
     expect(pair).toMatchObject({ accessToken: 'access-token', tokenType: 'Bearer', expiresIn: 900 });
   });
 
+  it('revokes the sessions beyond the bound, oldest first, once the new one is stored', async () => {
+    const { service, repository, revocations } = setup();
+    repository.oldestBeyond.mockResolvedValue(['oldest', 'older']);
+    await service.start('user-1', { ip: '10.0.0.1', userAgent: 'ua' }, 1_000);
+    expect(repository.oldestBeyond).toHaveBeenCalledWith('user-1', 3);
+    expect(repository.create.mock.invocationCallOrder[0]).toBeLessThan(repository.oldestBeyond.mock.invocationCallOrder[0]!);
+    expect(repository.revoke).toHaveBeenCalledWith('user-1', ['oldest', 'older'], 1_000);
+    expect(revocations.announce).toHaveBeenCalledWith('user-1', ['oldest', 'older'], 1_000);
+  });
+
+  it('withdraws a checked session whose check could not be made, and passes the error on', async () => {
+    const { service, repository } = setup();
+    const failure = new Error('hash queue full');
+    await expect(service.startChecked('user-1', { ip: '10.0.0.1', userAgent: 'ua' }, () => Promise.reject(failure))).rejects.toBe(failure);
+    const stored = repository.create.mock.calls[0]![0];
+    expect(repository.revoke).toHaveBeenCalledWith('user-1', [stored.id], expect.any(Number));
+  });
+
   it('rotates: presents the hash of the old secret and a fresh one to the store', async () => {
     const { service, repository } = setup();
     const old = newRefreshSecret(session().id);
@@ -75,7 +94,7 @@ describe('SessionsService', () => {
     const old = newRefreshSecret(session().id);
     await expect(service.refresh(old.token, 1_500)).rejects.toBeInstanceOf(InvalidRefreshTokenError);
     expect(repository.revoke).toHaveBeenCalledWith('user-1', [session().id], 1_500);
-    expect(revocations.announce).toHaveBeenCalledWith([session().id], 1_500);
+    expect(revocations.announce).toHaveBeenCalledWith('user-1', [session().id], 1_500);
   });
 
   it('refuses an expired or unknown session without revoking anything', async () => {
@@ -104,7 +123,7 @@ describe('SessionsService', () => {
     repository.listForUser.mockResolvedValue([session({ id: 'a' }), session({ id: 'b' }), session({ id: 'c' })]);
     await service.revokeAll('user-1', 'b');
     expect(repository.revoke).toHaveBeenCalledWith('user-1', ['a', 'c'], expect.any(Number));
-    expect(revocations.announce).toHaveBeenCalledWith(['a', 'c'], expect.any(Number));
+    expect(revocations.announce).toHaveBeenCalledWith('user-1', ['a', 'c'], expect.any(Number));
   });
 
   it('lists newest first and marks the current session', async () => {

@@ -1,7 +1,8 @@
 /**
  * Session use cases shared by auth and profile: start a session (token pair), rotate its
  * refresh token, list, and revoke — revocation also kills the session's access tokens on every
- * instance (RevocationService).
+ * instance (RevocationService). A user holds at most SESSION_MAX_PER_USER sessions: a new one
+ * past that revokes the oldest.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { JwtService } from '@nestjs/jwt';
@@ -34,9 +35,14 @@ export class SessionsService {
    */
   async startChecked(userId: string, client: ClientInfo, stillValid: () => Promise<boolean>): Promise<TokenPair | undefined> {
     const { sessionId, pair } = await this.open(userId, client, Date.now());
-    if (await stillValid()) return pair;
-    await this.revoke(userId, [sessionId]);
-    return undefined;
+    let valid = false;
+    try {
+      valid = await stillValid();
+    } finally {
+      // Withdrawn too when the check could not be made: its tokens are never handed out.
+      if (!valid) await this.revoke(userId, [sessionId]);
+    }
+    return valid ? pair : undefined;
   }
 
   private async open(userId: string, client: ClientInfo, now: number): Promise<{ sessionId: string; pair: TokenPair }> {
@@ -53,6 +59,7 @@ export class SessionsService {
     };
     const refresh = newRefreshSecret(session.id);
     await this.sessions.create(session, refresh.hash);
+    await this.revoke(userId, await this.sessions.oldestBeyond(userId, this.config.auth.sessionMaxPerUser), now);
     return { sessionId: session.id, pair: await this.tokenPair(userId, session.id, refresh.token) };
   }
 
@@ -107,7 +114,7 @@ export class SessionsService {
   async revoke(userId: string, sessionIds: string[], now = Date.now()): Promise<void> {
     if (sessionIds.length === 0) return;
     await this.sessions.revoke(userId, sessionIds, now);
-    await this.revocations.announce(sessionIds, now);
+    await this.revocations.announce(userId, sessionIds, now);
   }
 
   private async tokenPair(userId: string, sessionId: string, refreshToken: string): Promise<TokenPair> {

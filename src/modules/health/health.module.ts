@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
+import { AuthModule } from '../auth/auth.module.js';
 import { BufferModule } from '../buffer/buffer.module.js';
 import { HealthController } from './health.controller.js';
 import { LifecycleService } from './lifecycle.service.js';
 import { ReadinessService } from './readiness.service.js';
 
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), BufferModule],
+  imports: [TerminusModule.forRoot({ logger: false }), BufferModule, AuthModule],
   controllers: [HealthController],
   providers: [LifecycleService, ReadinessService],
   exports: [LifecycleService, ReadinessService],

@@ -8,6 +8,7 @@ import { HealthIndicatorService, type HealthCheckResult, type HealthIndicatorRes
 import { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
+import { RevocationService } from '../auth/revocation.service.js';
 import { BufferService } from '../buffer/buffer.service.js';
 import { LifecycleService } from './lifecycle.service.js';
 
@@ -22,6 +23,7 @@ export class ReadinessService {
     private readonly redis: RedisService,
     private readonly lmdb: LmdbService,
     private readonly buffer: BufferService,
+    private readonly revocations: RevocationService,
   ) {}
 
   async evaluate(): Promise<{ ready: boolean; result: HealthCheckResult }> {
@@ -37,7 +39,8 @@ export class ReadinessService {
     ];
     const phase = this.lifecycle.getPhase();
     const canWrite = buffer.accepting || (postgresUp && buffer.empty);
-    const ready = phase === 'ready' && canWrite;
+    // Until the revoked sessions are loaded, a revoked session's token would pass here.
+    const ready = phase === 'ready' && canWrite && this.revocations.hasLoaded();
     const status = phase === 'shutting_down' ? 'shutting_down' : ready ? 'ok' : 'error';
     return { ready, result: summarise(status, entries) };
   }

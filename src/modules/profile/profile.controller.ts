@@ -43,7 +43,7 @@ export class ProfileController {
     operationId: 'updateProfile',
     summary: 'Change your name and/or email',
     description:
-      'While PostgreSQL is unavailable a change of `name` alone is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the new name and the resulting `updatedAt`. An email change needs PostgreSQL (the address must be free): 503 with `Retry-After` until it is back and earlier buffered writes are applied.',
+      'Changing `email` needs `currentPassword` (missing: 400; wrong: 403 `INVALID_CURRENT_PASSWORD`, counted per user like the password change, 429 with `Retry-After` past the budget) and revokes every other session of yours. While PostgreSQL is unavailable a change of `name` alone is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the new name and the resulting `updatedAt`. An email change needs PostgreSQL (the address must be free): 503 with `Retry-After` until it is back and earlier buffered writes are applied.',
   })
   @ApiBody({ type: UpdateProfileDto })
   @ApiOkResponse({ type: UserDto })
@@ -52,7 +52,7 @@ export class ProfileController {
     headers: WRITE_STATUS_HEADER_DOC,
     description: `The id, the name as it will be and the resulting updatedAt. ${BUFFERED_DESCRIPTION}`,
   })
-  @ApiProblems(400, 401, 404, 409, 413, 415, 503)
+  @ApiProblems(400, 401, 403, 404, 409, 413, 415, 429, 503)
   async update(
     @Ctx() ctx: RequestContext,
     @Body() body: UpdateProfileDto,

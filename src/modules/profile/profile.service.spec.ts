@@ -9,11 +9,12 @@ import { RequestContext } from '../../common/context/request-context.js';
 import { NotFoundError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { ChangeClock } from '../../common/time/change-clock.js';
 import type { Clock } from '../../common/time/clock.js';
-import type { EntityManager } from 'typeorm';
-import type { Database } from '../../infrastructure/database/database.js';
-import type { LoginThrottle } from '../auth/login-throttle.js';
+import type { DatabaseService } from '../../infrastructure/database/database.service.js';
+import type { SqlExecutor } from '../../infrastructure/database/sql-executor.js';
+import type { LoginThrottle, PasswordCheck } from '../auth/login-throttle.js';
 import type { PasswordHasher } from '../auth/password-hasher.js';
 import type { SessionsService } from '../auth/sessions.service.js';
+import type { AppliedOperations } from '../buffer/applied-operations.js';
 import { BufferCounters } from '../buffer/buffer-counters.js';
 import { PermanentOperationError } from '../buffer/buffer.errors.js';
 import type { AddResult, LmdbBuffer } from '../buffer/lmdb-buffer.js';
@@ -27,11 +28,11 @@ import { ProfileService } from './profile.service.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const NOW = new Date('2026-02-20T09:15:00.000Z');
-const POOL = {
+const POOL: SqlExecutor = {
   query: async () => {
     throw new Error('unexpected SQL: the repository is mocked');
   },
-} as unknown as EntityManager;
+};
 
 function user(overrides: Partial<User> = {}): User {
   return {
@@ -53,6 +54,7 @@ function strictUsers() {
     });
   return {
     findById: unexpected('findById'),
+    findByEmail: unexpected('findByEmail'),
     updateProfile: unexpected('updateProfile'),
     updatePasswordHash: unexpected('updatePasswordHash'),
     rename: unexpected('rename'),
@@ -70,9 +72,12 @@ describe('ProfileService', () => {
   let sessions: { revokeAll: jest.Mock<(userId: string, keep?: string) => Promise<void>> };
   let hasher: { verify: jest.Mock<() => Promise<boolean>>; hash: jest.Mock<() => Promise<string>> };
   let throttle: {
-    beginPasswordCheck: jest.Mock<(userId: string) => Promise<void>>;
-    passwordCheckSucceeded: jest.Mock<(userId: string) => Promise<void>>;
+    beginPasswordCheck: jest.Mock<(userId: string) => Promise<PasswordCheck>>;
+    passwordCheckFailed: jest.Mock<(check: PasswordCheck) => Promise<void>>;
+    passwordCheckSucceeded: jest.Mock<(check: PasswordCheck) => Promise<void>>;
+    passwordCheckCancelled: jest.Mock<(check: PasswordCheck) => Promise<void>>;
   };
+  const check = { id: 'check-1' } as PasswordCheck;
   const clock: Clock = { now: () => new Date(NOW) };
 
   beforeEach(() => {
@@ -81,12 +86,7 @@ describe('ProfileService', () => {
     users = strictUsers();
     registry = new OperationRegistry();
     new ProfileOperations(registry, users as unknown as UsersRepository).onModuleInit();
-    const database = {
-      isUp: () => up,
-      manager: POOL,
-      run: (_ctx: RequestContext, work: () => Promise<unknown>) => work(),
-      confirmedDown: async () => !up,
-    };
+    const database = { isUp: () => up, executor: () => POOL };
     const buffer = {
       isEmpty: () => queue.length === 0,
       isQueuedUnder: () => false,
@@ -96,16 +96,19 @@ describe('ProfileService', () => {
       },
     };
     const writePath = new WritePath(
-      database as unknown as Database,
+      database as unknown as DatabaseService,
       buffer as unknown as LmdbBuffer,
       registry,
+      {} as AppliedOperations,
       new BufferCounters(),
     );
     hasher = { verify: jest.fn(async () => true), hash: jest.fn(async () => 'new-hash') };
     sessions = { revokeAll: jest.fn(async () => undefined) };
     throttle = {
-      beginPasswordCheck: jest.fn(async () => undefined),
+      beginPasswordCheck: jest.fn(async () => check),
+      passwordCheckFailed: jest.fn(async () => undefined),
       passwordCheckSucceeded: jest.fn(async () => undefined),
+      passwordCheckCancelled: jest.fn(async () => undefined),
     };
     service = new ProfileService(
       users as unknown as UsersRepository,
@@ -166,15 +169,15 @@ describe('ProfileService', () => {
 
   it('answers 503 to an email change while PostgreSQL is down, or while buffered writes are still queued, queueing nothing', async () => {
     up = false;
-    await expect(service.update(ctx, { email: 'new@example.com' })).rejects.toBeInstanceOf(
+    await expect(service.update(ctx, { email: 'new@example.com', currentPassword: 'pw' })).rejects.toBeInstanceOf(
       ServiceUnavailableError,
     );
     await expect(
-      service.update(ctx, { name: 'With email', email: 'new@example.com' }),
+      service.update(ctx, { name: 'With email', email: 'new@example.com', currentPassword: 'pw' }),
     ).rejects.toBeInstanceOf(ServiceUnavailableError);
     await service.update(ctx, { name: 'queued' });
     up = true;
-    await expect(service.update(ctx, { email: 'new@example.com' })).rejects.toMatchObject({
+    await expect(service.update(ctx, { email: 'new@example.com', currentPassword: 'pw' })).rejects.toMatchObject({
       code: 'SERVICE_UNAVAILABLE',
       retryAfterSeconds: expect.any(Number),
     });
@@ -206,11 +209,77 @@ describe('ProfileService', () => {
     });
     expect(throttle.beginPasswordCheck).toHaveBeenCalledWith(USER);
     expect(throttle.beginPasswordCheck.mock.invocationCallOrder[0]).toBeLessThan(hasher.verify.mock.invocationCallOrder[0]!);
+    expect(throttle.passwordCheckFailed).toHaveBeenCalledWith(check);
     expect(throttle.passwordCheckSucceeded).not.toHaveBeenCalled();
 
     users.updatePasswordHash.mockResolvedValue(undefined);
     await service.changePassword(ctx, 'old-password', 'new-password');
-    expect(throttle.passwordCheckSucceeded).toHaveBeenCalledWith(USER);
+    expect(throttle.passwordCheckSucceeded).toHaveBeenCalledWith(check);
+  });
+
+  it('gives the place back when the current password could not be checked (hash queue full)', async () => {
+    users.findById.mockResolvedValue(user());
+    hasher.verify.mockRejectedValueOnce(new ServiceUnavailableError('busy', 1));
+    await expect(service.changePassword(ctx, 'old-password', 'new-password')).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect(throttle.passwordCheckCancelled).toHaveBeenCalledWith(check);
+    expect(throttle.passwordCheckFailed).not.toHaveBeenCalled();
+  });
+
+  describe('an email change', () => {
+    it('needs the current password: without it, 400 naming the field, nothing read', async () => {
+      await expect(service.update(ctx, { email: 'new@example.com' })).rejects.toMatchObject({
+        code: 'VALIDATION_FAILED',
+        errors: [{ field: 'currentPassword', message: expect.any(String) }],
+      });
+    });
+
+    it('refuses a wrong current password (403), counting it, changing and revoking nothing', async () => {
+      users.findById.mockResolvedValue(user());
+      hasher.verify.mockResolvedValueOnce(false);
+      await expect(service.update(ctx, { email: 'new@example.com', currentPassword: 'wrong' })).rejects.toMatchObject({
+        code: 'INVALID_CURRENT_PASSWORD',
+      });
+      expect(throttle.passwordCheckFailed).toHaveBeenCalledWith(check);
+      expect(sessions.revokeAll).not.toHaveBeenCalled();
+      expect(users.updateProfile).not.toHaveBeenCalled();
+    });
+
+    it('checks no password once the budget is spent (429)', async () => {
+      users.findById.mockResolvedValue(user());
+      throttle.beginPasswordCheck.mockRejectedValueOnce(new RateLimitedError(60));
+      await expect(service.update(ctx, { email: 'new@example.com', currentPassword: 'pw' })).rejects.toBeInstanceOf(RateLimitedError);
+      expect(hasher.verify).not.toHaveBeenCalled();
+      expect(users.updateProfile).not.toHaveBeenCalled();
+    });
+
+    it('stores the normalised email and revokes the other sessions before and after', async () => {
+      users.findById.mockResolvedValue(user());
+      users.findByEmail.mockResolvedValue(undefined);
+      users.updateProfile.mockResolvedValue(user({ email: 'new@example.com' }));
+      ctx.sessionId = 'current-session';
+      await service.update(ctx, { email: ' New@Example.com', currentPassword: 'pw' });
+      expect(users.updateProfile).toHaveBeenCalledWith(ctx, expect.objectContaining({ id: USER, email: 'new@example.com' }));
+      const [before, after] = sessions.revokeAll.mock.invocationCallOrder;
+      const stored = users.updateProfile.mock.invocationCallOrder[0]!;
+      expect([before! < stored, stored < after!]).toEqual([true, true]);
+      expect(sessions.revokeAll).toHaveBeenCalledWith(USER, 'current-session');
+      expect(throttle.passwordCheckSucceeded).toHaveBeenCalledWith(check);
+    });
+
+    it('answers 409 for an address in use before revoking anything', async () => {
+      users.findById.mockResolvedValue(user());
+      users.findByEmail.mockResolvedValue(user({ id: 'someone-else', email: 'new@example.com' }));
+      await expect(service.update(ctx, { email: 'new@example.com', currentPassword: 'pw' })).rejects.toMatchObject({ code: 'EMAIL_TAKEN' });
+      expect(sessions.revokeAll).not.toHaveBeenCalled();
+      expect(users.updateProfile).not.toHaveBeenCalled();
+    });
+
+    it('revokes nothing when the email stays the same (a name change sent with it)', async () => {
+      users.findById.mockResolvedValue(user());
+      users.updateProfile.mockResolvedValue(user({ name: 'Ada King' }));
+      await service.update(ctx, { name: 'Ada King', email: 'ADA@example.com', currentPassword: 'pw' });
+      expect(sessions.revokeAll).not.toHaveBeenCalled();
+    });
   });
 
   it('checks no password and changes nothing once the budget is spent (429)', async () => {

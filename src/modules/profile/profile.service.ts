@@ -1,6 +1,8 @@
 /**
- * Profile use cases: read, rename / change email (409 when taken), change password (403 on a
- * wrong current password; every other session of the user is revoked).
+ * Profile use cases: read, rename / change email (409 when taken), change password. Changing
+ * the email or the password needs the current password (403 when wrong) and revokes every
+ * other session of the user: a stolen access token alone can neither move the login email nor
+ * set a password, and either change leaves the thief's sessions dead.
  *
  * Wrong current passwords are counted per user (LoginThrottle): past the budget, 429.
  *
@@ -13,8 +15,10 @@
 import { Injectable } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
 import {
+  EmailTakenError,
   InvalidCurrentPasswordError,
   NotFoundError,
+  ValidationFailedError,
 } from '../../common/errors/domain-errors.js';
 import { Clock } from '../../common/time/clock.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
@@ -23,13 +27,15 @@ import { SessionsService } from '../auth/sessions.service.js';
 import { createOperation } from '../buffer/operation.js';
 import { WriteOrder, timeOfPosition } from '../buffer/write-order.js';
 import { WritePath } from '../buffer/write-path.js';
-import { normaliseEmail, toPublicUser, type PublicUser } from '../users/user.js';
+import { normaliseEmail, toPublicUser, type PublicUser, type User } from '../users/user.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { nameChangeOf, PROFILE_RENAME, renamePayload, type Rename } from './profile-operations.js';
 
 export interface ProfileUpdate {
   name?: string;
   email?: string;
+  /** Required with `email`. */
+  currentPassword?: string;
 }
 
 /** What a buffered rename will change: the user's id, the new name, and its time. */
@@ -67,14 +73,32 @@ export class ProfileService {
       return { buffered: false, user: await this.get(ctx) };
     }
     if (input.email === undefined) return this.rename(ctx, input.name!);
+    if (input.currentPassword === undefined) {
+      throw ValidationFailedError.forField('currentPassword', 'is required to change the email');
+    }
     this.writes.assertCanWriteDirectly();
+    const user = await this.users.findById(ctx, userId);
+    if (!user) throw new NotFoundError('user');
+    await this.checkCurrentPassword(ctx, user, input.currentPassword);
+    const email = normaliseEmail(input.email);
+    const moved = email !== user.email;
+    if (moved) {
+      // Refused before the other sessions are revoked (a race with another account still
+      // answers 409 from the update itself).
+      const holder = await this.users.findByEmail(ctx, email);
+      if (holder && holder.id !== userId) throw new EmailTakenError();
+      // As for a password change: first, so that Redis being unreachable (503) leaves the
+      // email as it was; again after, for a session a login started in between.
+      await this.sessions.revokeAll(userId, ctx.sessionId);
+    }
     const updated = await this.users.updateProfile(ctx, {
       id: userId,
       ...(input.name === undefined ? {} : { name: { value: input.name, position: await this.order.next(userId) } }),
-      email: normaliseEmail(input.email),
+      email,
       updatedAt: this.clock.now().toISOString(),
     });
     if (!updated) throw new NotFoundError('user');
+    if (moved) await this.sessions.revokeAll(userId, ctx.sessionId);
     return { buffered: false, user: toPublicUser(updated) };
   }
 
@@ -87,18 +111,35 @@ export class ProfileService {
     this.writes.assertCanWriteDirectly();
     const user = await this.users.findById(ctx, userId);
     if (!user) throw new NotFoundError('user');
-    // Counted before the check, as for logins: guesses sent together are all counted.
-    await this.throttle.beginPasswordCheck(userId);
-    if (!(await this.hasher.verify(user.passwordHash, currentPassword)))
-      throw new InvalidCurrentPasswordError();
-    await this.throttle.passwordCheckSucceeded(userId);
-    const newHash = await this.hasher.hash(newPassword);
+    await this.checkCurrentPassword(ctx, user, currentPassword);
+    const newHash = await this.hasher.hash(newPassword, ctx);
     // Revoked first, so that Redis being unreachable (503) leaves the password as it was; and
     // again after the new hash is stored, for a session a login on the old password started in
     // between (a login started later finds the new hash and withdraws its own session).
     await this.sessions.revokeAll(userId, ctx.sessionId);
     await this.users.updatePasswordHash(ctx, userId, newHash, this.clock.now().toISOString());
     await this.sessions.revokeAll(userId, ctx.sessionId);
+  }
+
+  /**
+   * Throws `InvalidCurrentPasswordError` unless `password` is the user's. Counted against the
+   * user's budget before the check, as logins are: guesses sent together are all counted.
+   */
+  private async checkCurrentPassword(ctx: RequestContext, user: User, password: string): Promise<void> {
+    const check = await this.throttle.beginPasswordCheck(user.id);
+    let valid: boolean;
+    try {
+      valid = await this.hasher.verify(user.passwordHash, password, ctx);
+    } catch (error) {
+      // Not a guess: the check could not be made (a full hash queue, the deadline).
+      await this.throttle.passwordCheckCancelled(check);
+      throw error;
+    }
+    if (!valid) {
+      await this.throttle.passwordCheckFailed(check);
+      throw new InvalidCurrentPasswordError();
+    }
+    await this.throttle.passwordCheckSucceeded(check);
   }
 
   /**

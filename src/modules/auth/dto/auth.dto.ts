@@ -1,6 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsEmail, IsNotEmpty, IsString, MaxLength, MinLength } from 'class-validator';
+import { CanonicalUuid } from '../../../common/http/canonical-id.js';
 import { IsText } from '../../../common/http/text-validators.js';
 
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
@@ -89,4 +90,10 @@ export class SessionDto {
 
   @ApiProperty({ description: 'True for the session of the token making this request', example: true })
   current!: boolean;
+}
+
+/** The `{id}` of `DELETE /sessions/{id}`: a malformed id is a 400, someone else's a 404. */
+export class SessionIdParams {
+  @CanonicalUuid()
+  id!: string;
 }

@@ -1,9 +1,7 @@
-import { ApiProperty } from '@nestjs/swagger';
-import { IsUUID } from 'class-validator';
+import { CanonicalUuid } from '../../../common/http/canonical-id.js';
 
 /** The `{id}` of a task route: a malformed id is a 400, a well-formed unknown one a 404. */
 export class TaskIdParams {
-  @ApiProperty({ format: 'uuid', example: '01936f3e-8b1c-7def-8a12-3456789abcde' })
-  @IsUUID('loose', { message: 'id must be a UUID' })
+  @CanonicalUuid()
   id!: string;
 }
