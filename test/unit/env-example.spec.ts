@@ -49,11 +49,17 @@ describe('.env.example', () => {
   it('shows the defaults: loading it gives the same configuration as an empty environment', () => {
     const fromExample = loadConfig(Object.fromEntries(entries.map((e) => [e.key, e.value])));
     const fromNothing = loadConfig({});
-    const withoutSecret = ({
+    // Left out: what is drawn at random when unset (the JWT secret; the replica tag off a StatefulSet).
+    const withoutRandom = ({
       auth: { jwtSecret: _secret, ...auth },
+      replication: { replicaTag: _tag, ...replication },
       ...rest
-    }: ReturnType<typeof loadConfig>) => ({ ...rest, auth });
-    expect(withoutSecret(fromExample)).toEqual(withoutSecret(fromNothing));
+    }: ReturnType<typeof loadConfig>) => ({ ...rest, auth, replication });
+    expect(withoutRandom(fromExample)).toEqual(withoutRandom(fromNothing));
+    for (const config of [fromExample, fromNothing]) {
+      expect(config.replication.replicaTag).toBeGreaterThanOrEqual(1);
+      expect(config.replication.replicaTag).toBeLessThanOrEqual(1023);
+    }
   });
 
   it('holds no secret', () => {

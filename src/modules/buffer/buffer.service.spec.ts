@@ -2,6 +2,12 @@
  * Replay logic against a real LmdbBuffer (temporary directory) and a stand-in for PostgreSQL
  * that has transactions: effects and exactly-once claims of a transaction become visible only
  * when it commits, and vanish when it throws.
+ *
+ * Covered: batches applied in order, one transaction each; failures narrowed down and set aside;
+ * PostgreSQL going away; payload versions; batch handlers; and the sort-out stage before a batch
+ * is applied: retention (older than WRITE_RETENTION: set aside, never applied), a kind's triage
+ * verdicts acted on in one LMDB transaction each (park, set aside), parked entries rechecked on
+ * later runs, and the after-apply step told of what each commit applied.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,8 +50,17 @@ class FakeDatabase {
   commitFailure: Failure;
   readonly onStateChange = jest.fn((_listener: (state: string) => void) => () => undefined);
 
+  /** The pool's manager, as a request's statements (and triage) get it. */
+  readonly manager = { pool: true } as unknown as EntityManager;
+
   isUp(): boolean {
     return this.up;
+  }
+
+  async run<T>(_ctx: RequestContext, work: () => Promise<T>): Promise<T> {
+    if (!this.up) throw new ServiceUnavailableError('the database is unavailable; try again shortly');
+    this.calls.push('run');
+    return work();
   }
 
   async transaction<T>(
@@ -74,6 +89,9 @@ class FakeDatabase {
   }
 }
 
+const RETENTION_MS = 7 * 24 * 3_600_000;
+const USER = '0190c0de-0000-7000-8000-000000000001';
+
 const connectionReset = () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
 const checkViolation = () =>
   Object.assign(new Error('violates check constraint'), { driverError: { code: '23514' } });
@@ -90,6 +108,7 @@ describe('BufferService', () => {
   let counters: BufferCounters;
   let scheduler: SchedulerRegistry;
   let service: BufferService;
+  let config: AppConfig;
   /** value → how the handler behaves for it */
   let behaviour: Map<string, () => Error | undefined>;
 
@@ -112,9 +131,10 @@ describe('BufferService', () => {
       prune: async () => 0,
     };
     const lmdb = { isOpen: () => true };
-    const config = {
+    config = {
       buffer: { replayBatch: 4, replayIntervalMs: 3_600_000 },
       shutdown: { timeoutMs: 10_000, drainMs: 0 },
+      replication: { retentionMs: RETENTION_MS },
     } as unknown as AppConfig;
     service = new BufferService(
       config,
@@ -479,6 +499,240 @@ describe('BufferService', () => {
       expect(new Set(database.ledger)).toEqual(
         new Set(ops.filter((_, n) => n !== 2).map((op) => op.id)),
       );
+    });
+  });
+
+  describe('sorting out a batch before it is applied', () => {
+    /** Values whose operations triage holds back, with the reason it gives. */
+    let waiting: Map<string, string>;
+    /** Values triage says can never apply. */
+    let impossible: Set<string>;
+    /** What triage saw: one entry per call, with the values and queue keys it was given. */
+    let triageCalls: Array<{ manager: EntityManager; values: string[]; keys: number[] }>;
+    let afterApply: jest.Mock<(ops: readonly BufferedOperation<{ value: string }>[]) => Promise<void>>;
+    /** `database.committed` as it was at each after-apply call. */
+    let committedAtAfterApply: string[][];
+
+    /** `test.triaged` at payload version 2: version 1 carried `{ text }`. */
+    beforeEach(() => {
+      waiting = new Map();
+      impossible = new Set();
+      triageCalls = [];
+      committedAtAfterApply = [];
+      afterApply = jest.fn(async () => {
+        committedAtAfterApply.push([...database.committed]);
+      });
+      registry.register<{ value: string }>(
+        'test.triaged',
+        async (manager, op) => {
+          (manager as unknown as { tx: Tx }).tx.effects.push(op.payload.value);
+        },
+        {
+          version: 2,
+          upgrades: { 1: (payload) => ({ value: (payload as { text: string }).text }) },
+          triage: async (manager, items) => {
+            triageCalls.push({ manager, values: items.map(({ op }) => op.payload.value), keys: items.map(({ key }) => key) });
+            return items.map(({ op }) => {
+              const reason = waiting.get(op.payload.value);
+              if (reason !== undefined) return { verdict: 'park', reason };
+              if (impossible.has(op.payload.value)) return { verdict: 'set-aside', reason: `${op.payload.value} can never apply` };
+              return { verdict: 'apply' };
+            });
+          },
+          afterApply,
+        },
+      );
+    });
+
+    async function enqueueTriaged(values: string[], options: { version?: number; acceptedAt?: string; kind?: string } = {}): Promise<BufferedOperation[]> {
+      const ops: BufferedOperation[] = [];
+      for (const value of values) {
+        const version = options.version ?? 2;
+        const op: BufferedOperation = {
+          id: uuidv7(),
+          kind: options.kind ?? 'test.triaged',
+          userId: USER,
+          payload: version === 1 ? { text: value } : { value },
+          acceptedAt: options.acceptedAt ?? new Date().toISOString(),
+          requestId: `req-${value}`,
+          version,
+        };
+        await buffer.add(op);
+        ops.push(op);
+      }
+      return ops;
+    }
+
+    it('sets aside, never applies, an operation accepted longer ago than WRITE_RETENTION, of any kind', async () => {
+      const long = new Date(Date.now() - RETENTION_MS - 60_000).toISOString();
+      const [stale] = await enqueueTriaged(['too-old'], { acceptedAt: long });
+      const [staleAppend] = await enqueueTriaged(['too-old-append'], { acceptedAt: long, kind: 'test.append' });
+      await enqueueTriaged(['fresh']);
+
+      await expect(service.replay()).resolves.toEqual({ applied: 1, alreadyApplied: 0, deadLettered: 2 });
+      expect(database.committed).toEqual(['fresh']);
+      expect(buffer.listDeadLetters()).toEqual([
+        expect.objectContaining({ op: stale, error: { name: 'PermanentOperationError', message: `accepted at ${long}, longer ago than WRITE_RETENTION` } }),
+        expect.objectContaining({ op: staleAppend, error: expect.objectContaining({ message: expect.stringContaining('WRITE_RETENTION') }) }),
+      ]);
+      // Triage is asked only about what is left to decide.
+      expect(triageCalls.map((call) => call.values)).toEqual([['fresh']]);
+    });
+
+    it('acts on the verdicts of a batch in one LMDB transaction each: parks, sets aside, applies the rest in order', async () => {
+      const ops = await enqueueTriaged(['a', 'wait-1', 'never-1', 'b', 'wait-2', 'never-2']);
+      waiting.set('wait-1', 'its create is still on its way').set('wait-2', 'so is this one');
+      impossible.add('never-1').add('never-2');
+      const park = jest.spyOn(buffer, 'park');
+      const setAside = jest.spyOn(buffer, 'setAside');
+
+      await expect(service.replay()).resolves.toEqual({ applied: 2, alreadyApplied: 0, deadLettered: 2, parked: 2 });
+
+      expect(database.committed).toEqual(['a', 'b']);
+      // Batches of 4: one triage call, one park and one set-aside transaction per batch.
+      expect(triageCalls.map((call) => call.values)).toEqual([['a', 'wait-1', 'never-1', 'b'], ['wait-2', 'never-2']]);
+      expect(triageCalls.every((call) => call.manager === database.manager)).toBe(true);
+      expect(park.mock.calls).toEqual([
+        [[{ key: expect.any(Number), reason: 'its create is still on its way' }]],
+        [[{ key: expect.any(Number), reason: 'so is this one' }]],
+      ]);
+      expect(setAside).toHaveBeenCalledTimes(2);
+      expect(buffer.listParked().map((entry) => [entry.op, entry.reason])).toEqual([
+        [ops[1], 'its create is still on its way'],
+        [ops[4], 'so is this one'],
+      ]);
+      expect(buffer.listDeadLetters().map((letter) => [letter.op, letter.error.message])).toEqual([
+        [ops[2], 'never-1 can never apply'],
+        [ops[5], 'never-2 can never apply'],
+      ]);
+      expect(buffer.depth).toBe(0);
+      expect(service.stats()).toMatchObject({ parked: 2, parkedTotal: 2, deadLetters: 2, deadLetteredTotal: 2, replayedTotal: 2 });
+    });
+
+    it('sets a whole batch of impossible writes aside without a PostgreSQL transaction', async () => {
+      await enqueueTriaged(['never-1', 'never-2', 'never-3']);
+      for (const value of ['never-1', 'never-2', 'never-3']) impossible.add(value);
+
+      await expect(service.replay()).resolves.toEqual({ applied: 0, alreadyApplied: 0, deadLettered: 3 });
+      expect(database.calls).toEqual(['run']);
+      expect(buffer.deadLetterCount).toBe(3);
+    });
+
+    it('triages operations stored by the previous release in their current shape', async () => {
+      await enqueueTriaged(['from-v1'], { version: 1 });
+      await service.replay();
+      expect(triageCalls.map((call) => call.values)).toEqual([['from-v1']]);
+      expect(database.committed).toEqual(['from-v1']);
+    });
+
+    it('stops at a PostgreSQL outage during triage, leaving the queue as it is', async () => {
+      registry.register<{ value: string }>('test.triage-fails', async () => undefined, {
+        triage: async () => {
+          throw connectionReset();
+        },
+      });
+      const [op] = await enqueueTriaged(['x'], { kind: 'test.triage-fails', version: 1 });
+
+      await expect(service.replay()).resolves.toMatchObject({ applied: 0, deadLettered: 0, stoppedBy: 'database-unreachable' });
+      expect(buffer.getBatch(10).map((entry) => entry.op)).toEqual([op]);
+      expect(buffer.parkedCount).toBe(0);
+    });
+
+    describe('parked entries, on later runs', () => {
+      it('go back to the queue and are applied, in their place, once their verdict is apply', async () => {
+        await enqueueTriaged(['wait-1', 'a']);
+        waiting.set('wait-1', 'waits for its create');
+        await expect(service.replay()).resolves.toMatchObject({ applied: 1, parked: 1 });
+        await enqueueTriaged(['b']);
+        waiting.clear();
+
+        await expect(service.replay()).resolves.toEqual({ applied: 2, alreadyApplied: 0, deadLettered: 0, parked: -1 });
+        expect(database.committed).toEqual(['a', 'wait-1', 'b']);
+        expect(buffer.parkedCount).toBe(0);
+        expect(buffer.holdsNothing()).toBe(true);
+        // The recheck asked about the parked entry alone, then the queue was sorted out again.
+        expect(triageCalls.map((call) => call.values)).toEqual([['wait-1', 'a'], ['wait-1'], ['wait-1', 'b']]);
+      });
+
+      it('stay parked while they still wait, applying nothing', async () => {
+        const [op] = await enqueueTriaged(['wait-1']);
+        waiting.set('wait-1', 'waits for its create');
+        await service.replay();
+
+        await expect(service.replay()).resolves.toEqual({ applied: 0, alreadyApplied: 0, deadLettered: 0, parked: 0 });
+        expect(buffer.listParked().map((entry) => entry.op)).toEqual([op]);
+        expect(database.calls).not.toContain('begin');
+        expect(counters.parked).toBe(1);
+      });
+
+      it('are set aside once they are older than WRITE_RETENTION, even while they still wait', async () => {
+        await enqueueTriaged(['wait-1', 'wait-2'], { acceptedAt: new Date(Date.now() - 60_000).toISOString() });
+        waiting.set('wait-1', 'w').set('wait-2', 'w');
+        await service.replay();
+        expect(buffer.parkedCount).toBe(2);
+        (config.replication as { retentionMs: number }).retentionMs = 30_000;
+        await enqueueTriaged(['fresh']);
+
+        await expect(service.replay()).resolves.toMatchObject({ applied: 1, deadLettered: 2 });
+        expect(buffer.parkedCount).toBe(0);
+        expect(buffer.listDeadLetters().map((letter) => letter.error.message)).toEqual([
+          expect.stringContaining('longer ago than WRITE_RETENTION'),
+          expect.stringContaining('longer ago than WRITE_RETENTION'),
+        ]);
+        expect(database.committed).toEqual(['fresh']);
+      });
+
+      it('are set aside by their verdict when still within retention', async () => {
+        await enqueueTriaged(['wait-1']);
+        waiting.set('wait-1', 'w');
+        await service.replay();
+        waiting.clear();
+        impossible.add('wait-1');
+
+        await expect(service.replay()).resolves.toMatchObject({ applied: 0, deadLettered: 1 });
+        expect(buffer.listDeadLetters()[0]!.error.message).toBe('wait-1 can never apply');
+        expect(buffer.parkedCount).toBe(0);
+      });
+    });
+
+    describe('the after-apply step', () => {
+      it('is told once per kind after each commit, of the operations that commit applied, in their current shape', async () => {
+        const ops = await enqueueTriaged(['t1', 't2', 't3', 't4', 't5'], { version: 1 });
+        // The first one was applied before a crash, and only removal was left to do.
+        database.ledger.add(ops[0]!.id);
+
+        await expect(service.replay()).resolves.toEqual({ applied: 4, alreadyApplied: 1, deadLettered: 0 });
+
+        expect(afterApply.mock.calls.map(([applied]) => applied.map((op) => op.payload.value))).toEqual([['t2', 't3', 't4'], ['t5']]);
+        expect(afterApply.mock.calls[0]![0][0]).toEqual({ ...ops[1], version: 2, payload: { value: 't2' } });
+        expect(committedAtAfterApply).toEqual([['t2', 't3', 't4'], ['t2', 't3', 't4', 't5']]);
+      });
+
+      it('groups the operations of a commit by kind', async () => {
+        await enqueueTriaged(['t1']);
+        await enqueue('a1');
+        await enqueueTriaged(['t2']);
+
+        await service.replay();
+
+        expect(afterApply).toHaveBeenCalledTimes(1);
+        expect(afterApply.mock.calls[0]![0].map((op) => op.payload.value)).toEqual(['t1', 't2']);
+      });
+
+      it('only logs a failure: the operations stay applied and leave the buffer', async () => {
+        afterApply.mockRejectedValueOnce(new Error('Redis is not connected'));
+        const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+        try {
+          await enqueueTriaged(['t1', 't2']);
+
+          await expect(service.replay()).resolves.toEqual({ applied: 2, alreadyApplied: 0, deadLettered: 0 });
+          expect(buffer.depth).toBe(0);
+          expect(database.committed).toEqual(['t1', 't2']);
+          expect(warn).toHaveBeenCalledWith({ kind: 'test.triaged', err: { name: 'Error', message: 'Redis is not connected' } }, 'after-apply step failed');
+        } finally {
+          warn.mockRestore();
+        }
+      });
     });
   });
 });

@@ -81,6 +81,7 @@ export class WriteOrder {
     keys: string[],
     args: (string | number)[],
   ): Promise<PositionedResult> {
+    const sentAt = Date.now();
     const wanted = this.clockMicros();
     if (this.redis.isUp()) {
       try {
@@ -88,7 +89,7 @@ export class WriteOrder {
           script([positionKey(userId), ...keys], [wanted, LAST_POSITION_TTL_MS, ...args]),
           POSITION_TIMEOUT_MS,
         );
-        if (Array.isArray(reply) && reply.length >= 3) return this.adopt(reply, wanted);
+        if (Array.isArray(reply) && reply.length >= 3) return this.adopt(reply, sentAt);
       } catch {
         // Redis is down or slow: this replica orders the write itself.
       }
@@ -102,11 +103,15 @@ export class WriteOrder {
     return this.offsetMs;
   }
 
-  private adopt(reply: unknown[], wanted: number): PositionedResult {
+  /**
+   * `sentAt` is this replica's clock when it asked (ms): the offset is measured from it, not from
+   * the clock sent, which positions adopted from replicas whose clocks run ahead may have moved on.
+   */
+  private adopt(reply: unknown[], sentAt: number): PositionedResult {
     const micros = Number(reply[0]);
     this.lastMicros = Math.max(this.lastMicros, micros);
     const redisMicros = Number(reply[1]) * 1_000_000 + Number(reply[2]);
-    this.measureOffset((wanted - redisMicros) / 1_000);
+    this.measureOffset((sentAt * 1_000 - redisMicros) / 1_000);
     return { position: String(BigInt(micros) * TAG_SPAN), extra: reply.slice(3) };
   }
 

@@ -1,22 +1,83 @@
 /**
- * The SQL the repository sends, as built (no database): owner filtering, literal search,
- * keyset conditions and the replay guards. The e2e suite runs the same statements for real.
+ * The SQL the repository sends, as built (no database): owner filtering, literal search, keyset
+ * conditions, and the apply statements of the merge by position (docs/design/replicas.md,
+ * section 2): inserts guarded by tombstones, merges field by field with both ways the version
+ * grows and an optional version guard, deletes that leave tombstones, aliases for merged creates.
+ * Every field of TASK_FIELDS must appear in the statements that write fields, and no value is
+ * ever written into the SQL text. The e2e suites run the same statements against PostgreSQL.
  */
 import { describe, expect, it } from '@jest/globals';
-import type { NewTask, TaskUpdate } from './task.js';
+import { timeOfPosition } from '../buffer/write-order.js';
+import { TASK_FIELD_NAMES, TASK_FIELDS, type NewTask, type TaskDeletion, type TaskFields, type TaskUpdate } from './task.js';
 import {
   deleteManyStatement,
   deleteStatement,
   escapeLike,
   insertManyStatement,
   insertStatement,
+  keyAliasesStatement,
   listStatement,
-  updateStatement,
+  mergeStatement,
+  type Statement,
 } from './tasks.repository.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
+const OTHER_USER = '0193a000-0000-7000-8000-000000000002';
 const ID = '0193a000-0000-7000-8000-0000000000aa';
+const ID_2 = '0193a000-0000-7000-8000-0000000000bb';
+/** Positions with 19 digits: text no SQL keyword or placeholder could contain by chance. */
+const POSITION = '1813849200123456789';
+const LATER = '1813849200123459999';
 const squash = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+
+/** Field values no statement could contain unless it interpolated them. */
+const VALUES: TaskFields = {
+  title: "Robert'); DROP TABLE tasks;-- title-marker",
+  description: 'description-marker $1 %s',
+  status: 'in_progress',
+  priority: 'high',
+  dueAt: '2031-07-08T09:10:11.123Z',
+};
+
+function newTask(overrides: Partial<NewTask> = {}): NewTask {
+  return {
+    id: ID,
+    userId: USER,
+    ...VALUES,
+    createdAt: '2030-01-02T03:04:05.678Z',
+    updatedAt: '2030-01-02T03:04:05.679Z',
+    version: 1,
+    idempotencyKey: 'idempotency-key-marker',
+    position: POSITION,
+    ...overrides,
+  };
+}
+
+function update(overrides: Partial<TaskUpdate> = {}): TaskUpdate {
+  return { id: ID, userId: USER, changes: { ...VALUES }, position: POSITION, expectedVersion: null, ...overrides };
+}
+
+function deletion(overrides: Partial<TaskDeletion> = {}): TaskDeletion {
+  return { id: ID, userId: USER, position: POSITION, expectedVersion: null, ...overrides };
+}
+
+/** Every string value of the parameters (arrays flattened), long enough to be telling. */
+function textValues(params: unknown[]): string[] {
+  return params
+    .flat()
+    .filter((value): value is string | number => typeof value === 'string' || typeof value === 'number')
+    .map(String)
+    .filter((text) => text.length >= 6);
+}
+
+/** The statement's SQL names none of its values: each one is a placeholder. */
+function expectNoInterpolation({ sql, params }: Statement): void {
+  const values = textValues(params);
+  expect(values.length).toBeGreaterThan(0);
+  for (const value of values) expect(sql).not.toContain(value);
+  const highest = Math.max(0, ...[...sql.matchAll(/\$(\d+)/g)].map((match) => Number(match[1])));
+  expect(highest).toBe(params.length);
+}
 
 describe('task statements', () => {
   it('escapes LIKE wildcards and the escape character itself', () => {
@@ -24,177 +85,203 @@ describe('task statements', () => {
     expect(escapeLike('plain')).toBe('plain');
   });
 
-  it('lists by owner first, with filters as parameters and one row more than a page', () => {
-    const { sql, params } = listStatement(USER, {
-      filter: { status: 'todo', priority: 'high', q: "a%'b" },
-      sort: '-createdAt',
-      after: null,
-      limit: 21,
+  describe('list', () => {
+    it('lists by owner first, with filters as parameters and one row more than a page', () => {
+      const statement = listStatement(USER, { filter: { status: 'todo', priority: 'high', q: "a%'b-marker" }, sort: '-createdAt', after: null, limit: 21 });
+      expect(squash(statement.sql)).toMatch(
+        /WHERE user_id = \$1 AND status = \$2 AND priority = \$3 AND title ILIKE \$4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT \$5$/,
+      );
+      expect(statement.params).toEqual([USER, 'todo', 3, "%a\\%'b-marker%", 21]);
+      expectNoInterpolation(statement);
     });
-    expect(squash(sql)).toMatch(
-      /WHERE user_id = \$1 AND status = \$2 AND priority = \$3 AND title ILIKE \$4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT \$5$/,
-    );
-    expect(params).toEqual([USER, 'todo', 3, "%a\\%'b%", 21]);
+
+    it('continues strictly after the cursor, in the direction of the sort', () => {
+      const asc = listStatement(USER, { filter: {}, sort: 'priority', after: { key: 2, id: ID }, limit: 5 });
+      expect(squash(asc.sql)).toContain('(priority, id) > ($2::smallint, $3::uuid)');
+      expect(asc.params).toEqual([USER, 2, ID, 5]);
+
+      const desc = listStatement(USER, { filter: {}, sort: '-createdAt', after: { key: '2026-01-01T00:00:00.000Z', id: ID }, limit: 5 });
+      expect(squash(desc.sql)).toContain('(created_at, id) < ($2::timestamptz, $3::uuid)');
+      expectNoInterpolation(desc);
+    });
+
+    it('sorts a missing due date last in both directions, and resumes inside them', () => {
+      const asc = listStatement(USER, { filter: {}, sort: 'dueAt', after: { key: null, id: ID }, limit: 5 });
+      expect(squash(asc.sql)).toContain("ORDER BY COALESCE(due_at, 'infinity'::timestamptz) ASC, id ASC");
+      expect(asc.params).toEqual([USER, 'infinity', ID, 5]);
+
+      const desc = listStatement(USER, { filter: {}, sort: '-dueAt', after: { key: null, id: ID }, limit: 5 });
+      expect(squash(desc.sql)).toContain("ORDER BY COALESCE(due_at, '-infinity'::timestamptz) DESC, id DESC");
+      expect(desc.params).toEqual([USER, '-infinity', ID, 5]);
+    });
   });
 
-  it('continues strictly after the cursor, in the direction of the sort', () => {
-    const asc = listStatement(USER, {
-      filter: {},
-      sort: 'priority',
-      after: { key: 2, id: ID },
-      limit: 5,
-    });
-    expect(squash(asc.sql)).toContain('(priority, id) > ($2::smallint, $3::uuid)');
-    expect(asc.params).toEqual([USER, 2, ID, 5]);
+  describe('insert', () => {
+    it('inserts every field with its position column set to the create\'s, priority as its rank, unless a row, the key or a tombstone is there', () => {
+      const task = newTask();
+      const statement = insertStatement(task);
+      const sql = squash(statement.sql);
 
-    const desc = listStatement(USER, {
-      filter: {},
-      sort: '-createdAt',
-      after: { key: '2026-01-01T00:00:00.000Z', id: ID },
-      limit: 5,
+      expect(statement.params).toEqual([
+        ID,
+        USER,
+        VALUES.title,
+        VALUES.description,
+        VALUES.status,
+        3,
+        VALUES.dueAt,
+        task.createdAt,
+        task.updatedAt,
+        1,
+        'idempotency-key-marker',
+        POSITION,
+      ]);
+      for (const field of TASK_FIELD_NAMES) {
+        expect(sql).toMatch(new RegExp(`INSERT INTO tasks \\([^)]*\\b${TASK_FIELDS[field].column}\\b[^)]*\\b${TASK_FIELDS[field].positionColumn}\\b`));
+      }
+      // Every position column takes the create's position.
+      expect(sql.match(/\$12::bigint/g)).toHaveLength(TASK_FIELD_NAMES.length);
+      expect(sql).toContain('WHERE NOT EXISTS (SELECT 1 FROM task_tombstones WHERE user_id = $2 AND id = $1)');
+      expect(sql).toContain('ON CONFLICT DO NOTHING RETURNING id');
+      expectNoInterpolation(statement);
     });
-    expect(squash(desc.sql)).toContain('(created_at, id) < ($2::timestamptz, $3::uuid)');
+
+    it('inserts many as one INSERT … SELECT from parallel arrays, in their order, each with its own position and tombstone guard', () => {
+      const first = newTask({ idempotencyKey: null });
+      const second = newTask({ id: ID_2, userId: OTHER_USER, title: 'second-title-marker', priority: 'low', idempotencyKey: 'k-marker', position: LATER });
+      const statement = insertManyStatement([first, second]);
+      const sql = squash(statement.sql);
+
+      expect(statement.params).toEqual([
+        [ID, ID_2],
+        [USER, OTHER_USER],
+        [VALUES.title, 'second-title-marker'],
+        [VALUES.description, VALUES.description],
+        [VALUES.status, VALUES.status],
+        [3, 1],
+        [VALUES.dueAt, VALUES.dueAt],
+        [first.createdAt, second.createdAt],
+        [first.updatedAt, second.updatedAt],
+        [1, 1],
+        [null, 'k-marker'],
+        [POSITION, LATER],
+      ]);
+      for (const field of TASK_FIELD_NAMES) {
+        expect(sql).toMatch(new RegExp(`INSERT INTO tasks \\([^)]*\\b${TASK_FIELDS[field].column}\\b[^)]*\\b${TASK_FIELDS[field].positionColumn}\\b`));
+      }
+      expect(sql).toContain(`SELECT id, user_id, title, description, status, priority, due_at, created_at, updated_at, version, idempotency_key, ${TASK_FIELD_NAMES.map(() => 'position').join(', ')} FROM unnest(`);
+      expect(sql).toContain('WITH ORDINALITY AS change(');
+      expect(sql).toContain('WHERE NOT EXISTS (SELECT 1 FROM task_tombstones s WHERE s.user_id = change.user_id AND s.id = change.id) ORDER BY n ON CONFLICT DO NOTHING');
+      expectNoInterpolation(statement);
+    });
   });
 
-  it('sorts a missing due date last in both directions, and resumes inside them', () => {
-    const asc = listStatement(USER, {
-      filter: {},
-      sort: 'dueAt',
-      after: { key: null, id: ID },
-      limit: 5,
-    });
-    expect(squash(asc.sql)).toContain(
-      "ORDER BY COALESCE(due_at, 'infinity'::timestamptz) ASC, id ASC",
-    );
-    expect(asc.params).toEqual([USER, 'infinity', ID, 5]);
+  describe('merge', () => {
+    /** The condition under which a field takes the update: its own position is older, or NULL. */
+    const wins = (positionColumn: string) => `(${positionColumn} IS NULL OR ${positionColumn} < $3::bigint)`;
 
-    const desc = listStatement(USER, {
-      filter: {},
-      sort: '-dueAt',
-      after: { key: null, id: ID },
-      limit: 5,
+    it('sets each field of the patch, and its position, only where its own position is older; params: id, owner, position, its time, the values', () => {
+      const statement = mergeStatement(update());
+      const sql = squash(statement.sql);
+
+      expect(statement.params).toEqual([ID, USER, POSITION, timeOfPosition(POSITION), VALUES.title, VALUES.description, VALUES.status, 3, VALUES.dueAt]);
+      TASK_FIELD_NAMES.forEach((field, n) => {
+        const { column, positionColumn } = TASK_FIELDS[field];
+        expect(sql).toContain(`${column} = CASE WHEN ${wins(positionColumn)} THEN $${5 + n} ELSE ${column} END`);
+        expect(sql).toContain(`${positionColumn} = CASE WHEN ${wins(positionColumn)} THEN $3::bigint ELSE ${positionColumn} END`);
+      });
+      expect(sql).toContain(`WHERE id = $1 AND user_id = $2 AND (${TASK_FIELD_NAMES.map((field) => wins(TASK_FIELDS[field].positionColumn)).join(' OR ')})`);
+      expect(sql).toMatch(/RETURNING id, user_id, title, description, status, priority, due_at, created_at, updated_at, version \) SELECT .* FROM updated$/);
+      expectNoInterpolation(statement);
     });
-    expect(squash(desc.sql)).toContain(
-      "ORDER BY COALESCE(due_at, '-infinity'::timestamptz) DESC, id DESC",
-    );
-    expect(desc.params).toEqual([USER, '-infinity', ID, 5]);
+
+    it('touches only the fields of the patch', () => {
+      for (const field of TASK_FIELD_NAMES) {
+        const statement = mergeStatement(update({ changes: { [field]: VALUES[field] } }));
+        const sql = squash(statement.sql);
+        const { column, positionColumn } = TASK_FIELDS[field];
+        expect(statement.params).toHaveLength(5);
+        expect(sql).toContain(`${column} = CASE WHEN ${wins(positionColumn)} THEN $5 ELSE ${column} END`);
+        for (const other of TASK_FIELD_NAMES.filter((name) => name !== field)) {
+          expect(sql).not.toContain(TASK_FIELDS[other].positionColumn);
+        }
+      }
+    });
+
+    it("grows the version and moves updated_at forward whenever the row takes it ('when-taken', replay's way)", () => {
+      const sql = squash(mergeStatement(update({ changes: { title: 'x-marker' } })).sql);
+      expect(sql).toContain('version = version + CASE WHEN true THEN 1 ELSE 0 END');
+      expect(sql).toContain('updated_at = CASE WHEN true THEN GREATEST(updated_at, $4::timestamptz) ELSE updated_at END');
+    });
+
+    it("grows the version only when a value it takes actually changes ('when-changed', a direct write's way)", () => {
+      const statement = mergeStatement(update({ changes: { title: 'x-marker', dueAt: null } }), 'when-changed');
+      const sql = squash(statement.sql);
+      const changed = `(${wins('title_pos')} AND title IS DISTINCT FROM $5) OR (${wins('due_at_pos')} AND due_at IS DISTINCT FROM $6)`;
+      expect(statement.params).toEqual([ID, USER, POSITION, timeOfPosition(POSITION), 'x-marker', null]);
+      expect(sql).toContain(`version = version + CASE WHEN ${changed} THEN 1 ELSE 0 END`);
+      expect(sql).toContain(`updated_at = CASE WHEN ${changed} THEN GREATEST(updated_at, $4::timestamptz) ELSE updated_at END`);
+    });
+
+    it('applies only to the version a client named in If-Match, as the last parameter', () => {
+      const statement = mergeStatement(update({ changes: { priority: 'low' }, expectedVersion: 7 }), 'when-changed');
+      expect(statement.params).toEqual([ID, USER, POSITION, timeOfPosition(POSITION), 1, 7]);
+      expect(squash(statement.sql)).toContain(`WHERE id = $1 AND user_id = $2 AND (${wins('priority_pos')}) AND version = $6`);
+      expect(squash(mergeStatement(update()).sql)).not.toMatch(/AND version = \$/);
+    });
+
+    it('refuses an update that sets no field', () => {
+      expect(() => mergeStatement(update({ changes: {} }))).toThrow('at least one field');
+    });
   });
 
-  it('inserts with ON CONFLICT DO NOTHING and the priority as its rank', () => {
-    const task: NewTask = {
-      id: ID,
-      userId: USER,
-      title: 't',
-      description: null,
-      status: 'todo',
-      priority: 'low',
-      dueAt: null,
-      createdAt: '2026-01-01T00:00:00.000Z',
-      updatedAt: '2026-01-01T00:00:00.000Z',
-      version: 1,
-      idempotencyKey: 'k',
-    };
-    const { sql, params } = insertStatement(task);
-    expect(squash(sql)).toContain('ON CONFLICT DO NOTHING RETURNING id');
-    expect(params).toEqual([
-      ID,
-      USER,
-      't',
-      null,
-      'todo',
-      1,
-      null,
-      task.createdAt,
-      task.updatedAt,
-      1,
-      'k',
+  describe('delete', () => {
+    it('removes the owner\'s row and records its tombstone at the delete\'s position, keeping the later one', () => {
+      const statement = deleteStatement(deletion());
+      const sql = squash(statement.sql);
+
+      expect(statement.params).toEqual([ID, USER, POSITION]);
+      expect(sql).toContain('DELETE FROM tasks WHERE id = $1 AND user_id = $2 RETURNING id');
+      expect(sql).toContain('INSERT INTO task_tombstones (user_id, id, position) SELECT $2, $1, $3::bigint WHERE EXISTS (SELECT 1 FROM deleted)');
+      expect(sql).toContain('ON CONFLICT (user_id, id) DO UPDATE SET position = GREATEST(task_tombstones.position, EXCLUDED.position)');
+      expectNoInterpolation(statement);
+    });
+
+    it('deletes only the version a client named in If-Match', () => {
+      const statement = deleteStatement(deletion({ expectedVersion: 5 }));
+      expect(statement.params).toEqual([ID, USER, POSITION, 5]);
+      expect(squash(statement.sql)).toContain('DELETE FROM tasks WHERE id = $1 AND user_id = $2 AND version = $4 RETURNING id');
+    });
+
+    it('deletes many, each by its own owner, through aliases, with a tombstone for each task whether or not its row is there', () => {
+      const statement = deleteManyStatement([deletion(), deletion({ id: ID_2, userId: OTHER_USER, position: LATER })]);
+      const sql = squash(statement.sql);
+
+      expect(statement.params).toEqual([
+        [ID, ID_2],
+        [USER, OTHER_USER],
+        [POSITION, LATER],
+      ]);
+      expect(sql).toContain('FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS requested(id, user_id, position)');
+      expect(sql).toContain('LEFT JOIN task_aliases alias ON alias.id = requested.id AND alias.user_id = requested.user_id');
+      expect(sql).toContain('WHERE tasks.id = target.id AND tasks.user_id = target.user_id');
+      expect(sql).toContain('INSERT INTO task_tombstones (user_id, id, position) SELECT user_id, id, position FROM target ON CONFLICT (user_id, id) DO UPDATE SET position = GREATEST(task_tombstones.position, EXCLUDED.position)');
+      expectNoInterpolation(statement);
+    });
+  });
+
+  it('records aliases for creates whose key another task of the same user holds, unless they were deleted themselves', () => {
+    const statement = keyAliasesStatement([newTask(), newTask({ id: ID_2, userId: OTHER_USER, idempotencyKey: 'other-key-marker' })]);
+    const sql = squash(statement.sql);
+
+    expect(statement.params).toEqual([
+      [ID, ID_2],
+      [USER, OTHER_USER],
+      ['idempotency-key-marker', 'other-key-marker'],
     ]);
-    // A direct write records its operation as applied in the same statement, if its row went in.
-    const direct = insertStatement(task, 'op-1');
-    expect(squash(direct.sql)).toMatch(/^WITH inserted AS \(INSERT INTO tasks .* RETURNING id\), applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) SELECT \$12::uuid, now\(\) FROM inserted ON CONFLICT DO NOTHING \) SELECT id FROM inserted$/);
-    expect(direct.params).toEqual([...params, 'op-1']);
-  });
-
-  it('guards an update by owner and by the version it was computed from', () => {
-    const change: TaskUpdate = {
-      id: ID,
-      userId: USER,
-      changes: { priority: 'high', description: null },
-      expectedVersion: 3,
-      version: 4,
-      updatedAt: '2026-01-01T00:00:00.000Z',
-    };
-    const { sql, params } = updateStatement(change);
-    expect(squash(sql)).toContain(
-      'UPDATE tasks SET description = $4, priority = $5, version = $7, updated_at = $3 WHERE id = $1 AND user_id = $2 AND version = $6',
-    );
-    expect(params).toEqual([ID, USER, change.updatedAt, null, 3, 3, 4]);
-  });
-
-  it('guards an update without a known version by its time, so it never undoes a newer change', () => {
-    const { sql } = updateStatement({
-      id: ID,
-      userId: USER,
-      changes: { title: 'x' },
-      expectedVersion: null,
-      version: null,
-      updatedAt: '2026-01-01T00:00:00.000Z',
-    });
-    expect(squash(sql)).toContain(
-      'SET title = $4, version = version + 1, updated_at = $3 WHERE id = $1 AND user_id = $2 AND updated_at < $3',
-    );
-  });
-
-  it('deletes by owner, optionally only a given version', () => {
-    expect(squash(deleteStatement({ id: ID, userId: USER, expectedVersion: null }).sql)).toContain(
-      'DELETE FROM tasks WHERE id = $1 AND user_id = $2 RETURNING id',
-    );
-    const guarded = deleteStatement({ id: ID, userId: USER, expectedVersion: 5 });
-    expect(squash(guarded.sql)).toContain('WHERE id = $1 AND user_id = $2 AND version = $3');
-    expect(guarded.params).toEqual([ID, USER, 5]);
-  });
-  it('inserts many as one INSERT … SELECT from parallel arrays, in their order, ignoring conflicts', () => {
-    const base: NewTask = {
-      id: ID,
-      userId: USER,
-      title: 't',
-      description: null,
-      status: 'todo',
-      priority: 'high',
-      dueAt: null,
-      createdAt: '2026-01-01T00:00:00.000Z',
-      updatedAt: '2026-01-01T00:00:00.000Z',
-      version: 1,
-      idempotencyKey: null,
-    };
-    const second = {
-      ...base,
-      id: 'id-2',
-      title: 'u',
-      priority: 'low' as const,
-      idempotencyKey: 'k',
-    };
-    const { sql, params } = insertManyStatement([base, second]);
-    expect(squash(sql)).toContain('WITH ORDINALITY');
-    expect(squash(sql)).toContain('ORDER BY position ON CONFLICT DO NOTHING');
-    expect(params).toHaveLength(11);
-    expect(params[0]).toEqual([ID, 'id-2']);
-    expect(params[2]).toEqual(['t', 'u']);
-    expect(params[5]).toEqual([3, 1]);
-    expect(params[10]).toEqual([null, 'k']);
-  });
-
-  it('deletes many, each by its own owner', () => {
-    const { sql, params } = deleteManyStatement([
-      { id: ID, userId: USER, expectedVersion: null },
-      { id: 'id-2', userId: 'user-2', expectedVersion: null },
-    ]);
-    expect(squash(sql)).toContain(
-      'WHERE tasks.id = deletion.id AND tasks.user_id = deletion.user_id',
-    );
-    expect(params).toEqual([
-      [ID, 'id-2'],
-      [USER, 'user-2'],
-    ]);
+    expect(sql).toContain('INSERT INTO task_aliases (id, user_id, task_id) SELECT created.id, created.user_id, tasks.id');
+    expect(sql).toContain('JOIN tasks ON tasks.user_id = created.user_id AND tasks.idempotency_key = created.idempotency_key AND tasks.id <> created.id');
+    expect(sql).toContain('WHERE NOT EXISTS (SELECT 1 FROM task_tombstones s WHERE s.user_id = created.user_id AND s.id = created.id)');
+    expectNoInterpolation(statement);
   });
 });

@@ -1,63 +1,68 @@
 /**
- * The task use cases against strict mocks of the repository (a call the test did not expect
- * fails it) and of the write path's I/O: the real `WritePath` decides, over a PostgreSQL that
- * is up or down and a buffer that is empty or not, both stand-ins. No I/O.
+ * The task use cases (create, update, delete, list, get) against strict mocks of their I/O
+ * boundaries: the repository (PostgreSQL), WriteOrder and TaskCoordination (Redis). A call the
+ * test did not expect fails it. The real `WritePath` decides, over stand-ins of PostgreSQL's
+ * state and of the buffer (`test/support/unit-stand-ins.ts`). No I/O.
+ *
+ * Covered: positions taken before anything is applied or queued; creates (direct, buffered,
+ * a key held in Redis or in PostgreSQL, a lost race for a key); updates merged in one statement
+ * without a read (superseded, aliases, a task still being created here or elsewhere), and with
+ * `If-Match` (read, 412, a guarded merge, 503 while PostgreSQL is down); deletes (tombstones,
+ * aliases, a pending create, If-Match); list and get; validation.
  */
-import { beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { RequestContext } from '../../common/context/request-context.js';
 import {
   NotFoundError,
   PreconditionFailedError,
+  RateLimitedError,
   ServiceUnavailableError,
   UnauthenticatedError,
   ValidationFailedError,
 } from '../../common/errors/domain-errors.js';
-import { ChangeClock, microsOf } from '../../common/time/change-clock.js';
 import type { Clock } from '../../common/time/clock.js';
-import type { EntityManager } from 'typeorm';
-import { DatabaseUnavailableError, type Database } from '../../infrastructure/database/database.js';
+import {
+  DatabaseStandIn,
+  MemoryBuffer,
+  POOL,
+  strictMock,
+  unexpectedCalls,
+  type StrictMock,
+} from '../../../test/support/unit-stand-ins.js';
 import { BufferCounters } from '../buffer/buffer-counters.js';
-import type { AddResult, LmdbBuffer } from '../buffer/lmdb-buffer.js';
-import type { BufferedOperation } from '../buffer/operation.js';
+import { UserShareExceededError } from '../buffer/buffer.errors.js';
 import { OperationRegistry } from '../buffer/operation-registry.js';
+import { positionAt, type WriteOrder } from '../buffer/write-order.js';
 import { WritePath } from '../buffer/write-path.js';
-import type { NewTask, Task, TaskUpdate } from './task.js';
+import type { NewTask, Task, TaskDeletion, TaskUpdate } from './task.js';
+import { taskRef, type KeyReservation, type TaskCoordination } from './task-coordination.js';
 import { TaskCursorCodec } from './task-cursor.js';
-import { TaskOperations, type TaskUpdatePayload } from './task-operations.js';
-import type { TasksRepository } from './tasks.repository.js';
+import { TaskOperations, type TaskDeletePayload, type TaskUpdatePayload } from './task-operations.js';
+import type { TaskPresence, TasksRepository } from './tasks.repository.js';
 import { TasksService } from './tasks.service.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const TASK_ID = '0193a000-0000-7000-8000-0000000000aa';
-const OTHER_TASK_ID = '0193a000-0000-7000-8000-0000000000bb';
+const ALIAS_ID = '0193a000-0000-7000-8000-0000000000bb';
+const OTHER_REPLICAS_TASK = '0193a000-0000-7000-8000-0000000000cc';
 const NOW = new Date('2026-02-20T09:15:00.000Z');
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-/** What the write path hands a direct write: the pool's manager. */
-const POOL = {
-  query: async () => {
-    throw new Error('unexpected SQL: the repository is mocked');
-  },
-} as unknown as EntityManager;
 
-type RepositoryMock = { [K in keyof TasksRepository]: jest.Mock<TasksRepository[K]> };
-
-function strictRepository(): RepositoryMock {
-  const unexpected = (name: string) =>
-    jest.fn(() => {
-      throw new Error(`unexpected call: repository.${name}`);
-    });
-  return {
-    findById: unexpected('findById'),
-    findByIdempotencyKey: unexpected('findByIdempotencyKey'),
-    list: unexpected('list'),
-    insert: unexpected('insert'),
-    insertMany: unexpected('insertMany'),
-    update: unexpected('update'),
-    delete: unexpected('delete'),
-    deleteMany: unexpected('deleteMany'),
-    exists: unexpected('exists'),
-  } as unknown as RepositoryMock;
+/** A position as Redis hands it out (tag 0), `micros` microseconds into NOW's second. */
+function position(micros: number): string {
+  return positionAt(`2026-02-20T09:15:00.${String(micros).padStart(6, '0')}Z`);
 }
+
+const P1 = position(1_250);
+const P2 = position(2_500);
+const P3 = position(3_750);
+
+type Repository = StrictMock<
+  TasksRepository,
+  'findById' | 'findByIdempotencyKey' | 'list' | 'insert' | 'insertMany' | 'merge' | 'delete' | 'deleteMany' | 'recordKeyAliases' | 'presenceOf'
+>;
+type Coordination = StrictMock<TaskCoordination, 'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied'>;
+type Order = StrictMock<WriteOrder, 'next'>;
 
 function storedTask(overrides: Partial<Task> = {}): Task {
   return {
@@ -75,6 +80,10 @@ function storedTask(overrides: Partial<Task> = {}): Task {
   };
 }
 
+function presence(overrides: Partial<TaskPresence> = {}): TaskPresence {
+  return { stored: false, aliasOf: undefined, deleted: false, deletedAt: undefined, ...overrides };
+}
+
 function contextFor(userId: string | undefined): RequestContext {
   const ctx = RequestContext.start('test-request', 10_000);
   ctx.userId = userId;
@@ -82,94 +91,81 @@ function contextFor(userId: string | undefined): RequestContext {
   return ctx;
 }
 
-function databaseDown(): ServiceUnavailableError {
-  return new DatabaseUnavailableError();
-}
-
-/**
- * PostgreSQL's state as the write path sees it, and a buffer that keeps what is added in order,
- * deduplicating by key while an entry is queued, as `LmdbBuffer` does.
- */
-class Surroundings {
-  up = true;
-  readonly queue: Array<{ op: BufferedOperation; dedupeKey?: string }> = [];
-  readonly database = {
-    isUp: () => this.up,
-    manager: POOL,
-    run: jest.fn(async (_ctx: RequestContext, work: () => Promise<unknown>) => work()),
-    confirmedDown: async () => !this.up,
-  };
-  readonly buffer = {
-    isEmpty: () => this.queue.length === 0,
-    isQueuedUnder: (key: string) => this.queue.some((entry) => entry.dedupeKey === key),
-    add: jest.fn(
-      async (op: BufferedOperation, options: { dedupeKey?: string } = {}): Promise<AddResult> => {
-        const queued = this.queue.find(
-          (entry) => options.dedupeKey !== undefined && entry.dedupeKey === options.dedupeKey,
-        );
-        const entry = queued ?? { op, dedupeKey: options.dedupeKey };
-        if (!queued) this.queue.push(entry);
-        return {
-          duplicate: queued !== undefined,
-          entry: { key: this.queue.indexOf(entry) + 1, op: entry.op, enqueuedAt: 0, bytes: 1 },
-        };
-      },
-    ),
-  };
-
-  /** A connection error, as Database reports it once the probe has opened the breaker. */
-  connectionLost(): ServiceUnavailableError {
-    this.up = false;
-    return databaseDown();
-  }
-
-  ops<P>(kind: string): BufferedOperation<P>[] {
-    return this.queue
-      .map((entry) => entry.op)
-      .filter((op) => op.kind === kind) as BufferedOperation<P>[];
-  }
-}
-
 describe('TasksService', () => {
-  let repository: RepositoryMock;
-  let around: Surroundings;
+  let repository: Repository;
+  let coordination: Coordination;
+  let order: Order;
+  let database: DatabaseStandIn;
+  let buffer: MemoryBuffer;
+  let counters: BufferCounters;
   let service: TasksService;
   let ctx: RequestContext;
-  let now: Date;
-  const clock: Clock = { now: () => new Date(now) };
+  const clock: Clock = { now: () => new Date(NOW) };
 
   beforeEach(() => {
-    now = new Date(NOW);
-    repository = strictRepository();
-    around = new Surroundings();
+    repository = strictMock<TasksRepository, keyof Repository>('repository', [
+      'findById',
+      'findByIdempotencyKey',
+      'list',
+      'insert',
+      'insertMany',
+      'merge',
+      'delete',
+      'deleteMany',
+      'recordKeyAliases',
+      'presenceOf',
+    ]);
+    coordination = strictMock<TaskCoordination, keyof Coordination>('coordination', [
+      'positionCreate',
+      'positionDelete',
+      'registerBuffered',
+      'pendingOf',
+      'applied',
+    ]);
+    order = strictMock<WriteOrder, 'next'>('order', ['next']);
+    database = new DatabaseStandIn();
+    buffer = new MemoryBuffer();
+    counters = new BufferCounters();
     const registry = new OperationRegistry();
-    new TaskOperations(registry, repository as unknown as TasksRepository).onModuleInit();
-    const writePath = new WritePath(
-      around.database as unknown as Database,
-      around.buffer as unknown as LmdbBuffer,
+    const writes = new WritePath(database.asDatabase(), buffer.asBuffer(), registry, counters);
+    new TaskOperations(
       registry,
-      new BufferCounters(),
-    );
+      repository as unknown as TasksRepository,
+      coordination as unknown as TaskCoordination,
+      writes,
+    ).onModuleInit();
     service = new TasksService(
       repository as unknown as TasksRepository,
       new TaskCursorCodec(Buffer.alloc(32, 7)),
       clock,
-      new ChangeClock(clock),
-      writePath,
+      order as unknown as WriteOrder,
+      coordination as unknown as TaskCoordination,
+      writes,
     );
     ctx = contextFor(USER);
   });
 
+  afterEach(() => {
+    expect(unexpectedCalls.splice(0)).toEqual([]);
+  });
+
+  /** The next create's position from Redis, with no reservation of its key. */
+  const positionsCreate = (...positions: string[]) => {
+    for (const at of positions) coordination.positionCreate.mockResolvedValueOnce({ position: at, held: undefined });
+  };
+
   describe('create', () => {
-    it('builds the complete task (UUIDv7 id, defaults, timestamps, version 1) and applies it once, on the pool', async () => {
-      repository.insert.mockResolvedValue(true);
+    it('builds the complete task at its position (UUIDv7 id, defaults, timestamps, version 1) and inserts it once, on the pool', async () => {
+      positionsCreate(P1);
+      repository.insert.mockResolvedValueOnce(true);
 
       const { task, replayed, buffered } = await service.create(ctx, { title: 'Write the report' });
 
       expect({ replayed, buffered }).toEqual({ replayed: false, buffered: false });
+      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, null);
       expect(repository.insert).toHaveBeenCalledTimes(1);
-      const [db, inserted] = repository.insert.mock.calls[0]!;
-      expect(db).toBe(POOL);
+      const [manager, inserted] = repository.insert.mock.calls[0]!;
+      expect(manager).toBe(POOL);
       expect(inserted).toEqual({
         id: expect.stringMatching(UUID_V7),
         userId: USER,
@@ -182,26 +178,27 @@ describe('TasksService', () => {
         updatedAt: NOW.toISOString(),
         version: 1,
         idempotencyKey: null,
+        position: P1,
       });
-      // The change is plain data: it survives a JSON round trip unchanged (the buffer stores it so).
-      expect(JSON.parse(JSON.stringify(inserted))).toEqual(inserted);
-      const { idempotencyKey: _key, ...expected } = inserted;
-      expect(task).toEqual(expected);
-      expect(around.database.run).toHaveBeenCalledWith(ctx, expect.any(Function));
-      expect(around.buffer.add).not.toHaveBeenCalled();
+      // The answer is the task as stored: no key, no position.
+      const { idempotencyKey: _key, position: _position, ...shown } = inserted;
+      expect(task).toEqual(shown);
+      expect(database.run).toHaveBeenCalledWith(ctx, expect.any(Function));
+      expect(buffer.add).not.toHaveBeenCalled();
     });
 
-    it('stores the given fields and the due date in canonical UTC form', async () => {
-      repository.insert.mockResolvedValue(true);
+    it('stores the given fields, the due date in canonical UTC form, and the idempotency key', async () => {
+      positionsCreate(P1);
+      repository.insert.mockResolvedValueOnce(true);
 
-      const { task } = await service.create(ctx, {
-        title: 'Call Ada',
-        description: 'about the engine',
-        status: 'in_progress',
-        priority: 'high',
-        dueAt: '2026-03-01T18:30:00+01:00',
-      });
+      const { task } = await service.create(
+        ctx,
+        { title: 'Call Ada', description: 'about the engine', status: 'in_progress', priority: 'high', dueAt: '2026-03-01T18:30:00+01:00' },
+        'key-1',
+      );
 
+      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, 'key-1');
+      expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', dueAt: '2026-03-01T17:30:00.000Z' });
       expect(task).toMatchObject({
         title: 'Call Ada',
         description: 'about the engine',
@@ -212,90 +209,153 @@ describe('TasksService', () => {
     });
 
     it('gives each task its own id', async () => {
+      positionsCreate(P1, P2);
       repository.insert.mockResolvedValue(true);
       const first = await service.create(ctx, { title: 'a' });
       const second = await service.create(ctx, { title: 'b' });
       expect(first.task.id).not.toBe(second.task.id);
+      expect(repository.insert.mock.calls.map(([, task]) => task.position)).toEqual([P1, P2]);
     });
 
-    it('stores the idempotency key with the task', async () => {
-      repository.insert.mockResolvedValue(true);
-
-      const { replayed } = await service.create(ctx, { title: 'x' }, 'key-1');
-
-      expect(replayed).toBe(false);
-      expect(repository.insert.mock.calls[0]![1]).toMatchObject({
-        idempotencyKey: 'key-1',
-        userId: USER,
-      });
-    });
-
-    it('answers with the task the key already created, storing nothing new', async () => {
-      const existing = storedTask({ title: 'first' });
-      repository.insert.mockResolvedValue(false);
-      repository.findByIdempotencyKey.mockResolvedValue(existing);
-      repository.findById.mockResolvedValue(existing);
-
-      const result = await service.create(ctx, { title: 'second' }, 'key-1');
-
-      expect(result).toEqual({ task: existing, replayed: true, buffered: false });
-      expect(repository.findByIdempotencyKey).toHaveBeenCalledWith(ctx, USER, 'key-1');
-      expect(repository.insert).toHaveBeenCalledTimes(1);
-    });
-
-    it('tries again when the task holding the key was deleted in between', async () => {
-      repository.insert.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
-      repository.findByIdempotencyKey.mockResolvedValue(undefined);
-
-      const { task, replayed } = await service.create(ctx, { title: 'x' }, 'key-1');
-
-      expect(replayed).toBe(false);
-      expect(repository.insert).toHaveBeenCalledTimes(2);
-      expect(task.id).toBe(repository.insert.mock.calls[1]![1].id);
-    });
-
-    it('fails (500) rather than pretend when an insert without a key matches an existing row', async () => {
-      repository.insert.mockResolvedValue(false);
-      await expect(service.create(ctx, { title: 'x' })).rejects.toThrow(/not inserted/);
-      expect(repository.insert).toHaveBeenCalledTimes(1);
-    });
-
-    it('answers UNAUTHENTICATED when the account is gone (foreign key violation)', async () => {
-      repository.insert.mockRejectedValue(
-        Object.assign(new Error('violates foreign key constraint'), { code: '23503' }),
-      );
-      await expect(service.create(ctx, { title: 'x' })).rejects.toBeInstanceOf(
-        UnauthenticatedError,
-      );
+    it('refuses a due date that is not an ISO 8601 date-time, before any I/O', async () => {
+      await expect(service.create(ctx, { title: 'x', dueAt: '2025-02-30T00:00:00Z' })).rejects.toBeInstanceOf(ValidationFailedError);
+      expect(coordination.positionCreate).not.toHaveBeenCalled();
     });
 
     it('refuses an unauthenticated context before any I/O', async () => {
-      await expect(service.create(contextFor(undefined), { title: 'x' })).rejects.toBeInstanceOf(
-        UnauthenticatedError,
-      );
-      expect(repository.insert).not.toHaveBeenCalled();
-      expect(around.buffer.add).not.toHaveBeenCalled();
+      await expect(service.create(contextFor(undefined), { title: 'x' })).rejects.toBeInstanceOf(UnauthenticatedError);
+      expect(coordination.positionCreate).not.toHaveBeenCalled();
+    });
+
+    it('answers UNAUTHENTICATED when the account is gone (foreign key violation)', async () => {
+      positionsCreate(P1);
+      repository.insert.mockRejectedValueOnce(Object.assign(new Error('violates foreign key constraint'), { code: '23503' }));
+      await expect(service.create(ctx, { title: 'x' })).rejects.toBeInstanceOf(UnauthenticatedError);
+      expect(buffer.add).not.toHaveBeenCalled();
+    });
+
+    describe('a key another create has reserved in Redis', () => {
+      /** The reservation as Redis keeps it: the task as it was answered, key and position included. */
+      const reservation = (): KeyReservation => ({
+        id: TASK_ID,
+        task: { ...storedTask({ version: 1, title: 'first' }), idempotencyKey: 'key-1', position: P1 } as Task,
+      });
+      const asReserved = storedTask({ version: 1, title: 'first' });
+
+      beforeEach(() => {
+        coordination.positionCreate.mockResolvedValueOnce({ position: P2, held: reservation() });
+      });
+
+      it('answers the stored task (201, replayed) once PostgreSQL has it, creating nothing', async () => {
+        const stored = storedTask({ version: 2, title: 'first, edited' });
+        repository.findById.mockResolvedValueOnce(stored);
+
+        await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: stored, replayed: true, buffered: false });
+        expect(repository.findById).toHaveBeenCalledWith(ctx, USER, TASK_ID);
+        expect(buffer.add).not.toHaveBeenCalled();
+      });
+
+      it('answers the task as reserved (202, replayed) while its create still waits in a buffer', async () => {
+        repository.findById.mockResolvedValueOnce(undefined);
+
+        await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: asReserved, replayed: true, buffered: true });
+        expect(buffer.add).not.toHaveBeenCalled();
+      });
+
+      it('answers the task as reserved without reading while PostgreSQL is down', async () => {
+        database.up = false;
+
+        await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: asReserved, replayed: true, buffered: true });
+        expect(repository.findById).not.toHaveBeenCalled();
+        expect(buffer.add).not.toHaveBeenCalled();
+      });
+
+      it('answers the task as reserved when the read finds PostgreSQL gone, and lets any other failure through', async () => {
+        repository.findById.mockImplementationOnce(async () => {
+          throw database.connectionLost();
+        });
+        await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: asReserved, replayed: true, buffered: true });
+
+        database.up = true;
+        const broken = new Error('relation "tasks" does not exist');
+        coordination.positionCreate.mockResolvedValueOnce({ position: P3, held: reservation() });
+        repository.findById.mockRejectedValueOnce(broken);
+        await expect(service.create(ctx, { title: 'third' }, 'key-1')).rejects.toBe(broken);
+      });
+    });
+
+    describe('a key PostgreSQL already holds', () => {
+      it('answers the task holding it (replayed), storing nothing new', async () => {
+        const existing = storedTask({ title: 'first' });
+        positionsCreate(P1);
+        repository.insert.mockResolvedValueOnce(false);
+        repository.findByIdempotencyKey.mockResolvedValueOnce(existing);
+
+        await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: existing, replayed: true, buffered: false });
+        expect(repository.findByIdempotencyKey).toHaveBeenCalledWith(ctx, USER, 'key-1');
+        expect(buffer.add).not.toHaveBeenCalled();
+      });
+
+      it('tries again at a new position when the task holding it was deleted in between', async () => {
+        positionsCreate(P1, P2);
+        repository.insert.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
+        repository.findByIdempotencyKey.mockResolvedValueOnce(undefined);
+
+        const { task, replayed } = await service.create(ctx, { title: 'x' }, 'key-1');
+
+        expect(replayed).toBe(false);
+        expect(repository.insert.mock.calls.map(([, inserted]) => inserted.position)).toEqual([P1, P2]);
+        expect(task.id).toBe(repository.insert.mock.calls[1]![1].id);
+      });
+
+      it('gives up with a retryable 503 when the key keeps changing hands', async () => {
+        positionsCreate(P1, P2, P3);
+        repository.insert.mockResolvedValue(false);
+        repository.findByIdempotencyKey.mockResolvedValue(undefined);
+
+        await expect(service.create(ctx, { title: 'x' }, 'key-1')).rejects.toMatchObject({
+          code: 'SERVICE_UNAVAILABLE',
+          retryAfterSeconds: 1,
+        });
+        expect(repository.insert).toHaveBeenCalledTimes(3);
+      });
+
+      it('queues the create behind a delete of the task holding the key that is still queued here, so that it gets the key once freed', async () => {
+        const doomed = storedTask({ title: 'created with key-2' });
+        database.up = false;
+        coordination.positionDelete.mockResolvedValueOnce(P1);
+        await expect(service.delete(ctx, doomed.id)).resolves.toEqual({ buffered: true });
+        database.up = true;
+        positionsCreate(P2);
+        repository.insert.mockResolvedValueOnce(false);
+        repository.findByIdempotencyKey.mockResolvedValueOnce(doomed);
+        coordination.registerBuffered.mockResolvedValueOnce(undefined);
+
+        const created = await service.create(ctx, { title: 'again' }, 'key-2');
+
+        expect(created).toMatchObject({ task: { title: 'again' }, buffered: true, replayed: false });
+        expect(buffer.ops().map((op) => op.kind)).toEqual(['task.delete', 'task.create']);
+        const [queued] = buffer.ops<NewTask>('task.create');
+        expect(queued!.payload).toMatchObject({ id: created.task.id, title: 'again', idempotencyKey: 'key-2', position: P2 });
+        expect(coordination.registerBuffered).toHaveBeenCalledWith(queued!.payload, 'key-2');
+      });
     });
 
     describe('while PostgreSQL is down', () => {
       beforeEach(() => {
-        around.up = false;
+        database.up = false;
       });
 
-      it('queues the complete task and answers it as it will be stored, without touching PostgreSQL', async () => {
-        const { task, replayed, buffered } = await service.create(ctx, {
-          title: 'Offline',
-          dueAt: '2026-03-01T18:30:00+01:00',
-        });
+      it('queues the complete task, records it as pending in Redis, and answers it as it will be stored', async () => {
+        positionsCreate(P1);
+        coordination.registerBuffered.mockResolvedValueOnce(undefined);
+
+        const { task, replayed, buffered } = await service.create(ctx, { title: 'Offline', dueAt: '2026-03-01T18:30:00+01:00' });
 
         expect({ replayed, buffered }).toEqual({ replayed: false, buffered: true });
-        const [op] = around.ops<NewTask>('task.create');
-        expect(op).toMatchObject({
-          kind: 'task.create',
-          userId: USER,
-          acceptedAt: NOW.toISOString(),
-        });
-        expect(op!.payload).toEqual({ ...task, userId: USER, idempotencyKey: null });
+        const [op] = buffer.ops<NewTask>('task.create');
+        expect(op).toMatchObject({ kind: 'task.create', userId: USER, acceptedAt: NOW.toISOString(), version: 2 });
+        expect(op!.payload).toEqual({ ...task, idempotencyKey: null, position: P1 });
         expect(task).toEqual({
           id: expect.stringMatching(UUID_V7),
           userId: USER,
@@ -308,10 +368,43 @@ describe('TasksService', () => {
           updatedAt: NOW.toISOString(),
           version: 1,
         });
+        expect(coordination.registerBuffered).toHaveBeenCalledWith(op!.payload, null);
         expect(repository.insert).not.toHaveBeenCalled();
       });
 
-      it('answers a retry with the same key with the same queued task, queueing nothing more', async () => {
+      it('is found by its id under its kind while it waits (for updates and deletes of it)', async () => {
+        positionsCreate(P1);
+        coordination.registerBuffered.mockResolvedValueOnce(undefined);
+        const { task } = await service.create(ctx, { title: 'Offline' });
+        const writes = new WritePath(database.asDatabase(), buffer.asBuffer(), new OperationRegistry(), counters);
+
+        expect(writes.isTagged(USER, 'task.create', task.id)).toBe(true);
+        expect(writes.isTagged(USER, 'task.update', task.id)).toBe(false);
+      });
+
+      it('answers the task another replica reserved the key for first (a lost race), replayed', async () => {
+        positionsCreate(P1);
+        const winner = { ...storedTask({ id: OTHER_REPLICAS_TASK, title: 'through the other replica', version: 1 }), idempotencyKey: 'key-1', position: P2 };
+        coordination.registerBuffered.mockResolvedValueOnce({ id: OTHER_REPLICAS_TASK, task: winner });
+
+        const created = await service.create(ctx, { title: 'through this one' }, 'key-1');
+
+        const { idempotencyKey: _key, position: _position, ...shown } = winner;
+        expect(created).toEqual({ task: shown, replayed: true, buffered: true });
+        expect(buffer.ops('task.create')).toHaveLength(1);
+      });
+
+      it('answers its own task when the reservation Redis returns is its own', async () => {
+        positionsCreate(P1);
+        coordination.registerBuffered.mockImplementationOnce(async (task) => ({ id: task.id, task }));
+
+        await expect(service.create(ctx, { title: 'mine' }, 'key-1')).resolves.toMatchObject({ task: { title: 'mine' }, replayed: false, buffered: true });
+      });
+
+      it('answers a retry with the same key with the queued task, queueing and recording nothing more (Redis down too)', async () => {
+        positionsCreate(P1, P2, P3);
+        coordination.registerBuffered.mockResolvedValue(undefined);
+
         const first = await service.create(ctx, { title: 'once' }, 'key-1');
         const retry = await service.create(ctx, { title: 'whatever the body' }, 'key-1');
         const otherKey = await service.create(ctx, { title: 'another' }, 'key-2');
@@ -319,455 +412,495 @@ describe('TasksService', () => {
         expect(first).toMatchObject({ buffered: true, replayed: false });
         expect(retry).toEqual({ task: first.task, buffered: true, replayed: true });
         expect(otherKey.task.id).not.toBe(first.task.id);
-        expect(around.queue).toHaveLength(2);
+        expect(buffer.ops()).toHaveLength(2);
+        expect(coordination.registerBuffered).toHaveBeenCalledTimes(2);
+        expect(counters.buffered).toBe(2);
+      });
+
+      it("answers 429 when the user's share of the buffer is used up", async () => {
+        positionsCreate(P1);
+        buffer.refuseNext = new UserShareExceededError();
+
+        await expect(service.create(ctx, { title: 'one too many' })).rejects.toBeInstanceOf(RateLimitedError);
+        expect(buffer.ops()).toEqual([]);
       });
     });
 
     it('queues the task when the insert loses the connection (it may have committed: its replay is harmless)', async () => {
-      repository.insert.mockImplementation(async () => {
-        throw around.connectionLost();
+      positionsCreate(P1);
+      repository.insert.mockImplementationOnce(async () => {
+        throw database.connectionLost();
       });
+      coordination.registerBuffered.mockResolvedValueOnce(undefined);
 
       const { task, buffered } = await service.create(ctx, { title: 'x' });
 
       expect(buffered).toBe(true);
-      expect(around.ops<NewTask>('task.create')[0]!.payload.id).toBe(task.id);
+      expect(buffer.ops<NewTask>('task.create')[0]!.payload).toMatchObject({ id: task.id, position: P1 });
       expect(repository.insert).toHaveBeenCalledTimes(1);
     });
 
-    describe('while older writes are still queued (PostgreSQL up)', () => {
-      beforeEach(async () => {
-        around.up = false;
-        await service.create(ctx, { title: 'queued earlier' });
-        around.up = true;
-      });
+    it('inserts directly while older writes are still queued: positions, not arrival, decide what is stored', async () => {
+      database.up = false;
+      order.next.mockResolvedValueOnce(P1);
+      await service.update(ctx, TASK_ID, { title: 'queued earlier' });
+      database.up = true;
+      positionsCreate(P2);
+      repository.insert.mockResolvedValueOnce(true);
 
-      it('queues behind them, never inserting ahead', async () => {
-        const { buffered } = await service.create(ctx, { title: 'behind' });
-        expect(buffered).toBe(true);
-        expect(around.queue).toHaveLength(2);
-        expect(repository.insert).not.toHaveBeenCalled();
-      });
-
-      it('answers a key whose task was replayed already with that task, instead of queueing a create the database would ignore', async () => {
-        const replayedEarlier = storedTask({ title: 'created with key-1' });
-        repository.findByIdempotencyKey.mockResolvedValue(replayedEarlier);
-        repository.findById.mockResolvedValue(replayedEarlier);
-
-        await expect(service.create(ctx, { title: 'retry' }, 'key-1')).resolves.toEqual({
-          task: replayedEarlier,
-          replayed: true,
-          buffered: false,
-        });
-        expect(around.queue).toHaveLength(1);
-      });
-
-      it('queues a create with a key whose task has a delete queued, instead of answering with the task going away', async () => {
-        const doomed = storedTask({ title: 'created with key-2' });
-        repository.findByIdempotencyKey.mockResolvedValue(doomed);
-        await expect(service.delete(ctx, doomed.id)).resolves.toEqual({ buffered: true });
-
-        await expect(service.create(ctx, { title: 'again' }, 'key-2')).resolves.toMatchObject({
-          task: { title: 'again' },
-          buffered: true,
-          replayed: false,
-        });
-        // Replayed in order: the delete frees the key, then the new task takes it.
-        expect(around.queue.map((entry) => entry.op.kind)).toEqual(['task.create', 'task.delete', 'task.create']);
-        expect(around.ops<NewTask>('task.create')[1]!.payload).toMatchObject({ title: 'again', idempotencyKey: 'key-2' });
-      });
-
-      it('queues a create whose key was freed by a delete replayed between its two reads', async () => {
-        repository.findByIdempotencyKey.mockResolvedValue(storedTask({ title: 'deleted meanwhile' }));
-        repository.findById.mockResolvedValue(undefined);
-        await expect(service.create(ctx, { title: 'again' }, 'key-3')).resolves.toMatchObject({
-          task: { title: 'again' },
-          buffered: true,
-        });
-      });
-
-      it('queues a create with a key nobody has used', async () => {
-        repository.findByIdempotencyKey.mockResolvedValue(undefined);
-        await expect(service.create(ctx, { title: 'new' }, 'key-9')).resolves.toMatchObject({
-          buffered: true,
-          replayed: false,
-        });
-        expect(around.queue).toHaveLength(2);
-      });
-    });
-  });
-
-  describe('get', () => {
-    it('reads by id within the caller', async () => {
-      const task = storedTask();
-      repository.findById.mockResolvedValue(task);
-      await expect(service.get(ctx, TASK_ID)).resolves.toBe(task);
-      expect(repository.findById).toHaveBeenCalledWith(ctx, USER, TASK_ID);
-    });
-
-    it('answers NOT_FOUND for a missing task (or one of someone else)', async () => {
-      repository.findById.mockResolvedValue(undefined);
-      await expect(service.get(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(service.create(ctx, { title: 'now' })).resolves.toMatchObject({ buffered: false });
+      expect(buffer.ops()).toHaveLength(1);
     });
   });
 
   describe('update', () => {
-    it('applies only what differs, from the current version to the next, with a new updatedAt', async () => {
-      repository.findById.mockResolvedValue(storedTask({ status: 'todo', priority: 'medium' }));
-      const updated = storedTask({ status: 'done', version: 4 });
-      repository.update.mockResolvedValue(updated);
-
-      const result = await service.update(ctx, TASK_ID, { status: 'done', priority: 'medium' });
-
-      expect(result).toEqual({ buffered: false, task: updated });
-      expect(repository.update).toHaveBeenCalledTimes(1);
-      const [db, change] = repository.update.mock.calls[0]!;
-      expect(db).toBe(POOL);
-      const expected: TaskUpdate = {
-        id: TASK_ID,
-        userId: USER,
-        changes: { status: 'done' },
-        expectedVersion: 3,
-        version: 4,
-        updatedAt: '2026-02-20T09:15:00.000000Z',
-      };
-      expect(change).toEqual(expected);
-      expect(JSON.parse(JSON.stringify(change))).toEqual(change);
+    const merged = (overrides: Partial<TaskUpdate> = {}): TaskUpdate => ({
+      id: TASK_ID,
+      userId: USER,
+      changes: { title: 'new' },
+      position: P1,
+      expectedVersion: null,
+      ...overrides,
     });
 
-    it('clears description and dueAt with null and normalises a new due date', async () => {
-      repository.findById.mockResolvedValue(
-        storedTask({ description: 'old', dueAt: '2026-01-01T00:00:00.000Z' }),
-      );
-      repository.update.mockResolvedValue(storedTask({ version: 4 }));
+    it('merges the patch in one statement at its position, without reading first, and answers the task as stored', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      const after = storedTask({ title: 'new', version: 4 });
+      repository.merge.mockResolvedValueOnce(after);
 
-      await service.update(ctx, TASK_ID, { description: null, dueAt: '2026-05-01' });
-
-      expect(repository.update.mock.calls[0]![1].changes).toEqual({
-        description: null,
-        dueAt: '2026-05-01T00:00:00.000Z',
-      });
+      await expect(service.update(ctx, TASK_ID, { title: 'new' })).resolves.toEqual({ buffered: false, task: after });
+      expect(order.next).toHaveBeenCalledWith(USER);
+      expect(repository.merge).toHaveBeenCalledTimes(1);
+      expect(repository.merge).toHaveBeenCalledWith(POOL, merged(), 'when-changed');
     });
 
-    it('keeps updatedAt after the last change even when this clock lags behind', async () => {
-      repository.findById.mockResolvedValue(storedTask({ updatedAt: '2026-02-20T09:15:05.000Z' }));
-      repository.update.mockResolvedValue(storedTask({ version: 4 }));
+    it('sends only the known fields, the due date in canonical form and a null kept as such', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      repository.merge.mockResolvedValueOnce(storedTask());
 
-      await service.update(ctx, TASK_ID, { title: 'new' });
+      await service.update(ctx, TASK_ID, { description: null, dueAt: '2026-05-01T02:00:00+02:00', extra: 'ignored' } as never);
 
-      // After the whole millisecond shown: the stored time may carry microseconds within it.
-      expect(repository.update.mock.calls[0]![1].updatedAt).toBe('2026-02-20T09:15:05.001000Z');
+      expect(repository.merge.mock.calls[0]![1].changes).toEqual({ description: null, dueAt: '2026-05-01T00:00:00.000Z' });
     });
 
-    it('changes nothing, not even the version, when every value is already as asked', async () => {
-      const current = storedTask({ title: 'same', dueAt: '2026-03-01T17:00:00.000Z' });
-      repository.findById.mockResolvedValue(current);
-
-      const result = await service.update(ctx, TASK_ID, {
-        title: 'same',
-        dueAt: '2026-03-01T18:00:00+01:00',
-      });
-
-      expect(result).toEqual({ buffered: false, task: current });
-      expect(repository.update).not.toHaveBeenCalled();
-    });
-
-    it('refuses an empty patch', async () => {
+    it('refuses a patch that sets nothing, or an invalid due date, before any I/O', async () => {
       await expect(service.update(ctx, TASK_ID, {})).rejects.toBeInstanceOf(ValidationFailedError);
+      await expect(service.update(ctx, TASK_ID, { unknown: 1 } as never)).rejects.toMatchObject({
+        code: 'VALIDATION_FAILED',
+        errors: [{ field: 'body', message: expect.stringContaining('title, description, status, priority, dueAt') }],
+      });
+      await expect(service.update(ctx, TASK_ID, { dueAt: 'tomorrow' })).rejects.toBeInstanceOf(ValidationFailedError);
+      expect(order.next).not.toHaveBeenCalled();
     });
 
-    it('answers NOT_FOUND for a missing task', async () => {
-      repository.findById.mockResolvedValue(undefined);
-      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(
-        NotFoundError,
-      );
+    it('answers the task as stored when every field it sets was written at a later position (superseded)', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      const current = storedTask({ title: 'written later elsewhere' });
+      repository.merge.mockResolvedValueOnce(undefined);
+      repository.presenceOf.mockResolvedValueOnce([presence({ stored: true })]);
+      repository.findById.mockResolvedValueOnce(current);
+
+      await expect(service.update(ctx, TASK_ID, { title: 'older' })).resolves.toEqual({ buffered: false, task: current });
+      expect(repository.presenceOf).toHaveBeenCalledWith(POOL, [{ userId: USER, id: TASK_ID }]);
     });
 
-    it('answers PRECONDITION_FAILED when If-Match names another version, applying nothing', async () => {
-      repository.findById.mockResolvedValue(storedTask({ version: 3 }));
-      await expect(service.update(ctx, TASK_ID, { title: 'x' }, [2])).rejects.toBeInstanceOf(
-        PreconditionFailedError,
-      );
-      expect(repository.update).not.toHaveBeenCalled();
+    it('merges into the task an alias stands for (the id a replica answered for a merged create)', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      const target = storedTask({ title: 'new', version: 4 });
+      repository.merge.mockResolvedValueOnce(undefined).mockResolvedValueOnce(target);
+      repository.presenceOf.mockResolvedValueOnce([presence({ stored: true, aliasOf: TASK_ID })]);
+
+      await expect(service.update(ctx, ALIAS_ID, { title: 'new' })).resolves.toEqual({ buffered: false, task: target });
+      expect(repository.merge.mock.calls.map(([, change]) => change.id)).toEqual([ALIAS_ID, TASK_ID]);
+      expect(repository.merge).toHaveBeenLastCalledWith(POOL, merged({ id: TASK_ID }), 'when-changed');
     });
 
-    it('applies when If-Match names the current version, or is *', async () => {
-      repository.findById.mockResolvedValue(storedTask({ version: 3 }));
-      repository.update.mockResolvedValue(storedTask({ version: 4 }));
-      await service.update(ctx, TASK_ID, { title: 'x' }, [1, 3]);
-      await service.update(ctx, TASK_ID, { title: 'y' }, '*');
-      expect(repository.update).toHaveBeenCalledTimes(2);
+    it('answers the aliased task as stored when the merge into it is superseded', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      const target = storedTask();
+      repository.merge.mockResolvedValue(undefined);
+      repository.presenceOf.mockResolvedValueOnce([presence({ stored: true, aliasOf: TASK_ID })]);
+      repository.findById.mockResolvedValueOnce(target);
+
+      await expect(service.update(ctx, ALIAS_ID, { title: 'older' })).resolves.toEqual({ buffered: false, task: target });
+      expect(repository.findById).toHaveBeenCalledWith(ctx, USER, ALIAS_ID);
     });
 
-    it('still checks If-Match when nothing would change', async () => {
-      repository.findById.mockResolvedValue(storedTask({ title: 'same', version: 3 }));
-      await expect(service.update(ctx, TASK_ID, { title: 'same' }, [2])).rejects.toBeInstanceOf(
-        PreconditionFailedError,
-      );
+    it('answers NOT_FOUND for a deleted task, without asking Redis', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      repository.merge.mockResolvedValueOnce(undefined);
+      repository.presenceOf.mockResolvedValueOnce([presence({ deleted: true, deletedAt: P2 })]);
+
+      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(NotFoundError);
     });
 
-    it('recomputes from the new version when another change won the race', async () => {
-      repository.findById
-        .mockResolvedValueOnce(storedTask({ version: 3 }))
-        .mockResolvedValueOnce(storedTask({ version: 4, priority: 'high' }));
-      repository.update
-        .mockResolvedValueOnce(undefined)
-        .mockResolvedValueOnce(storedTask({ version: 5 }));
+    it('answers NOT_FOUND for a task that exists nowhere, nor as a pending create, nor when Redis cannot say', async () => {
+      order.next.mockResolvedValue(P1);
+      repository.merge.mockResolvedValue(undefined);
+      repository.presenceOf.mockResolvedValue([presence()]);
+      coordination.pendingOf.mockResolvedValueOnce(new Set()).mockResolvedValueOnce(undefined);
 
-      await service.update(ctx, TASK_ID, { title: 'mine' });
-
-      expect(repository.update.mock.calls.map((call) => call[1].expectedVersion)).toEqual([3, 4]);
-      expect(repository.update.mock.calls[1]![1].version).toBe(5);
+      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(NotFoundError);
+      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(NotFoundError);
+      expect(coordination.pendingOf).toHaveBeenCalledWith([{ userId: USER, id: TASK_ID }]);
+      expect(buffer.ops()).toEqual([]);
     });
 
-    it('fails with 412 when the version If-Match named changed between read and write', async () => {
-      repository.findById
-        .mockResolvedValueOnce(storedTask({ version: 3 }))
-        .mockResolvedValueOnce(storedTask({ version: 4 }));
-      repository.update.mockResolvedValueOnce(undefined);
+    it("queues (202) an update of a task whose create waits in another replica's buffer", async () => {
+      order.next.mockResolvedValueOnce(P1);
+      repository.merge.mockResolvedValueOnce(undefined);
+      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      coordination.pendingOf.mockResolvedValueOnce(new Set([taskRef(USER, OTHER_REPLICAS_TASK)]));
 
-      await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toBeInstanceOf(
-        PreconditionFailedError,
-      );
+      await expect(service.update(ctx, OTHER_REPLICAS_TASK, { status: 'done' })).resolves.toEqual({
+        buffered: true,
+        change: { id: OTHER_REPLICAS_TASK, status: 'done', updatedAt: '2026-02-20T09:15:00.001Z' },
+      });
+      expect(buffer.ops<TaskUpdatePayload>('task.update').map((op) => op.payload)).toEqual([
+        { id: OTHER_REPLICAS_TASK, changes: { status: 'done' }, position: P1 },
+      ]);
     });
 
-    it('answers NOT_FOUND when the task was deleted between read and write', async () => {
-      repository.findById.mockResolvedValueOnce(storedTask()).mockResolvedValueOnce(undefined);
-      repository.update.mockResolvedValueOnce(undefined);
-      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(
-        NotFoundError,
-      );
+    it("queues (202) an update of a task whose create waits in this replica's buffer, without asking Redis", async () => {
+      database.up = false;
+      positionsCreate(P1);
+      coordination.registerBuffered.mockResolvedValueOnce(undefined);
+      const { task } = await service.create(ctx, { title: 'created offline' });
+      database.up = true;
+      order.next.mockResolvedValueOnce(P2);
+      repository.merge.mockResolvedValueOnce(undefined);
+      repository.presenceOf.mockResolvedValueOnce([presence()]);
+
+      await expect(service.update(ctx, task.id, { status: 'done' })).resolves.toMatchObject({ buffered: true, change: { id: task.id, status: 'done' } });
+      expect(buffer.ops().map((op) => op.kind)).toEqual(['task.create', 'task.update']);
     });
 
-    it('gives up with a retryable 503 after losing the race three times', async () => {
-      repository.findById.mockResolvedValue(storedTask());
-      repository.update.mockResolvedValue(undefined);
-      await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toBeInstanceOf(
-        ServiceUnavailableError,
-      );
-      expect(repository.update).toHaveBeenCalledTimes(3);
-    });
+    describe('while PostgreSQL is down', () => {
+      beforeEach(() => {
+        database.up = false;
+      });
 
-    describe('when the task cannot be read first', () => {
-      const queuedUpdates = () =>
-        around.ops<TaskUpdatePayload>('task.update').map((op) => op.payload);
+      it('queues the patch at its position, reading nothing: 202 with the id, the fields and the time of the position', async () => {
+        order.next.mockResolvedValueOnce(P1);
 
-      it('queues the whole patch, guarded by its time, while PostgreSQL is down: no read, 202 with the id, the fields and updatedAt', async () => {
-        around.up = false;
-
-        const result = await service.update(ctx, TASK_ID, {
-          title: 'offline',
-          description: null,
-          dueAt: '2026-05-01T02:00:00+02:00',
-        });
+        const result = await service.update(ctx, TASK_ID, { title: 'offline', description: null, dueAt: '2026-05-01T02:00:00+02:00' });
 
         expect(result).toEqual({
           buffered: true,
-          change: {
-            id: TASK_ID,
-            title: 'offline',
-            description: null,
-            dueAt: '2026-05-01T00:00:00.000Z',
-            updatedAt: NOW.toISOString(),
-          },
+          change: { id: TASK_ID, title: 'offline', description: null, dueAt: '2026-05-01T00:00:00.000Z', updatedAt: '2026-02-20T09:15:00.001Z' },
         });
-        expect(queuedUpdates()).toEqual([
-          {
-            id: TASK_ID,
-            changes: { title: 'offline', description: null, dueAt: '2026-05-01T00:00:00.000Z' },
-            updatedAt: '2026-02-20T09:15:00.000000Z',
-          },
-        ]);
-        expect(around.ops('task.update')[0]!.userId).toBe(USER);
-        expect(repository.findById).not.toHaveBeenCalled();
+        const [op] = buffer.ops<TaskUpdatePayload>('task.update');
+        expect(op).toMatchObject({ userId: USER, acceptedAt: NOW.toISOString(), version: 2 });
+        expect(op!.payload).toEqual({
+          id: TASK_ID,
+          changes: { title: 'offline', description: null, dueAt: '2026-05-01T00:00:00.000Z' },
+          position: P1,
+        });
       });
 
-      it('queues behind older buffered writes without reading, so a task that is itself still queued can be changed', async () => {
-        around.up = false;
-        const { task } = await service.create(ctx, { title: 'created offline' });
-        around.up = true;
-
-        const result = await service.update(ctx, task.id, { status: 'done' });
-
-        expect(result).toMatchObject({ buffered: true, change: { id: task.id, status: 'done' } });
-        expect(around.queue.map((entry) => entry.op.kind)).toEqual(['task.create', 'task.update']);
-        expect(repository.findById).not.toHaveBeenCalled();
-        // Strictly after the create, although both happened within the same millisecond.
-        expect(microsOf(queuedUpdates()[0]!.updatedAt)).toBeGreaterThan(microsOf(task.updatedAt));
-      });
-
-      it('gives changes within one millisecond strictly increasing times, so none is taken for an older one', async () => {
-        around.up = false;
+      it('queues every update, each at its own position (none is taken for a retry of another)', async () => {
+        order.next.mockResolvedValueOnce(P1).mockResolvedValueOnce(P2);
         await service.update(ctx, TASK_ID, { title: 'one' });
-        await service.update(ctx, TASK_ID, { title: 'two' });
-        await service.update(ctx, TASK_ID, { title: 'three' });
-
-        expect(queuedUpdates().map((payload) => payload.updatedAt)).toEqual([
-          '2026-02-20T09:15:00.000000Z',
-          '2026-02-20T09:15:00.000001Z',
-          '2026-02-20T09:15:00.000002Z',
-        ]);
+        await service.update(ctx, TASK_ID, { title: 'one' });
+        expect(buffer.ops<TaskUpdatePayload>('task.update').map((op) => op.payload.position)).toEqual([P1, P2]);
       });
 
-      it('queues the patch when the read finds PostgreSQL gone', async () => {
-        repository.findById.mockImplementation(async () => {
-          throw around.connectionLost();
-        });
+      it("answers 429 when the user's share of the buffer is used up", async () => {
+        order.next.mockResolvedValueOnce(P1);
+        buffer.refuseNext = new UserShareExceededError();
+        await expect(service.update(ctx, TASK_ID, { title: 'x' })).rejects.toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 30 });
+        expect(counters.shareRefused).toBe(1);
+      });
+    });
 
-        await expect(service.update(ctx, TASK_ID, { title: 'x' })).resolves.toMatchObject({
-          buffered: true,
-        });
-        expect(queuedUpdates()).toHaveLength(1);
-        expect(repository.update).not.toHaveBeenCalled();
+    it('queues the patch when the merge loses the connection', async () => {
+      order.next.mockResolvedValueOnce(P1);
+      repository.merge.mockImplementationOnce(async () => {
+        throw database.connectionLost();
       });
 
-      it('queues a computed change guarded by its time, not its version, when the write itself loses the connection', async () => {
-        repository.findById.mockResolvedValue(storedTask({ title: 'old', version: 3 }));
-        repository.update.mockImplementation(async () => {
-          throw around.connectionLost();
-        });
+      await expect(service.update(ctx, TASK_ID, { title: 'x' })).resolves.toMatchObject({ buffered: true });
+      expect(buffer.ops<TaskUpdatePayload>('task.update')[0]!.payload).toEqual({ id: TASK_ID, changes: { title: 'x' }, position: P1 });
+    });
 
-        await expect(
-          service.update(ctx, TASK_ID, { title: 'new', status: 'todo' }),
-        ).resolves.toEqual({
-          buffered: true,
-          change: { id: TASK_ID, title: 'new', updatedAt: NOW.toISOString() },
-        });
-        expect(queuedUpdates()).toEqual([
-          { id: TASK_ID, changes: { title: 'new' }, updatedAt: '2026-02-20T09:15:00.000000Z' },
-        ]);
+    describe('with If-Match', () => {
+      it('reads the task, then merges at a position taken after the read, guarded by the version read', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        order.next.mockResolvedValueOnce(P1);
+        const after = storedTask({ title: 'x', version: 4 });
+        repository.merge.mockResolvedValueOnce(after);
+
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [1, 3])).resolves.toEqual({ buffered: false, task: after });
+        expect(repository.merge).toHaveBeenCalledWith(POOL, merged({ changes: { title: 'x' }, expectedVersion: 3 }), 'when-changed');
+        expect(repository.findById.mock.invocationCallOrder[0]).toBeLessThan(order.next.mock.invocationCallOrder[0]!);
       });
 
-      it('answers 503 to If-Match while PostgreSQL is down or older writes are queued, reading and queueing nothing', async () => {
-        around.up = false;
+      it('merges into the task an alias reads as, by its own id', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ id: TASK_ID, version: 3 }));
+        order.next.mockResolvedValueOnce(P1);
+        repository.merge.mockResolvedValueOnce(storedTask({ version: 4 }));
+
+        await service.update(ctx, ALIAS_ID, { title: 'x' }, [3]);
+        expect(repository.findById).toHaveBeenCalledWith(ctx, USER, ALIAS_ID);
+        expect(repository.merge.mock.calls[0]![1].id).toBe(TASK_ID);
+      });
+
+      it('answers PRECONDITION_FAILED when it names another version, taking no position and applying nothing', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [2])).rejects.toBeInstanceOf(PreconditionFailedError);
+        expect(order.next).not.toHaveBeenCalled();
+        expect(repository.merge).not.toHaveBeenCalled();
+      });
+
+      it('answers NOT_FOUND for a missing task', async () => {
+        repository.findById.mockResolvedValueOnce(undefined);
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, '*')).rejects.toBeInstanceOf(NotFoundError);
+      });
+
+      it('answers 412 when the version it names changed between the read and the merge', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 })).mockResolvedValueOnce(storedTask({ version: 4 }));
+        order.next.mockResolvedValueOnce(P1);
+        repository.merge.mockResolvedValueOnce(undefined);
+
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toBeInstanceOf(PreconditionFailedError);
+        expect(repository.merge).toHaveBeenCalledTimes(1);
+      });
+
+      it('with *, applies whatever the version: a change that won the race in between does not drop this one', async () => {
+        // Another change moves the task from version 3 to 4 between this update's read and its merge.
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 })).mockResolvedValue(storedTask({ version: 4 }));
+        order.next.mockResolvedValue(P2);
+        const after = storedTask({ title: 'mine', version: 5 });
+        repository.merge.mockImplementation(async (_manager, change) =>
+          change.expectedVersion === null || change.expectedVersion === 4 ? after : undefined,
+        );
+
+        await expect(service.update(ctx, TASK_ID, { title: 'mine' }, '*')).resolves.toEqual({ buffered: false, task: after });
+        expect(repository.merge).toHaveBeenLastCalledWith(POOL, expect.objectContaining({ changes: { title: 'mine' }, position: P2 }), 'when-changed');
+      });
+
+      it('with *, answers the task as stored when every field it sets was written at a later position', async () => {
+        const current = storedTask({ title: 'written later', version: 4 });
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 4 })).mockResolvedValueOnce(current);
+        order.next.mockResolvedValueOnce(P1);
+        repository.merge.mockResolvedValueOnce(undefined);
+
+        await expect(service.update(ctx, TASK_ID, { title: 'older' }, '*')).resolves.toEqual({ buffered: false, task: current });
+      });
+
+      it('gives up with a retryable 503 after losing the race three times', async () => {
+        repository.findById.mockResolvedValue(storedTask({ version: 3 }));
+        order.next.mockResolvedValue(P1);
+        repository.merge.mockResolvedValue(undefined);
+
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 1 });
+        expect(repository.merge).toHaveBeenCalledTimes(3);
+        expect(repository.merge.mock.calls.every(([, change]) => change.expectedVersion === 3)).toBe(true);
+      });
+
+      it('answers 503 with a Retry-After while PostgreSQL is down, reading, positioning and queueing nothing', async () => {
+        database.up = false;
         await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toMatchObject({
           code: 'SERVICE_UNAVAILABLE',
-          retryAfterSeconds: expect.any(Number),
+          retryAfterSeconds: 5,
         });
-        await service.create(ctx, { title: 'queued' });
-        around.up = true;
-        await expect(service.update(ctx, TASK_ID, { title: 'x' }, '*')).rejects.toBeInstanceOf(
-          ServiceUnavailableError,
-        );
-        expect(repository.findById).not.toHaveBeenCalled();
-        expect(queuedUpdates()).toEqual([]);
+        expect(buffer.ops()).toEqual([]);
       });
 
-      it('answers 503 to If-Match when the read finds PostgreSQL gone', async () => {
-        repository.findById.mockImplementation(async () => {
-          throw around.connectionLost();
+      it('answers 503 rather than queueing when the merge loses the connection', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        order.next.mockResolvedValueOnce(P1);
+        repository.merge.mockImplementationOnce(async () => {
+          throw database.connectionLost();
         });
-        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toBeInstanceOf(
-          ServiceUnavailableError,
-        );
-        expect(around.queue).toEqual([]);
+
+        await expect(service.update(ctx, TASK_ID, { title: 'x' }, [3])).rejects.toBeInstanceOf(ServiceUnavailableError);
+        expect(buffer.ops()).toEqual([]);
+      });
+
+      it('goes direct while older writes are still queued (no more 503 while the buffer drains)', async () => {
+        database.up = false;
+        order.next.mockResolvedValueOnce(P1);
+        await service.update(ctx, TASK_ID, { title: 'queued' });
+        database.up = true;
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        order.next.mockResolvedValueOnce(P2);
+        repository.merge.mockResolvedValueOnce(storedTask({ version: 4 }));
+
+        await expect(service.update(ctx, TASK_ID, { status: 'done' }, [3])).resolves.toMatchObject({ buffered: false });
       });
     });
   });
 
   describe('delete', () => {
-    it('applies one owner-filtered delete on the pool without a read when there is no If-Match', async () => {
-      repository.delete.mockResolvedValue(true);
+    const deletion = (overrides: Partial<TaskDeletion> = {}): TaskDeletion => ({
+      id: TASK_ID,
+      userId: USER,
+      position: P1,
+      expectedVersion: null,
+      ...overrides,
+    });
+
+    it("removes the row and writes its tombstone in one owner-filtered statement, at the position that frees the task's key", async () => {
+      coordination.positionDelete.mockResolvedValueOnce(P1);
+      repository.delete.mockResolvedValueOnce(true);
+
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: false });
-      expect(repository.delete).toHaveBeenCalledWith(POOL, {
-        id: TASK_ID,
-        userId: USER,
-        expectedVersion: null,
-      });
+      expect(coordination.positionDelete).toHaveBeenCalledWith(USER, TASK_ID);
+      expect(repository.delete).toHaveBeenCalledWith(POOL, deletion());
     });
 
-    it('answers NOT_FOUND when nothing was deleted', async () => {
+    it('deletes the task an alias stands for', async () => {
+      coordination.positionDelete.mockResolvedValueOnce(P1);
+      repository.delete.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
+      repository.presenceOf.mockResolvedValueOnce([presence({ stored: true, aliasOf: TASK_ID })]);
+
+      await expect(service.delete(ctx, ALIAS_ID)).resolves.toEqual({ buffered: false });
+      expect(repository.delete.mock.calls.map(([, gone]) => gone)).toEqual([deletion({ id: ALIAS_ID }), deletion()]);
+    });
+
+    it("writes the tombstone directly (204) for a task whose create waits in another replica's buffer: the create will meet it", async () => {
+      coordination.positionDelete.mockResolvedValueOnce(P1);
+      repository.delete.mockResolvedValueOnce(false);
+      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      coordination.pendingOf.mockResolvedValueOnce(new Set([taskRef(USER, OTHER_REPLICAS_TASK)]));
+      repository.deleteMany.mockResolvedValueOnce(0);
+
+      await expect(service.delete(ctx, OTHER_REPLICAS_TASK)).resolves.toEqual({ buffered: false });
+      expect(repository.deleteMany).toHaveBeenCalledWith(POOL, [deletion({ id: OTHER_REPLICAS_TASK })]);
+      expect(buffer.ops()).toEqual([]);
+    });
+
+    it("writes the tombstone directly for a task whose create waits in this replica's buffer, without asking Redis", async () => {
+      database.up = false;
+      positionsCreate(P1);
+      coordination.registerBuffered.mockResolvedValueOnce(undefined);
+      const { task } = await service.create(ctx, { title: 'created offline' });
+      database.up = true;
+      coordination.positionDelete.mockResolvedValueOnce(P2);
+      repository.delete.mockResolvedValueOnce(false);
+      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      repository.deleteMany.mockResolvedValueOnce(0);
+
+      await expect(service.delete(ctx, task.id)).resolves.toEqual({ buffered: false });
+      expect(repository.deleteMany).toHaveBeenCalledWith(POOL, [deletion({ id: task.id, position: P2 })]);
+    });
+
+    it('answers NOT_FOUND for a task that exists nowhere, or was deleted already', async () => {
+      coordination.positionDelete.mockResolvedValue(P1);
       repository.delete.mockResolvedValue(false);
+      repository.presenceOf.mockResolvedValueOnce([presence()]).mockResolvedValueOnce([presence({ deleted: true, deletedAt: P1 })]);
+      coordination.pendingOf.mockResolvedValueOnce(new Set());
+
       await expect(service.delete(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(service.delete(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
+      expect(coordination.pendingOf).toHaveBeenCalledTimes(1);
     });
 
-    it('with If-Match, deletes only that version', async () => {
-      repository.findById.mockResolvedValue(storedTask({ version: 3 }));
-      repository.delete.mockResolvedValue(true);
-      await service.delete(ctx, TASK_ID, [3]);
-      expect(repository.delete).toHaveBeenCalledWith(POOL, {
-        id: TASK_ID,
-        userId: USER,
-        expectedVersion: 3,
-      });
-    });
+    it('queues the delete at its position while PostgreSQL is down (202); a second delete of the same task while queued is that one', async () => {
+      database.up = false;
+      coordination.positionDelete.mockResolvedValueOnce(P1).mockResolvedValueOnce(P2).mockResolvedValueOnce(P3);
 
-    it('with a stale If-Match, answers 412 and deletes nothing', async () => {
-      repository.findById.mockResolvedValue(storedTask({ version: 3 }));
-      await expect(service.delete(ctx, TASK_ID, [2])).rejects.toBeInstanceOf(
-        PreconditionFailedError,
-      );
-      expect(repository.delete).not.toHaveBeenCalled();
-    });
-
-    it('with If-Match on a missing task, answers NOT_FOUND', async () => {
-      repository.findById.mockResolvedValue(undefined);
-      await expect(service.delete(ctx, TASK_ID, '*')).rejects.toBeInstanceOf(NotFoundError);
-    });
-
-    it('queues the delete while PostgreSQL is down (202, no body), and after older queued writes', async () => {
-      around.up = false;
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: true });
-      around.up = true;
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: true });
-      await expect(service.delete(ctx, OTHER_TASK_ID)).resolves.toEqual({ buffered: true });
+      await expect(service.delete(ctx, ALIAS_ID)).resolves.toEqual({ buffered: true });
 
-      // The second delete of the same task, while the first waits, is that one.
-      const queued = around.ops('task.delete');
-      expect(queued.map((op) => op.payload)).toEqual([{ id: TASK_ID }, { id: OTHER_TASK_ID }]);
-      expect(queued.every((op) => op.userId === USER)).toBe(true);
-      expect(repository.delete).not.toHaveBeenCalled();
+      const queued = buffer.ops<TaskDeletePayload>('task.delete');
+      expect(queued.map((op) => op.payload)).toEqual([
+        { id: TASK_ID, position: P1 },
+        { id: ALIAS_ID, position: P3 },
+      ]);
+      expect(queued.every((op) => op.userId === USER && op.version === 2)).toBe(true);
     });
 
     it('queues the delete when it loses the connection', async () => {
-      repository.delete.mockImplementation(async () => {
-        throw around.connectionLost();
+      coordination.positionDelete.mockResolvedValueOnce(P1);
+      repository.delete.mockImplementationOnce(async () => {
+        throw database.connectionLost();
       });
       await expect(service.delete(ctx, TASK_ID)).resolves.toEqual({ buffered: true });
-      expect(around.ops('task.delete')).toHaveLength(1);
+      expect(buffer.ops<TaskDeletePayload>('task.delete').map((op) => op.payload)).toEqual([{ id: TASK_ID, position: P1 }]);
     });
 
-    it('answers 503 to a delete with If-Match while PostgreSQL is down, reading and queueing nothing', async () => {
-      around.up = false;
-      await expect(service.delete(ctx, TASK_ID, [3])).rejects.toBeInstanceOf(
-        ServiceUnavailableError,
-      );
-      expect(repository.findById).not.toHaveBeenCalled();
-      expect(around.queue).toEqual([]);
+    describe('with If-Match', () => {
+      it('reads the task, then deletes only the version read, at a position taken after the read', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        coordination.positionDelete.mockResolvedValueOnce(P1);
+        repository.delete.mockResolvedValueOnce(true);
+
+        await expect(service.delete(ctx, TASK_ID, [3])).resolves.toEqual({ buffered: false });
+        expect(repository.delete).toHaveBeenCalledWith(POOL, deletion({ expectedVersion: 3 }));
+      });
+
+      it('deletes the task an alias reads as, by its own id', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ id: TASK_ID, version: 3 }));
+        coordination.positionDelete.mockResolvedValueOnce(P1);
+        repository.delete.mockResolvedValueOnce(true);
+
+        await service.delete(ctx, ALIAS_ID, '*');
+        expect(coordination.positionDelete).toHaveBeenCalledWith(USER, TASK_ID);
+        expect(repository.delete).toHaveBeenCalledWith(POOL, deletion({ expectedVersion: 3 }));
+      });
+
+      it('answers 412 for a stale version and NOT_FOUND for a missing task, deleting nothing', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 })).mockResolvedValueOnce(undefined);
+        await expect(service.delete(ctx, TASK_ID, [2])).rejects.toBeInstanceOf(PreconditionFailedError);
+        await expect(service.delete(ctx, TASK_ID, '*')).rejects.toBeInstanceOf(NotFoundError);
+        expect(coordination.positionDelete).not.toHaveBeenCalled();
+      });
+
+      it('answers 412 when the version changed between the read and the delete', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 })).mockResolvedValueOnce(storedTask({ version: 4 }));
+        coordination.positionDelete.mockResolvedValueOnce(P1);
+        repository.delete.mockResolvedValueOnce(false);
+
+        await expect(service.delete(ctx, TASK_ID, [3])).rejects.toBeInstanceOf(PreconditionFailedError);
+      });
+
+      it('answers 503 while PostgreSQL is down, reading and queueing nothing', async () => {
+        database.up = false;
+        await expect(service.delete(ctx, TASK_ID, [3])).rejects.toBeInstanceOf(ServiceUnavailableError);
+        expect(buffer.ops()).toEqual([]);
+      });
+
+      it('answers 503 rather than queueing when the delete loses the connection', async () => {
+        repository.findById.mockResolvedValueOnce(storedTask({ version: 3 }));
+        coordination.positionDelete.mockResolvedValueOnce(P1);
+        repository.delete.mockImplementationOnce(async () => {
+          throw database.connectionLost();
+        });
+
+        await expect(service.delete(ctx, TASK_ID, [3])).rejects.toBeInstanceOf(ServiceUnavailableError);
+        expect(buffer.ops()).toEqual([]);
+      });
+    });
+  });
+
+  describe('get', () => {
+    it("answers the user's task, and NOT_FOUND when there is none", async () => {
+      const task = storedTask();
+      repository.findById.mockResolvedValueOnce(task).mockResolvedValueOnce(undefined);
+      await expect(service.get(ctx, TASK_ID)).resolves.toBe(task);
+      await expect(service.get(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
+      expect(repository.findById).toHaveBeenCalledWith(ctx, USER, TASK_ID);
     });
   });
 
   describe('list', () => {
     const tasks = (count: number) =>
-      Array.from({ length: count }, (_, i) =>
-        storedTask({
-          id: `0193a000-0000-7000-8000-${String(i).padStart(12, '0')}`,
-          priority: 'high',
-        }),
-      );
+      Array.from({ length: count }, (_, i) => storedTask({ id: `0193a000-0000-7000-8000-${String(i).padStart(12, '0')}`, priority: 'high' }));
 
     it('asks for one row more than the page and returns no cursor on the last page', async () => {
-      repository.list.mockResolvedValue(tasks(3));
+      repository.list.mockResolvedValueOnce(tasks(3));
 
-      const page = await service.list(ctx, { limit: 5 });
-
-      expect(page).toEqual({ items: tasks(3), nextCursor: null });
-      expect(repository.list).toHaveBeenCalledWith(ctx, USER, {
-        filter: {},
-        sort: '-createdAt',
-        after: null,
-        limit: 6,
-      });
+      await expect(service.list(ctx, { limit: 5 })).resolves.toEqual({ items: tasks(3), nextCursor: null });
+      expect(repository.list).toHaveBeenCalledWith(ctx, USER, { filter: {}, sort: '-createdAt', after: null, limit: 6 });
     });
 
     it('defaults to 20 per page, newest first', async () => {
-      repository.list.mockResolvedValue([]);
+      repository.list.mockResolvedValueOnce([]);
       await service.list(ctx, {});
-      expect(repository.list).toHaveBeenCalledWith(
-        ctx,
-        USER,
-        expect.objectContaining({ sort: '-createdAt', limit: 21 }),
-      );
+      expect(repository.list).toHaveBeenCalledWith(ctx, USER, expect.objectContaining({ sort: '-createdAt', limit: 21 }));
     });
 
     it('returns a cursor that continues after the last task of the page, with the same query', async () => {
@@ -788,21 +921,16 @@ describe('TasksService', () => {
       });
     });
 
-    it('refuses a cursor used with other filters, before any I/O', async () => {
+    it('refuses a cursor used with other filters, or a malformed one, before any I/O', async () => {
       repository.list.mockResolvedValueOnce(tasks(3));
       const first = await service.list(ctx, { limit: 2, status: 'todo' });
 
-      await expect(
-        service.list(ctx, { limit: 2, status: 'done', cursor: first.nextCursor! }),
-      ).rejects.toBeInstanceOf(ValidationFailedError);
-      expect(repository.list).toHaveBeenCalledTimes(1);
-    });
-
-    it('refuses a malformed cursor with VALIDATION_FAILED', async () => {
+      await expect(service.list(ctx, { limit: 2, status: 'done', cursor: first.nextCursor! })).rejects.toBeInstanceOf(ValidationFailedError);
       await expect(service.list(ctx, { cursor: 'not-a-cursor' })).rejects.toMatchObject({
         code: 'VALIDATION_FAILED',
         errors: [{ field: 'cursor', message: expect.any(String) }],
       });
+      expect(repository.list).toHaveBeenCalledTimes(1);
     });
   });
 });

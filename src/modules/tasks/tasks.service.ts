@@ -243,15 +243,18 @@ export class TasksService {
         userId,
         changes: wanted,
         position: await this.order.next(userId),
-        expectedVersion: current.version,
+        // `*` asks only that the task exist: a change that moved the version since the read does
+        // not void this one (the merge matches no missing row anyway).
+        expectedVersion: ifMatch === '*' ? null : current.version,
       };
       const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
       const outcome = await this.writes.execute(ctx, op, (manager) => this.tasks.merge(manager, change, 'when-changed'), {
         bufferable: false,
       });
       if (outcome.mode === 'direct' && outcome.result) return { buffered: false, task: outcome.result };
-      // The version moved on meanwhile (or every field was written later): read again.
+      // With `*`, no row took it: every field it sets was written later (or the task is gone).
       if (ifMatch === '*') return { buffered: false, task: await this.get(ctx, id) };
+      // The version moved on meanwhile (or every field was written later): read again.
     }
     throw concurrentChanges();
   }
