@@ -7,7 +7,7 @@
  * CI budget: 60 s
  */
 import { jest } from '@jest/globals';
-import { DatabaseService } from '../../src/infrastructure/database/database.service.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { BufferService } from '../../src/modules/buffer/buffer.service.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
@@ -60,7 +60,7 @@ describe('ids in any letter case (e2e)', () => {
     const replays = t.app.get(BufferService);
     const held = jest.spyOn(replays, 'replay').mockImplementation(() => new Promise(() => undefined));
     proxy.pass();
-    await waitUntil('PostgreSQL is seen up again', () => t.app.get(DatabaseService).isUp());
+    await waitUntil('PostgreSQL is seen up again', () => t.app.get(PostgresAvailability).isUp());
     expect(t.app.get(LmdbBuffer).depth).toBe(1);
 
     const second = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'second' } });

@@ -83,11 +83,20 @@ const BUFFER_GAUGES = [
   'taskd_buffer_oldest_age_seconds',
   'taskd_buffer_bytes',
   'taskd_buffer_accepting',
+  'taskd_buffer_parked',
+  'taskd_buffer_set_aside',
+  'taskd_buffer_holding_writes',
+  'taskd_clock_offset_seconds',
 ];
 const BUFFER_COUNTERS = [
   'taskd_buffer_buffered_total',
   'taskd_buffer_replayed_total',
   'taskd_buffer_dead_lettered_total',
+  'taskd_buffer_parked_total',
+  'taskd_buffer_set_aside_dropped_total',
+  'taskd_buffer_share_refused_total',
+  'taskd_buffer_handed_off_total',
+  'taskd_buffer_taken_total',
 ];
 
 describe('metrics (e2e)', () => {
@@ -299,6 +308,14 @@ describe('metrics (e2e)', () => {
           bufferedTotal: 9,
           replayedTotal: 2,
           deadLetteredTotal: 0,
+          parked: 3,
+          deadLetters: 4,
+          parkedTotal: 5,
+          setAsideDroppedTotal: 1,
+          shareRefusedTotal: 6,
+          clockOffsetMs: -250,
+          handedOffTotal: 2,
+          takenTotal: 3,
         };
         app = await startModuleApp(
           MetricsModule.forRoot({ imports: [FakeBufferModule], bufferStats: FakeBuffer }),
@@ -318,6 +335,15 @@ describe('metrics (e2e)', () => {
         expect(value(metrics, 'taskd_buffer_buffered_total')).toBe(9);
         expect(value(metrics, 'taskd_buffer_replayed_total')).toBe(2);
         expect(value(metrics, 'taskd_buffer_dead_lettered_total')).toBe(0);
+        expect(value(metrics, 'taskd_buffer_parked')).toBe(3);
+        expect(value(metrics, 'taskd_buffer_set_aside')).toBe(4);
+        expect(value(metrics, 'taskd_buffer_holding_writes')).toBe(1);
+        expect(value(metrics, 'taskd_buffer_parked_total')).toBe(5);
+        expect(value(metrics, 'taskd_buffer_set_aside_dropped_total')).toBe(1);
+        expect(value(metrics, 'taskd_buffer_share_refused_total')).toBe(6);
+        expect(value(metrics, 'taskd_clock_offset_seconds')).toBe(-0.25);
+        expect(value(metrics, 'taskd_buffer_handed_off_total')).toBe(2);
+        expect(value(metrics, 'taskd_buffer_taken_total')).toBe(3);
 
         current = {
           ...current,
@@ -327,6 +353,7 @@ describe('metrics (e2e)', () => {
           accepting: false,
           replayedTotal: 8,
           deadLetteredTotal: 1,
+          parked: 0,
         };
         metrics = await scrape(app);
         expect(value(metrics, 'taskd_buffer_depth')).toBe(0);
@@ -334,6 +361,7 @@ describe('metrics (e2e)', () => {
         expect(value(metrics, 'taskd_buffer_accepting')).toBe(0);
         expect(value(metrics, 'taskd_buffer_replayed_total')).toBe(8);
         expect(value(metrics, 'taskd_buffer_dead_lettered_total')).toBe(1);
+        expect(value(metrics, 'taskd_buffer_holding_writes')).toBe(0);
       });
 
       it('reports a disconnected database as an empty pool and both dependencies down', async () => {

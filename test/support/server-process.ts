@@ -29,9 +29,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export function spawnServer(env: Record<string, string>, port?: number): ServerProcess {
+export function spawnServer(env: Record<string, string>, port?: number, nodeArgs: string[] = []): ServerProcess {
   if (!existsSync(SERVER_ENTRY)) throw new Error(`${SERVER_ENTRY} is missing: run npm run build first`);
-  const child = spawn(process.execPath, [SERVER_ENTRY], {
+  const child = spawn(process.execPath, [...nodeArgs, SERVER_ENTRY], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env, ...(port ? { PORT: String(port) } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

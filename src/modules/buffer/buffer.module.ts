@@ -10,6 +10,7 @@ import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { AppliedOperationEntity } from './applied-operation.entity.js';
 import { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
+import { BufferHandoff } from './buffer-handoff.js';
 import { BufferService } from './buffer.service.js';
 import { LmdbBuffer } from './lmdb-buffer.js';
 import { OperationRegistry } from './operation-registry.js';
@@ -38,6 +39,7 @@ import { WritePath } from './write-path.js';
     OperationRegistry,
     WriteOrder,
     WritePath,
+    BufferHandoff,
     BufferService,
   ],
   exports: [WriteOrder, WritePath, OperationRegistry, BufferService],

@@ -24,6 +24,8 @@ import { ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import type { AppConfig } from '../../config/app-config.js';
 import type { Database } from '../../infrastructure/database/database.js';
 import type { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
+import type { BufferHandoff } from './buffer-handoff.js';
+import type { WriteOrder } from './write-order.js';
 import type { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import type { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
@@ -108,6 +110,12 @@ describe('BufferService', () => {
   let counters: BufferCounters;
   let scheduler: SchedulerRegistry;
   let service: BufferService;
+  let handoff: {
+    handedOff: number;
+    taken: number;
+    take: jest.Mock<() => Promise<number>>;
+    handOff: jest.Mock<(deadline: number) => Promise<number>>;
+  };
   let config: AppConfig;
   /** value → how the handler behaves for it */
   let behaviour: Map<string, () => Error | undefined>;
@@ -131,6 +139,12 @@ describe('BufferService', () => {
       prune: async () => 0,
     };
     const lmdb = { isOpen: () => true };
+    handoff = {
+      handedOff: 0,
+      taken: 0,
+      take: jest.fn(async () => 0),
+      handOff: jest.fn(async (_deadline: number) => 0),
+    };
     config = {
       buffer: { replayBatch: 4, replayIntervalMs: 3_600_000 },
       shutdown: { timeoutMs: 10_000, drainMs: 0 },
@@ -146,6 +160,8 @@ describe('BufferService', () => {
       applied as unknown as AppliedOperations,
       counters,
       scheduler,
+      { clockOffsetMs: () => undefined } as unknown as WriteOrder,
+      handoff as unknown as BufferHandoff,
     );
   });
 
@@ -327,6 +343,37 @@ describe('BufferService', () => {
     await expect(service.replay()).resolves.toMatchObject({ deadLettered: 1, applied: 1 });
     expect(database.committed).toEqual(['a', 'b']);
     expect(buffer.listDeadLetters()[0]!.error.message).toBe('deadlock detected');
+  });
+
+  it('on shutdown hands off what it could not apply (PostgreSQL down), within the shutdown bound', async () => {
+    await enqueue('kept-1', 'kept-2');
+    database.up = false;
+    handoff.handOff.mockImplementationOnce(async () => {
+      await buffer.remove(buffer.getBatch(10).map((entry) => entry.key));
+      return 2;
+    });
+
+    await service.finish();
+    expect(handoff.handOff).toHaveBeenCalledTimes(1);
+    const [deadline] = handoff.handOff.mock.calls[0]!;
+    expect(deadline).toBeGreaterThan(Date.now());
+    expect(deadline).toBeLessThanOrEqual(Date.now() + config.shutdown.timeoutMs);
+    expect(buffer.depth).toBe(0);
+  });
+
+  it('hands off nothing when the last replay applied everything', async () => {
+    await enqueue('applied-last');
+    await service.finish();
+    expect(database.committed).toEqual(['applied-last']);
+    expect(handoff.handOff).not.toHaveBeenCalled();
+  });
+
+  it('takes writes other replicas handed off at the start of each run while PostgreSQL answers, never while it is down', async () => {
+    await service.replay();
+    expect(handoff.take).toHaveBeenCalledTimes(1);
+    database.up = false;
+    await service.replay();
+    expect(handoff.take).toHaveBeenCalledTimes(1);
   });
 
   it('schedules itself on start, and on shutdown stops, then replays one last time, once', async () => {

@@ -38,6 +38,7 @@ import { PostgresAvailability } from '../../infrastructure/database/postgres-ava
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
 import { AppliedOperations } from './applied-operations.js';
 import { BufferCounters } from './buffer-counters.js';
+import { BufferHandoff } from './buffer-handoff.js';
 import {
   classifyReplayFailure,
   PermanentOperationError,
@@ -47,6 +48,7 @@ import {
 import { LmdbBuffer, type BufferEntry, type DeadLetter } from './lmdb-buffer.js';
 import type { BufferedOperation } from './operation.js';
 import { OperationRegistry, type Triage } from './operation-registry.js';
+import { WriteOrder } from './write-order.js';
 
 const REPLAY_INTERVAL = 'buffer-replay';
 const PRUNE_INTERVAL = 'buffer-ledger-prune';
@@ -87,6 +89,10 @@ export interface BufferStatsSnapshot {
   parkedTotal: number;
   setAsideDroppedTotal: number;
   shareRefusedTotal: number;
+  clockOffsetMs: number | null;
+  /** Writes this process handed off to the Redis stream, and took from it. */
+  handedOffTotal: number;
+  takenTotal: number;
   maxEntries: number;
   maxBytes: number;
 }
@@ -139,6 +145,8 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     private readonly applied: AppliedOperations,
     private readonly counters: BufferCounters,
     private readonly scheduler: SchedulerRegistry,
+    private readonly order: WriteOrder,
+    private readonly handoff: BufferHandoff,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -178,6 +186,16 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     return this.running;
   }
 
+  /** Whether the buffer is open and one more entry of `bytes` fits in it. */
+  hasRoomFor(bytes: number): boolean {
+    return this.lmdb.isOpen() && this.buffer.hasRoomFor(bytes);
+  }
+
+  /** Nothing of this replica's waits for PostgreSQL (queued or parked). */
+  holdsNothing(): boolean {
+    return !this.lmdb.isOpen() || this.buffer.holdsNothing();
+  }
+
   stats(): BufferStatsSnapshot {
     const open = this.lmdb.isOpen();
     const oldest = open ? this.buffer.oldestEnqueuedAt() : null;
@@ -196,6 +214,9 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       parkedTotal: this.counters.parked,
       setAsideDroppedTotal: this.counters.setAsideDropped,
       shareRefusedTotal: this.counters.shareRefused,
+      clockOffsetMs: this.order.clockOffsetMs() ?? null,
+      handedOffTotal: this.handoff.handedOff,
+      takenTotal: this.handoff.taken,
       maxEntries,
       maxBytes,
     };
@@ -218,10 +239,18 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     this.unsubscribe?.();
     await this.running;
     if (this.buffer.depth > 0 && this.database.isUp()) await this.run(this.stopBy);
-    if (this.buffer.depth > 0) {
+    if (!this.buffer.holdsNothing()) {
+      // Writes this replica could not apply go where the others apply them, if Redis keeps them.
+      const handedOff = await this.handoff.handOff(this.stopBy).catch((error: unknown) => {
+        this.logger.warn({ err: summariseError(error) }, 'hand-off failed');
+        return 0;
+      });
+      if (handedOff > 0) this.logger.log({ handedOff }, 'unapplied writes handed off to the other replicas');
+    }
+    if (!this.buffer.holdsNothing()) {
       this.logger.warn(
-        { depth: this.buffer.depth },
-        'shutting down with buffered operations on disk; the next start replays them',
+        { depth: this.buffer.depth, parked: this.buffer.parkedCount },
+        'shutting down with buffered operations on disk; the next start (or the drain command) replays them',
       );
     }
   }
@@ -230,6 +259,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     const report = emptyReport();
     if (!this.database.isUp()) return report;
     try {
+      if (!this.stopping) await this.takeHandedOff();
       if (this.buffer.parkedCount > 0) await this.recheckParked(report);
       if (this.buffer.depth > 0) await this.drain(report, deadline);
     } catch (error) {
@@ -523,6 +553,15 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     await this.buffer.unpark(ready);
     report.parked = (report.parked ?? 0) - ready.length;
     report.deadLettered += await this.setAsideAll(setAside);
+  }
+
+  /** Writes other replicas handed off, taken into this buffer (a failure is logged, and retried next run). */
+  private async takeHandedOff(): Promise<void> {
+    try {
+      await this.handoff.take();
+    } catch (error) {
+      this.logger.warn({ err: summariseError(error) }, 'could not take handed-off writes; will retry');
+    }
   }
 
   /** Tells each kind which of its operations were committed (best effort: a failure is logged). */

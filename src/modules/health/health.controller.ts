@@ -1,8 +1,7 @@
 /**
- * Liveness and readiness (Terminus). Liveness checks nothing but that the process answers.
- * Readiness reports PostgreSQL, Redis and the buffer; it answers 503 while starting, while
- * shutting down, or when the instance can take neither direct nor buffered writes. PostgreSQL
- * alone being down keeps it 200: writes are then buffered.
+ * Liveness and readiness (Terminus). Liveness checks that the process answers, and nothing that
+ * load or a dependency can fail: a busy or cut-off process must not be restarted. Readiness
+ * follows the one rule of ReadinessService.
  */
 import { Controller, Get, HttpCode, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
@@ -11,6 +10,7 @@ import type { FastifyReply } from 'fastify';
 import { ApiProblems } from '../../common/http/problem-responses.js';
 import { Public } from '../../common/http/public.decorator.js';
 import { HealthCheckResultDto } from './health.dto.js';
+import { HealthIndicators } from './health-indicators.js';
 import { ReadinessService } from './readiness.service.js';
 
 @ApiTags('health')
@@ -19,6 +19,7 @@ import { ReadinessService } from './readiness.service.js';
 export class HealthController {
   constructor(
     private readonly health: HealthCheckService,
+    private readonly indicators: HealthIndicators,
     private readonly readiness: ReadinessService,
   ) {}
 
@@ -29,7 +30,7 @@ export class HealthController {
   // Terminus refuses every check once the application has begun to close.
   @ApiProblems(503)
   live(): Promise<HealthCheckResult> {
-    return this.health.check([]);
+    return this.health.check([() => this.indicators.process()]);
   }
 
   @Get('ready')
@@ -38,7 +39,7 @@ export class HealthController {
     operationId: 'readiness',
     summary: 'Whether this instance should receive traffic',
     description:
-      'One entry per dependency (postgres, redis, buffer), each up or down. PostgreSQL alone being down keeps 200: writes are buffered.',
+      'One entry per dependency (postgres, redis, buffer, buffer-disk, revocations), each up or down. 503 only while starting (until the revoked sessions are loaded once), while shutting down, or when the instance can take neither a direct write (PostgreSQL unreachable) nor a buffered one (no room in the buffer or on its volume). PostgreSQL alone being down keeps 200: writes are buffered.',
   })
   @ApiOkResponse({ description: 'Ready', type: HealthCheckResultDto })
   @ApiServiceUnavailableResponse({

@@ -28,7 +28,8 @@ export class HealthCheckResultDto {
 
   @ApiProperty({
     ...INDICATORS,
-    description: 'Every dependency checked (readiness: `postgres`, `redis`, `buffer`)',
+    description:
+      'Every indicator checked. Readiness: `postgres`, `redis`, `buffer` (its depth, parked and set-aside counts), `buffer-disk`, `revocations`. Liveness: `process`.',
     example: {
       postgres: { status: 'up', state: 'up' },
       redis: { status: 'up' },
@@ -36,10 +37,14 @@ export class HealthCheckResultDto {
         status: 'up',
         state: 'accepting',
         depth: 0,
+        parked: 0,
+        setAside: 0,
         oldestAgeMs: null,
         bytes: 0,
         deadLetters: 0,
       },
+      'buffer-disk': { status: 'up' },
+      revocations: { status: 'up' },
     },
   })
   details!: Record<string, { status: 'up' | 'down' }>;

@@ -35,7 +35,43 @@ export class BufferMetrics {
     'taskd_buffer_dead_lettered_total',
     'Buffered writes set aside because they can never apply.',
   );
+  private readonly parked = gauge(
+    'taskd_buffer_parked',
+    'Buffered writes parked until their task is created (its create still in another replica\'s buffer).',
+  );
+  private readonly setAside = gauge('taskd_buffer_set_aside', 'Set-aside writes kept (they can never apply).');
+  private readonly holding = gauge(
+    'taskd_buffer_holding_writes',
+    '1 while this replica holds writes not yet applied (queued or parked); the autoscaler does not scale down meanwhile.',
+  );
+  private readonly parkedTotal = counter('taskd_buffer_parked_total', 'Buffered writes parked.');
+  private readonly setAsideDropped = counter(
+    'taskd_buffer_set_aside_dropped_total',
+    'Set-aside writes dropped, oldest first, to keep the set-aside store within its bounds.',
+  );
+  private readonly shareRefused = counter(
+    'taskd_buffer_share_refused_total',
+    "Writes refused with 429 because their user's share of the buffer was used up.",
+  );
+  private readonly clockOffset = gauge(
+    'taskd_clock_offset_seconds',
+    "This replica's clock minus Redis's, as measured with the last position Redis issued.",
+  );
+  private readonly handedOff = counter(
+    'taskd_buffer_handed_off_total',
+    'Unapplied writes handed off to the other replicas on shutdown (Redis stream).',
+  );
+  private readonly taken = counter('taskd_buffer_taken_total', 'Writes taken over from replicas that left.');
   private readonly all: [string, BufferMetric][] = [
+    ['taskd_buffer_handed_off_total', this.handedOff],
+    ['taskd_buffer_taken_total', this.taken],
+    ['taskd_buffer_parked', this.parked],
+    ['taskd_buffer_set_aside', this.setAside],
+    ['taskd_buffer_holding_writes', this.holding],
+    ['taskd_buffer_parked_total', this.parkedTotal],
+    ['taskd_buffer_set_aside_dropped_total', this.setAsideDropped],
+    ['taskd_buffer_share_refused_total', this.shareRefused],
+    ['taskd_clock_offset_seconds', this.clockOffset],
     ['taskd_buffer_depth', this.depth],
     ['taskd_buffer_oldest_age_seconds', this.oldestAge],
     ['taskd_buffer_bytes', this.bytes],
@@ -58,6 +94,15 @@ export class BufferMetrics {
     setCounter(this.buffered, stats.bufferedTotal);
     setCounter(this.replayed, stats.replayedTotal);
     setCounter(this.deadLettered, stats.deadLetteredTotal);
+    this.parked.set(stats.parked);
+    this.setAside.set(stats.deadLetters);
+    this.holding.set(stats.depth + stats.parked > 0 ? 1 : 0);
+    setCounter(this.parkedTotal, stats.parkedTotal);
+    setCounter(this.setAsideDropped, stats.setAsideDroppedTotal);
+    setCounter(this.shareRefused, stats.shareRefusedTotal);
+    this.clockOffset.set((stats.clockOffsetMs ?? 0) / 1000);
+    setCounter(this.handedOff, stats.handedOffTotal);
+    setCounter(this.taken, stats.takenTotal);
     this.show();
   }
 

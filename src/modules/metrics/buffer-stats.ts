@@ -22,6 +22,21 @@ export interface BufferStats {
   replayedTotal: number;
   /** Buffered writes set aside as impossible since this process started. */
   deadLetteredTotal: number;
+  /** Writes parked, waiting for their task's create (still in another replica's buffer). */
+  parked: number;
+  /** Set-aside writes kept (all time, not only this process). */
+  deadLetters: number;
+  /** Writes parked since this process started. */
+  parkedTotal: number;
+  /** Set-aside writes dropped to keep the set-aside store within its bounds. */
+  setAsideDroppedTotal: number;
+  /** Writes refused (429) because their user's share of the buffer was used up. */
+  shareRefusedTotal: number;
+  /** This replica's clock minus Redis's (ms), as last measured; null before any measure. */
+  clockOffsetMs: number | null;
+  /** Writes this process handed off to the other replicas (Redis stream), and took from it. */
+  handedOffTotal: number;
+  takenTotal: number;
 }
 
 export interface BufferStatsSource {
