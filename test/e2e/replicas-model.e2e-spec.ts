@@ -78,10 +78,6 @@ function defaults(body: Patch & { title: string }): Fields {
   };
 }
 
-function accepted(status: number): boolean {
-  return status >= 200 && status < 300;
-}
-
 class Create implements fc.AsyncCommand<Model, Real> {
   constructor(
     readonly user: number,

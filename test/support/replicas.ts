@@ -175,13 +175,11 @@ export class ReplicaSet {
   /** Waits until `condition` holds of every running replica (or those given). */
   async until(what: string, timeoutMs: number, condition: (state: BufferState) => boolean, only?: number[]): Promise<void> {
     const until = Date.now() + timeoutMs;
-    let last = '';
     for (;;) {
       const watched = this.replicas.filter((replica) => replica.process && (!only || only.includes(replica.index)));
       const states = await Promise.all(watched.map(async (replica) => ({ index: replica.index, ...(await replica.buffer()) })));
-      last = JSON.stringify(states);
       if (states.every(condition)) return;
-      if (Date.now() > until) throw new Error(`the replicas did not ${what} within ${timeoutMs} ms: ${last}`);
+      if (Date.now() > until) throw new Error(`the replicas did not ${what} within ${timeoutMs} ms: ${JSON.stringify(states)}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
