@@ -93,6 +93,7 @@ describe('BufferService', () => {
   let registry: OperationRegistry;
   let counters: BufferCounters;
   let scheduler: SchedulerRegistry;
+  let config: AppConfig;
   let service: BufferService;
   /** value → how the handler behaves for it */
   let behaviour: Map<string, () => Error | undefined>;
@@ -116,7 +117,7 @@ describe('BufferService', () => {
       prune: async () => 0,
     };
     const lmdb = { isOpen: () => true };
-    const config = {
+    config = {
       buffer: { replayBatch: 4, replayIntervalMs: 3_600_000 },
       shutdown: { timeoutMs: 10_000, drainMs: 0 },
     } as unknown as AppConfig;
@@ -332,6 +333,33 @@ describe('BufferService', () => {
     });
     expect(database.calls.filter((c) => c === 'migrate')).toHaveLength(1);
   });
+  it('ends the last replay in time to close within SHUTDOWN_TIMEOUT_MS, counted from the start of the shutdown', async () => {
+    config.shutdown = { timeoutMs: 3_000, drainMs: 1_000 };
+    const values = Array.from({ length: 100 }, (_, i) => `op-${i}`);
+    await enqueue(...values);
+    let clock = Date.now();
+    const start = clock;
+    const now = jest.spyOn(Date, 'now').mockImplementation(() => clock);
+    try {
+      for (const value of values) {
+        behaviour.set(value, () => {
+          clock += 50;
+          return undefined;
+        });
+      }
+      service.onModuleDestroy();
+      clock += 2_000; // the drain, then the HTTP server's close, before the last replay
+      await service.finish();
+    } finally {
+      now.mockRestore();
+    }
+    // The last quarter of the bound (750 ms here) is left to closing the connections; the
+    // batch under way at the deadline (4 operations) finishes.
+    expect(clock - start).toBeLessThanOrEqual(3_000 - 750 + 4 * 50);
+    expect(database.committed.length).toBeGreaterThan(0);
+    expect(buffer.depth).toBe(values.length - database.committed.length);
+  });
+
   describe('a kind with a batch handler', () => {
     /** Sizes of the batch handler's calls, in order. */
     let runs: number[];

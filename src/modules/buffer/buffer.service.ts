@@ -22,6 +22,7 @@ import {
   Logger,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  type OnModuleDestroy,
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { EntityManager } from 'typeorm';
@@ -48,6 +49,8 @@ export const MAX_RETRYABLE_ATTEMPTS = 5;
 /** How long applied ids are kept: longer than any operation should wait in a buffer. */
 const APPLIED_RETENTION_MS = 7 * 24 * 3_600_000;
 const PRUNE_EVERY_MS = 3_600_000;
+/** The end of SHUTDOWN_TIMEOUT_MS left to closing the connections after the last replay. */
+const closingReserveMs = (timeoutMs: number) => Math.min(2_000, Math.floor(timeoutMs / 4));
 
 export interface ReplayReport {
   /** Operations applied by this run. */
@@ -104,7 +107,7 @@ interface Step {
 class DatabaseUnreachable extends Error {}
 
 @Injectable()
-export class BufferService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
   private readonly logger = new Logger(BufferService.name);
   private running: Promise<ReplayReport> | undefined;
   private finishing: Promise<void> | undefined;
@@ -140,6 +143,16 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       );
     }
     void this.replay();
+  }
+
+  /**
+   * Shutdown begins (Nest calls this first, before the drain): from now on no replay, scheduled
+   * or final, goes on past the shutdown bound less what closing the connections needs. The
+   * drain and the HTTP server's close come before the last replay and may take most of it.
+   */
+  onModuleDestroy(): void {
+    const { timeoutMs } = this.config.shutdown;
+    this.stopBy = Date.now() + timeoutMs - closingReserveMs(timeoutMs);
   }
 
   /**
@@ -189,7 +202,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     this.stopping = true;
     // Within SHUTDOWN_TIMEOUT_MS, leaving the rest of it to closing the connections.
     const { timeoutMs, drainMs } = this.config.shutdown;
-    this.stopBy = Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2));
+    this.stopBy = Math.min(this.stopBy, Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2)));
     if (this.scheduler.doesExist('interval', REPLAY_INTERVAL))
       this.scheduler.deleteInterval(REPLAY_INTERVAL);
     this.unsubscribe?.();
