@@ -1,9 +1,11 @@
 /**
  * The global validation pipe: DTOs are whitelisted (an unknown field is a 400, never stored),
- * transformed to their classes, and failures become `VALIDATION_FAILED` with one entry per field.
+ * transformed to their classes, and failures become `VALIDATION_FAILED` with one entry per field
+ * (at most MAX_FIELD_ERRORS of them, the rest counted).
  */
 import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
-import { ValidationFailedError, type FieldError } from '../errors/domain-errors.js';
+import { getMetadataStorage } from 'class-validator';
+import { MAX_FIELD_ERRORS, ValidationFailedError, type FieldError } from '../errors/domain-errors.js';
 
 /**
  * Deeper than any DTO goes. class-transformer and class-validator recurse into whatever they
@@ -12,16 +14,21 @@ import { ValidationFailedError, type FieldError } from '../errors/domain-errors.
  */
 export const MAX_NESTING_DEPTH = 32;
 
+const NOT_ALLOWED = 'is not an allowed field';
+
 /**
- * Refuses, before class-transformer and class-validator see it, input they cannot take: nesting
- * deeper than any DTO (it overflows their recursion) and text that is not well-formed Unicode.
- * A lone surrogate makes validator.js's `isEmail` throw (a 500), and PostgreSQL could only store
- * it as U+FFFD, silently changing what the client sent.
+ * Refuses, before class-transformer and class-validator see it, input they should not be given:
+ * - keys the DTO does not declare. class-validator's whitelist costs an error object (and an
+ *   entry in the answer) per unknown key, and looks keys up in a plain object, so that the names
+ *   of Object.prototype (`toString`, `constructor`, …) pass as declared;
+ * - nesting deeper than any DTO (it overflows their recursion);
+ * - text that is not well-formed Unicode. A lone surrogate makes validator.js's `isEmail` throw
+ *   (a 500), and PostgreSQL could only store it as U+FFFD, silently changing what was sent.
  */
 class ScreeningValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (metadata.type !== 'custom') {
-      const refusal = screen(value, MAX_NESTING_DEPTH);
+      const refusal = unknownKeysIn(value, metadata.metatype) ?? screen(value, MAX_NESTING_DEPTH);
       if (refusal) throw refusal;
     }
     return super.transform(value, metadata);
@@ -60,10 +67,47 @@ function flatten(errors: ValidationError[], parent = ''): FieldError[] {
 
 /** class-validator says "title must be …"; the field is already named beside the message. */
 function withoutFieldName(message: string, property: string): string {
-  if (message.startsWith('property ') && message.endsWith(' should not exist')) {
-    return 'is not an allowed field';
-  }
+  if (message.startsWith('property ') && message.endsWith(' should not exist')) return NOT_ALLOWED;
   return message.startsWith(`${property} `) ? message.slice(property.length + 1) : message;
+}
+
+/** The properties each DTO class declares (any validation decorator), by class. */
+const declaredByClass = new WeakMap<object, ReadonlySet<string>>();
+
+function declaredProperties(metatype: ArgumentMetadata['metatype']): ReadonlySet<string> | undefined {
+  if (typeof metatype !== 'function') return undefined;
+  let declared = declaredByClass.get(metatype);
+  if (!declared) {
+    const metadatas = getMetadataStorage().getTargetValidationMetadatas(metatype, '', false, false);
+    declared = new Set(metadatas.map((metadata) => metadata.propertyName));
+    declaredByClass.set(metatype, declared);
+  }
+  return declared.size > 0 ? declared : undefined;
+}
+
+/**
+ * Refuses an object with keys its DTO does not declare as its own properties, at a cost that
+ * does not grow with their number beyond listing the keys: the keys are counted against the
+ * declared properties present, and only the first MAX_FIELD_ERRORS unknown ones are named.
+ */
+export function unknownKeysIn(
+  value: unknown,
+  metatype: ArgumentMetadata['metatype'],
+): ValidationFailedError | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const declared = declaredProperties(metatype);
+  if (!declared) return undefined;
+  const keys = Object.keys(value);
+  let known = 0;
+  for (const property of declared) if (Object.hasOwn(value, property)) known += 1;
+  if (keys.length === known) return undefined;
+  const named: FieldError[] = [];
+  for (const key of keys) {
+    if (declared.has(key)) continue;
+    named.push({ field: key, message: NOT_ALLOWED });
+    if (named.length === MAX_FIELD_ERRORS) break;
+  }
+  return new ValidationFailedError(`${named[0]!.field} ${NOT_ALLOWED}`, named, keys.length - known);
 }
 
 /**
