@@ -2,7 +2,8 @@
  * Unknown fields are refused before any per-field work: in bodies and query strings, a key the
  * DTO does not declare as its own (the names of Object.prototype included) is a 400 naming it;
  * a request with more keys than the DTO declares is refused at once, whatever its known fields
- * say; and the `errors` list is capped (MAX_FIELD_ERRORS entries, `errorsOmitted` counting the
+ * say, and so is one holding more values than any request (keys nested under a field, an array
+ * body); the `errors` list is capped (MAX_FIELD_ERRORS entries, `errorsOmitted` counting the
  * rest), so that ten thousand unknown keys answer a small 400, not one entry each.
  *
  * CI budget: 30 s
@@ -99,6 +100,21 @@ describe('unknown fields (e2e)', () => {
       expect(problemOf(res)).toMatchObject({ status: 400, code: 'VALIDATION_FAILED', errorsOmitted: 10_000 - MAX_FIELD_ERRORS });
       expect(problemOf(res).errors).toHaveLength(MAX_FIELD_ERRORS);
       expect(await taskCount()).toBe(before);
+    });
+
+    it('is refused at once when its keys are nested under a known field', async () => {
+      const email = 'nested-flood@example.com';
+      const nested = Object.fromEntries(unknownKeys(10_000).map((key) => [key, 1]));
+      const res = await register({ email: { nested }, password: 'password-1', name: email });
+      expect(problemOf(res)).toMatchObject({ status: 400, code: 'VALIDATION_FAILED', detail: 'the input holds more than 1000 values' });
+      expect(await usersWithEmail(email)).toBe(0);
+    });
+
+    it('is refused like unknown keys when the body is an array, its indices the keys', async () => {
+      const res = await register(`[${Array.from({ length: 30_000 }, () => '{}').join(',')}]`);
+      const body = problemOf(res);
+      expect(body).toMatchObject({ status: 400, code: 'VALIDATION_FAILED', detail: '0 is not an allowed field', errorsOmitted: 30_000 - MAX_FIELD_ERRORS });
+      expect(body.errors).toHaveLength(MAX_FIELD_ERRORS);
     });
 
     it('lists every unknown key, uncapped, when there are few', async () => {

@@ -2,12 +2,13 @@
  * The global validation pipe refuses what class-transformer and class-validator cannot take
  * before they see it: keys the DTO does not declare (named up to MAX_FIELD_ERRORS, the rest
  * counted), input nested deeper than any DTO (a few thousand levels overflow their recursion:
- * a 500) and text that is not well-formed Unicode (a lone surrogate makes `isEmail` throw: a 500).
+ * a 500) or holding more values than any request (class-transformer copies them one by one),
+ * and text that is not well-formed Unicode (a lone surrogate makes `isEmail` throw: a 500).
  */
 import { describe, expect, it } from '@jest/globals';
 import { IsEmail, IsOptional, IsString } from 'class-validator';
 import { MAX_FIELD_ERRORS, ValidationFailedError } from '../errors/domain-errors.js';
-import { createValidationPipe, MAX_NESTING_DEPTH, screen, unknownKeysIn } from './validation.js';
+import { createValidationPipe, MAX_INPUT_VALUES, MAX_NESTING_DEPTH, screen, unknownKeysIn } from './validation.js';
 
 class NameDto {
   @IsString()
@@ -77,6 +78,14 @@ describe('createValidationPipe', () => {
     await refusal({ name: nested(3) }, NameDto);
   });
 
+  it('refuses more values than any request holds, nested under a field or in an array', async () => {
+    const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 1]));
+    const message = `the input holds more than ${MAX_INPUT_VALUES} values`;
+    expect((await refusal({ email: many }, EmailDto)).message).toBe(message);
+    expect((await refusal({ email: [Array.from({ length: 50_000 }, () => 1)] }, EmailDto)).message).toBe(message);
+    expect(screen({ a: Array.from({ length: MAX_INPUT_VALUES - 1 }, () => 1) }, MAX_NESTING_DEPTH)).toBeUndefined();
+  });
+
   it('screens without recursion', () => {
     expect(screen(nested(MAX_NESTING_DEPTH), MAX_NESTING_DEPTH)).toBeUndefined();
     expect(screen(nested(MAX_NESTING_DEPTH + 1), MAX_NESTING_DEPTH)).toBeInstanceOf(
@@ -120,8 +129,15 @@ describe('createValidationPipe', () => {
       expect(error.errorsOmitted).toBe(10_000 - MAX_FIELD_ERRORS);
     });
 
+    it('refuses an array for a DTO: its indices are keys the DTO does not declare', () => {
+      const error = unknownKeysIn(Array.from({ length: 30_000 }, () => ({})), NameDto)!;
+      expect(error.errors[0]).toEqual(notAllowed('0'));
+      expect(error.errors).toHaveLength(MAX_FIELD_ERRORS);
+      expect(error.errorsOmitted).toBe(30_000 - MAX_FIELD_ERRORS);
+      expect(unknownKeysIn([], NameDto)).toBeUndefined();
+    });
+
     it('leaves alone what is not an object, and classes without validation metadata', () => {
-      expect(unknownKeysIn(['a'], NameDto)).toBeUndefined();
       expect(unknownKeysIn('text', NameDto)).toBeUndefined();
       expect(unknownKeysIn(null, NameDto)).toBeUndefined();
       expect(unknownKeysIn({ other: 1 }, Undecorated)).toBeUndefined();
