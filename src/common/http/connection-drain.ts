@@ -10,25 +10,33 @@
  * 1. The drain (`closeAfterEachAnswer`): every answer says `Connection: close`, answers under
  *    way included while their headers are not out, so each connection closes after an answer,
  *    when no request can be on its way in it, and clients stop reusing connections.
- * 2. After the drain (`closeListenerWhenQuiet`): answers keep their connections open again, and
- *    the listener closes once no new connection has come for QUIET_MS, right after the event
- *    loop has accepted what was waiting. Closing a listener resets (RST) every connection the
- *    kernel has completed but the process has not accepted yet, and clients told to close
- *    reconnect at once: on a busy event loop a dozen such connections were reset at the close.
+ * 2. After the drain (`closeListenerWhenQuiet`): answers keep their connections open again, so
+ *    that clients stop reconnecting, and the listener closes once no connection has come, and
+ *    no answer has sent a client to reconnect, for a while (QUIET_MS, longer on a slow event
+ *    loop), and none waits in the kernel's accept queue. Closing a listener resets (RST) every
+ *    connection waiting there; with clients told to close reconnecting at once, a dozen were.
+ *    The wait is bounded (the grace, then as long again for the queue to empty).
  * 3. Once the listener is closed, every answer says `Connection: close` again, and an idle
- *    connection is closed only after `graceMs` without a request since the close: a request on
+ *    connection is closed only after the grace without a request since the close: a request on
  *    its way arrives well within that and is answered.
  *
- * With no drain configured, `graceMs` is 0: idle connections close with the listener, as in Node.
+ * The grace is `graceMs`, longer when this process's event loop lags (a starved process, and
+ * likely starved clients: requests are slow to arrive), up to `maxGraceMs`. With no drain
+ * configured it is 0: idle connections close with the listener, as in Node.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { setImmediate as afterPoll, setTimeout as sleep } from 'node:timers/promises';
+import { waitingToBeAccepted } from './accept-queue.js';
 
 /** How often idle connections are looked at once the listener is closed. */
 const REAP_EVERY_MS = 50;
-/** No new connection for this long: the accept queue is empty and clients have settled. */
+/** No new connection, and no client sent to reconnect, for this long: clients have settled. */
 const QUIET_MS = 100;
+/** How often the quiet is checked, and the event loop's lag measured, after the drain. */
+const TICK_MS = 10;
+/** How many times the event loop's worst lag the waits for clients last, at least. */
+const LAG_FACTOR = 4;
 
 interface Connection {
   /** Answers under way on it (more than one only when a client pipelines). */
@@ -41,15 +49,23 @@ export class ConnectionDrain {
   private readonly connections = new Map<Socket, Connection>();
   private draining = false;
   private lastAcceptAt = 0;
+  /** When an answer that told its client to close last ended: that client reconnects next. */
+  private lastClosingAnswerAt = 0;
   private listenerClosedAt = Number.POSITIVE_INFINITY;
   private reaper: NodeJS.Timeout | undefined;
   private server: Server | undefined;
+  /** The event loop's worst lag seen since the drain ended. */
+  private lagMs = 0;
 
   /**
-   * @param graceMs how long a connection may stay idle once the listener is closed, and the
-   * longest `closeListenerWhenQuiet` waits for quiet
+   * @param graceMs how long a connection may stay idle once the listener is closed, and how
+   * long `closeListenerWhenQuiet` waits for quiet, on a responsive event loop
+   * @param maxGraceMs the longest either lasts on a lagging one
    */
-  constructor(private readonly graceMs: number) {}
+  constructor(
+    private readonly graceMs: number,
+    private readonly maxGraceMs = graceMs,
+  ) {}
 
   attach(server: Server): void {
     this.server = server;
@@ -71,23 +87,33 @@ export class ConnectionDrain {
   }
 
   /**
-   * Lets answers keep their connections open again, and closes the listener once no new
-   * connection has come for QUIET_MS (or after `graceMs` at most), so that none is waiting to
-   * be accepted then. The listener's close turns `Connection: close` back on.
+   * Lets answers keep their connections open again, and closes the listener once clients have
+   * settled and no connection waits to be accepted (step 2 above). Fastify's own close, later,
+   * waits for the connections to end as usual.
    */
   async closeListenerWhenQuiet(): Promise<void> {
     const server = this.server;
     if (this.graceMs <= 0 || !server?.listening) return;
     this.keepConnectionsOpen();
-    const until = Date.now() + this.graceMs;
-    do {
-      await sleep(10);
-      // Right after the event loop's poll phase, which accepted whatever was waiting: closing
-      // now leaves only what arrived since to be reset.
+    const startedAt = Date.now();
+    for (;;) {
+      const before = Date.now();
+      await sleep(TICK_MS);
+      // Right after the event loop's poll phase, which accepted whatever was waiting then.
       await afterPoll();
-    } while (Date.now() - this.lastAcceptAt < QUIET_MS && Date.now() < until);
-    // Fastify's own close, later, waits for the connections to end as usual.
+      const now = Date.now();
+      this.lagMs = Math.max(this.lagMs, now - before - TICK_MS);
+      const waited = now - startedAt;
+      const quiet = now - this.lastActivityAt() >= Math.max(QUIET_MS, LAG_FACTOR * this.lagMs);
+      const settled = quiet || waited >= this.grace();
+      if ((settled && (waitingToBeAccepted(server) ?? 0) === 0) || waited >= 2 * this.grace()) break;
+    }
     server.close();
+  }
+
+  /** How long to wait for clients: `graceMs`, more on a lagging event loop, up to `maxGraceMs`. */
+  private grace(): number {
+    return Math.min(this.maxGraceMs, Math.max(this.graceMs, LAG_FACTOR * this.lagMs));
   }
 
   private keepConnectionsOpen(): void {
@@ -97,9 +123,14 @@ export class ConnectionDrain {
     }
   }
 
+  /** The last accept, or the end of the last answer that sent its client to reconnect. */
+  private lastActivityAt(): number {
+    return Math.max(this.lastAcceptAt, this.lastClosingAnswerAt);
+  }
+
   private track(socket: Socket): void {
     this.lastAcceptAt = Date.now();
-    this.connections.set(socket, { answers: new Set(), idleSince: Date.now() });
+    this.connections.set(socket, { answers: new Set(), idleSince: this.lastAcceptAt });
     socket.once('close', () => this.connections.delete(socket));
   }
 
@@ -111,6 +142,7 @@ export class ConnectionDrain {
     response.once('close', () => {
       connection.answers.delete(response);
       connection.idleSince = Date.now();
+      if (response.getHeader('connection') === 'close') this.lastClosingAnswerAt = connection.idleSince;
     });
   }
 
@@ -120,7 +152,10 @@ export class ConnectionDrain {
     this.listenerClosedAt = Date.now();
     this.closeQuietConnections();
     if (this.connections.size === 0) return;
+    let tickAt = Date.now();
     this.reaper = setInterval(() => {
+      this.lagMs = Math.max(this.lagMs, Date.now() - tickAt - REAP_EVERY_MS);
+      tickAt = Date.now();
       // Right after the event loop's poll phase: a request that has reached the socket by then
       // has been read, and its connection is no longer idle.
       setImmediate(() => this.closeQuietConnections());
@@ -133,9 +168,9 @@ export class ConnectionDrain {
     this.reaper.unref();
   }
 
-  /** Closes the connections idle for `graceMs`, counted from the listener's close at the earliest. */
+  /** Closes the connections idle for the grace, counted from the listener's close at the earliest. */
   private closeQuietConnections(): void {
-    const quietSince = Date.now() - this.graceMs;
+    const quietSince = Date.now() - this.grace();
     for (const [socket, connection] of this.connections) {
       const idleSince = Math.max(connection.idleSince, this.listenerClosedAt);
       if (connection.answers.size === 0 && idleSince <= quietSince) socket.destroy();

@@ -16,7 +16,7 @@ import { ReadinessService } from './readiness.service.js';
     {
       provide: ConnectionDrain,
       inject: [APP_CONFIG],
-      useFactory: (config: AppConfig) => new ConnectionDrain(connectionGraceMs(config)),
+      useFactory: (config: AppConfig) => new ConnectionDrain(...connectionGraceMs(config)),
     },
   ],
   exports: [LifecycleService, ReadinessService, ConnectionDrain],
@@ -25,8 +25,12 @@ export class HealthModule {}
 
 /**
  * How long the closing server waits for clients (ConnectionDrain): as long as the drain, up to a
- * second (a request on its way takes far less). Without a drain, not at all.
+ * second (a request on its way takes far less), and without a drain not at all; on a lagging
+ * event loop longer, up to a quarter of what the shutdown bound leaves after the drain.
  */
-function connectionGraceMs(config: AppConfig): number {
-  return Math.min(config.shutdown.drainMs, 1_000);
+function connectionGraceMs(config: AppConfig): [graceMs: number, maxGraceMs: number] {
+  const { drainMs, timeoutMs } = config.shutdown;
+  const graceMs = Math.min(drainMs, 1_000);
+  if (graceMs === 0) return [0, 0];
+  return [graceMs, Math.max(graceMs, Math.floor((timeoutMs - drainMs) / 4))];
 }
