@@ -13,6 +13,7 @@ import { RequestContext } from './common/context/request-context.js';
 import { RequestTimeoutError } from './common/errors/domain-errors.js';
 import { sendProblem } from './common/errors/send-problem.js';
 import { AnswerOnceFastifyAdapter } from './common/http/answer-once-fastify-adapter.js';
+import { ConnectionDrain } from './common/http/connection-drain.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { SecurityHeaders } from './common/http/security-headers.js';
 import type { AppConfig } from './config/app-config.js';
@@ -37,9 +38,10 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     // No Nest middleware: the logging context is entered by the request hook below.
     skipMiddie: true,
     bodyLimit: config.http.bodyLimit,
-    // In-flight and kept-alive requests are served to the end during shutdown, never 503'd.
+    // In-flight and kept-alive requests are served to the end during shutdown, never 503'd;
+    // idle connections are closed by ConnectionDrain, never while a request may be on its way.
     return503OnClosing: false,
-    forceCloseConnections: 'idle',
+    forceCloseConnections: false,
     // Longer than the usual load-balancer idle timeout (60 s), so the balancer closes first.
     keepAliveTimeout: 65_000,
     requestTimeout: config.http.requestTimeoutMs + 5_000,
@@ -62,6 +64,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     { bufferLogs: true },
   );
   app.useLogger(app.get(NestPinoLogger));
+  app.get(ConnectionDrain).attach(app.getHttpServer());
   installRequestHooks(app, config, logger, await app.resolve(PinoLogger), setStandardHeaders);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({

@@ -30,13 +30,24 @@ export abstract class DomainError extends Error {
   }
 }
 
+/**
+ * The most field errors one answer lists: a request can break more rules than a client needs
+ * listed (ten thousand unknown keys), and the rest are only counted.
+ */
+export const MAX_FIELD_ERRORS = 20;
+
 export class ValidationFailedError extends DomainError {
   readonly code = 'VALIDATION_FAILED';
-  constructor(
-    message: string,
-    readonly errors: FieldError[] = [],
-  ) {
+  /** At most MAX_FIELD_ERRORS of them. */
+  readonly errors: FieldError[];
+  /** How many errors `errors` leaves out. */
+  readonly errorsOmitted: number;
+
+  /** @param errorCount how many errors there are in all, when `errors` lists only some */
+  constructor(message: string, errors: FieldError[] = [], errorCount = errors.length) {
     super(message);
+    this.errors = errors.slice(0, MAX_FIELD_ERRORS);
+    this.errorsOmitted = Math.max(0, errorCount - this.errors.length);
   }
 
   static forField(field: string, message: string): ValidationFailedError {

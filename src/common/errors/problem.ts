@@ -15,6 +15,8 @@ export interface ProblemDetails {
   instance: string;
   requestId: string;
   errors?: FieldError[];
+  /** Field errors beyond those `errors` lists; present only when some were left out. */
+  errorsOmitted?: number;
 }
 
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -41,6 +43,7 @@ export function problem(fields: {
   requestId: string;
   status?: number;
   errors?: FieldError[];
+  errorsOmitted?: number;
 }): ProblemDetails {
   const status = fields.status ?? STATUS_BY_CODE[fields.code];
   const body: ProblemDetails = {
@@ -53,5 +56,6 @@ export function problem(fields: {
     requestId: fields.requestId,
   };
   if (fields.errors) body.errors = fields.errors;
+  if (fields.errorsOmitted) body.errorsOmitted = fields.errorsOmitted;
   return body;
 }

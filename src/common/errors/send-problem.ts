@@ -17,6 +17,7 @@ export function sendProblem(
     status: outline.status,
     detail: outline.detail,
     errors: outline.errors,
+    errorsOmitted: outline.errorsOmitted,
     instance: request.url.split('?', 1)[0]!,
     requestId: request.id,
   });

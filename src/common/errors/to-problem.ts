@@ -4,7 +4,7 @@
  * handler (for what fails before routing: body parsing, content type, size) go through it.
  */
 import { HttpException } from '@nestjs/common';
-import { DomainError, type ErrorCode, type FieldError } from './domain-errors.js';
+import { DomainError, ValidationFailedError, type ErrorCode, type FieldError } from './domain-errors.js';
 import { STATUS_BY_CODE } from './problem.js';
 
 export interface ProblemOutline {
@@ -12,6 +12,7 @@ export interface ProblemOutline {
   code: ErrorCode;
   detail: string;
   errors?: FieldError[];
+  errorsOmitted?: number;
   headers?: Record<string, string>;
   /** True when the error is a fault of the service: logged in full, detail kept generic. */
   internal: boolean;
@@ -59,7 +60,10 @@ function fromDomainError(error: DomainError): ProblemOutline {
     detail: error.message,
     internal: false,
   };
-  if ('errors' in error && Array.isArray(error.errors)) outline.errors = error.errors;
+  if (error instanceof ValidationFailedError) {
+    outline.errors = error.errors;
+    if (error.errorsOmitted > 0) outline.errorsOmitted = error.errorsOmitted;
+  }
   if ('retryAfterSeconds' in error && typeof error.retryAfterSeconds === 'number') {
     outline.headers = { 'retry-after': String(Math.max(1, Math.ceil(error.retryAfterSeconds))) };
   }

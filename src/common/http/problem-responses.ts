@@ -5,6 +5,7 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiExtraModels, ApiProperty, ApiPropertyOptional, ApiResponse, getSchemaPath } from '@nestjs/swagger';
 import { STATUS_CODES } from 'node:http';
+import { MAX_FIELD_ERRORS } from '../errors/domain-errors.js';
 import { PROBLEM_CONTENT_TYPE } from '../errors/problem.js';
 
 export class FieldErrorDto {
@@ -45,8 +46,20 @@ export class ProblemDto {
   @ApiProperty({ example: '01936f3e-8b1c-7def-8a12-3456789abcde' })
   requestId!: string;
 
-  @ApiPropertyOptional({ type: [FieldErrorDto], description: 'Present for validation failures only' })
+  @ApiPropertyOptional({
+    type: [FieldErrorDto],
+    maxItems: MAX_FIELD_ERRORS,
+    description: `Present for validation failures only; at most ${MAX_FIELD_ERRORS} entries`,
+  })
   errors?: FieldErrorDto[];
+
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    example: 9980,
+    description: 'How many more validation failures there are than `errors` lists; present only when it leaves some out',
+  })
+  errorsOmitted?: number;
 }
 
 /** Declares the given error statuses (plus 500, 504) as problem-details responses. */

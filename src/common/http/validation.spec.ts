@@ -1,13 +1,14 @@
 /**
  * The global validation pipe refuses what class-transformer and class-validator cannot take
- * before they see it: input nested deeper than any DTO (a few thousand levels overflow their
- * recursion: a 500) and text that is not well-formed Unicode (a lone surrogate makes `isEmail`
- * throw: a 500).
+ * before they see it: keys the DTO does not declare (named up to MAX_FIELD_ERRORS, the rest
+ * counted), input nested deeper than any DTO (a few thousand levels overflow their recursion:
+ * a 500) or holding more values than any request (class-transformer copies them one by one),
+ * and text that is not well-formed Unicode (a lone surrogate makes `isEmail` throw: a 500).
  */
 import { describe, expect, it } from '@jest/globals';
-import { IsEmail, IsString } from 'class-validator';
-import { ValidationFailedError } from '../errors/domain-errors.js';
-import { createValidationPipe, MAX_NESTING_DEPTH, screen } from './validation.js';
+import { IsEmail, IsOptional, IsString } from 'class-validator';
+import { MAX_FIELD_ERRORS, ValidationFailedError } from '../errors/domain-errors.js';
+import { createValidationPipe, MAX_INPUT_VALUES, MAX_NESTING_DEPTH, screen, unknownKeysIn } from './validation.js';
 
 class NameDto {
   @IsString()
@@ -17,6 +18,16 @@ class NameDto {
 class EmailDto {
   @IsEmail()
   email!: string;
+}
+
+class RenameDto extends NameDto {
+  @IsOptional()
+  @IsString()
+  note?: string;
+}
+
+class Undecorated {
+  name?: string;
 }
 
 function nested(depth: number): unknown {
@@ -67,11 +78,76 @@ describe('createValidationPipe', () => {
     await refusal({ name: nested(3) }, NameDto);
   });
 
+  it('refuses more values than any request holds, nested under a field or in an array', async () => {
+    const many = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 1]));
+    const message = `the input holds more than ${MAX_INPUT_VALUES} values`;
+    expect((await refusal({ email: many }, EmailDto)).message).toBe(message);
+    expect((await refusal({ email: [Array.from({ length: 50_000 }, () => 1)] }, EmailDto)).message).toBe(message);
+    expect(screen({ a: Array.from({ length: MAX_INPUT_VALUES - 1 }, () => 1) }, MAX_NESTING_DEPTH)).toBeUndefined();
+  });
+
   it('screens without recursion', () => {
     expect(screen(nested(MAX_NESTING_DEPTH), MAX_NESTING_DEPTH)).toBeUndefined();
     expect(screen(nested(MAX_NESTING_DEPTH + 1), MAX_NESTING_DEPTH)).toBeInstanceOf(
       ValidationFailedError,
     );
     expect(screen('text', 0)).toBeUndefined();
+  });
+
+  describe('unknownKeysIn', () => {
+    const notAllowed = (field: string) => ({ field, message: 'is not an allowed field' });
+
+    it('lets an object of declared properties through, inherited ones included', () => {
+      expect(unknownKeysIn({ name: 'a', note: 'b' }, RenameDto)).toBeUndefined();
+      expect(unknownKeysIn({ name: 'a' }, RenameDto)).toBeUndefined();
+      expect(unknownKeysIn({}, RenameDto)).toBeUndefined();
+    });
+
+    it.each(['constructor', 'hasOwnProperty', 'toString', 'valueOf', '__defineGetter__'])(
+      'refuses %s, which every object answers to through its prototype',
+      (key) => {
+        const error = unknownKeysIn({ name: 'a', [key]: 'x' }, NameDto);
+        expect(error?.errors).toEqual([notAllowed(key)]);
+        expect(error?.message).toBe(`${key} is not an allowed field`);
+      },
+    );
+
+    it('refuses __proto__ as an own key of a query object (no prototype)', () => {
+      const query = Object.create(null) as Record<string, unknown>;
+      query['__proto__'] = 'x';
+      query.name = 'a';
+      expect(Object.keys(query)).toContain('__proto__');
+      expect(unknownKeysIn(query, NameDto)?.errors).toEqual([notAllowed('__proto__')]);
+    });
+
+    it('names the first MAX_FIELD_ERRORS unknown keys and counts the rest', () => {
+      const body: Record<string, unknown> = { name: 'a' };
+      for (let i = 0; i < 10_000; i += 1) body[`k${i}`] = i;
+      const error = unknownKeysIn(body, RenameDto)!;
+      expect(error.errors).toHaveLength(MAX_FIELD_ERRORS);
+      expect(error.errors[0]).toEqual(notAllowed('k0'));
+      expect(error.errorsOmitted).toBe(10_000 - MAX_FIELD_ERRORS);
+    });
+
+    it('refuses an array for a DTO: its indices are keys the DTO does not declare', () => {
+      const error = unknownKeysIn(Array.from({ length: 30_000 }, () => ({})), NameDto)!;
+      expect(error.errors[0]).toEqual(notAllowed('0'));
+      expect(error.errors).toHaveLength(MAX_FIELD_ERRORS);
+      expect(error.errorsOmitted).toBe(30_000 - MAX_FIELD_ERRORS);
+      expect(unknownKeysIn([], NameDto)).toBeUndefined();
+    });
+
+    it('leaves alone what is not an object, and classes without validation metadata', () => {
+      expect(unknownKeysIn('text', NameDto)).toBeUndefined();
+      expect(unknownKeysIn(null, NameDto)).toBeUndefined();
+      expect(unknownKeysIn({ other: 1 }, Undecorated)).toBeUndefined();
+      expect(unknownKeysIn({ other: 1 }, String)).toBeUndefined();
+      expect(unknownKeysIn({ other: 1 }, undefined)).toBeUndefined();
+    });
+
+    it('is what the pipe refuses first, before any field is validated', async () => {
+      const error = await refusal({ email: 'not-an-email', extra: 1 }, EmailDto);
+      expect(error.errors).toEqual([notAllowed('extra')]);
+    });
   });
 });

@@ -1,9 +1,11 @@
 /**
  * The global validation pipe: DTOs are whitelisted (an unknown field is a 400, never stored),
- * transformed to their classes, and failures become `VALIDATION_FAILED` with one entry per field.
+ * transformed to their classes, and failures become `VALIDATION_FAILED` with one entry per field
+ * (at most MAX_FIELD_ERRORS of them, the rest counted).
  */
 import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
-import { ValidationFailedError, type FieldError } from '../errors/domain-errors.js';
+import { getMetadataStorage } from 'class-validator';
+import { MAX_FIELD_ERRORS, ValidationFailedError, type FieldError } from '../errors/domain-errors.js';
 
 /**
  * Deeper than any DTO goes. class-transformer and class-validator recurse into whatever they
@@ -13,15 +15,28 @@ import { ValidationFailedError, type FieldError } from '../errors/domain-errors.
 export const MAX_NESTING_DEPTH = 32;
 
 /**
- * Refuses, before class-transformer and class-validator see it, input they cannot take: nesting
- * deeper than any DTO (it overflows their recursion) and text that is not well-formed Unicode.
- * A lone surrogate makes validator.js's `isEmail` throw (a 500), and PostgreSQL could only store
- * it as U+FFFD, silently changing what the client sent.
+ * More values (object entries and array items, at any depth) than any request holds: every DTO
+ * is a few scalar fields. class-transformer copies nested objects key by key: ten thousand keys
+ * under one field cost it over 100 ms, where the same keys at the top are refused as unknown.
+ */
+export const MAX_INPUT_VALUES = 1_000;
+
+const NOT_ALLOWED = 'is not an allowed field';
+
+/**
+ * Refuses, before class-transformer and class-validator see it, input they should not be given:
+ * - keys the DTO does not declare. class-validator's whitelist costs an error object (and an
+ *   entry in the answer) per unknown key, and looks keys up in a plain object, so that the names
+ *   of Object.prototype (`toString`, `constructor`, …) pass as declared;
+ * - nesting deeper than any DTO (it overflows their recursion), and more values in all than any
+ *   request holds (class-transformer copies nested objects one key at a time);
+ * - text that is not well-formed Unicode. A lone surrogate makes validator.js's `isEmail` throw
+ *   (a 500), and PostgreSQL could only store it as U+FFFD, silently changing what was sent.
  */
 class ScreeningValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     if (metadata.type !== 'custom') {
-      const refusal = screen(value, MAX_NESTING_DEPTH);
+      const refusal = unknownKeysIn(value, metadata.metatype) ?? screen(value, MAX_NESTING_DEPTH);
       if (refusal) throw refusal;
     }
     return super.transform(value, metadata);
@@ -60,19 +75,63 @@ function flatten(errors: ValidationError[], parent = ''): FieldError[] {
 
 /** class-validator says "title must be …"; the field is already named beside the message. */
 function withoutFieldName(message: string, property: string): string {
-  if (message.startsWith('property ') && message.endsWith(' should not exist')) {
-    return 'is not an allowed field';
-  }
+  if (message.startsWith('property ') && message.endsWith(' should not exist')) return NOT_ALLOWED;
   return message.startsWith(`${property} `) ? message.slice(property.length + 1) : message;
+}
+
+/** The properties each DTO class declares (any validation decorator), by class. */
+const declaredByClass = new WeakMap<object, ReadonlySet<string>>();
+
+function declaredProperties(metatype: ArgumentMetadata['metatype']): ReadonlySet<string> | undefined {
+  if (typeof metatype !== 'function') return undefined;
+  let declared = declaredByClass.get(metatype);
+  if (!declared) {
+    const metadatas = getMetadataStorage().getTargetValidationMetadatas(metatype, '', false, false);
+    declared = new Set(metadatas.map((metadata) => metadata.propertyName));
+    declaredByClass.set(metatype, declared);
+  }
+  return declared.size > 0 ? declared : undefined;
+}
+
+/**
+ * Refuses an object with keys its DTO does not declare as its own properties, at a cost that
+ * does not grow with their number beyond listing the keys: the keys are counted against the
+ * declared properties present, and only the first MAX_FIELD_ERRORS unknown ones are named.
+ */
+export function unknownKeysIn(
+  value: unknown,
+  metatype: ArgumentMetadata['metatype'],
+): ValidationFailedError | undefined {
+  // An array's keys are its indices, none of them declared: refused like any unknown key.
+  if (typeof value !== 'object' || value === null) return undefined;
+  const declared = declaredProperties(metatype);
+  if (!declared) return undefined;
+  const keys = Object.keys(value);
+  let known = 0;
+  for (const property of declared) if (Object.hasOwn(value, property)) known += 1;
+  if (keys.length === known) return undefined;
+  const named: FieldError[] = [];
+  for (const key of keys) {
+    if (declared.has(key)) continue;
+    named.push({ field: key, message: NOT_ALLOWED });
+    if (named.length === MAX_FIELD_ERRORS) break;
+  }
+  return new ValidationFailedError(`${named[0]!.field} ${NOT_ALLOWED}`, named, keys.length - known);
 }
 
 /**
  * The first reason to refuse `value` outright, if any: objects or arrays nested deeper than
- * `limit`, or a string (value or key) that is not well-formed Unicode. Iterative, so any depth
- * is safe.
+ * `depthLimit`, more than `valueLimit` values in all (object entries and array items), or a
+ * string (value or key) that is not well-formed Unicode. Iterative, so any depth is safe, and
+ * it stops at the bound, so that what it walks costs little whatever was sent.
  */
-export function screen(value: unknown, limit: number): ValidationFailedError | undefined {
+export function screen(
+  value: unknown,
+  depthLimit: number,
+  valueLimit = MAX_INPUT_VALUES,
+): ValidationFailedError | undefined {
   const stack: [unknown, number, string][] = [[value, 0, '']];
+  let values = 0;
   while (stack.length > 0) {
     const [current, depth, path] = stack.pop()!;
     if (typeof current === 'string') {
@@ -82,14 +141,25 @@ export function screen(value: unknown, limit: number): ValidationFailedError | u
       continue;
     }
     if (typeof current !== 'object' || current === null) continue;
-    if (depth >= limit)
-      return new ValidationFailedError(`the input is nested more than ${limit} levels deep`);
-    for (const [key, child] of Object.entries(current)) {
-      const childPath = path ? `${path}.${key}` : key;
-      if (!key.isWellFormed())
+    if (depth >= depthLimit)
+      return new ValidationFailedError(`the input is nested more than ${depthLimit} levels deep`);
+    for (const key of keysOf(current)) {
+      values += 1;
+      if (values > valueLimit) return new ValidationFailedError(`the input holds more than ${valueLimit} values`);
+      const childPath = path ? `${path}.${key}` : String(key);
+      if (typeof key === 'string' && !key.isWellFormed())
         return ValidationFailedError.forField(childPath, 'must be well-formed Unicode text');
-      stack.push([child, depth + 1, childPath]);
+      stack.push([(current as Record<string | number, unknown>)[key], depth + 1, childPath]);
     }
   }
   return undefined;
+}
+
+/** An object's own keys, or an array's indices (counted, not listed). */
+function* keysOf(value: object): Generator<string | number> {
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index += 1) yield index;
+  } else {
+    yield* Object.keys(value);
+  }
 }

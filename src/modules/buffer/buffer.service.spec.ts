@@ -455,6 +455,33 @@ describe('BufferService', () => {
     });
   });
 
+  it('ends the last replay in time to close within SHUTDOWN_TIMEOUT_MS, counted from the start of the shutdown', async () => {
+    config.shutdown = { timeoutMs: 3_000, drainMs: 1_000 };
+    const values = Array.from({ length: 100 }, (_, i) => `op-${i}`);
+    await enqueue(...values);
+    let clock = Date.now();
+    const start = clock;
+    const now = jest.spyOn(Date, 'now').mockImplementation(() => clock);
+    try {
+      for (const value of values) {
+        behaviour.set(value, () => {
+          clock += 50;
+          return undefined;
+        });
+      }
+      service.onModuleDestroy();
+      clock += 2_000; // the drain, then the HTTP server's close, before the last replay
+      await service.finish();
+    } finally {
+      now.mockRestore();
+    }
+    // The last quarter of the bound (750 ms here) is left to closing the connections; the
+    // batch under way at the deadline (4 operations) finishes.
+    expect(clock - start).toBeLessThanOrEqual(3_000 - 750 + 4 * 50);
+    expect(database.committed.length).toBeGreaterThan(0);
+    expect(buffer.depth).toBe(values.length - database.committed.length);
+  });
+
   describe('a kind with a batch handler', () => {
     /** Sizes of the batch handler's calls, in order. */
     let runs: number[];

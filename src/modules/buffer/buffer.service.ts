@@ -28,6 +28,7 @@ import {
   Logger,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  type OnModuleDestroy,
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { EntityManager } from 'typeorm';
@@ -57,6 +58,8 @@ const REPLAY_TRANSACTION_TIMEOUT_MS = 30_000;
 /** Runs in which a retryable failure of the same operation is tolerated before it is set aside. */
 export const MAX_RETRYABLE_ATTEMPTS = 5;
 const PRUNE_EVERY_MS = 3_600_000;
+/** The end of SHUTDOWN_TIMEOUT_MS left to closing the connections after the last replay. */
+const closingReserveMs = (timeoutMs: number) => Math.min(2_000, Math.floor(timeoutMs / 4));
 
 export interface ReplayReport {
   /** Operations applied by this run. */
@@ -124,7 +127,7 @@ interface Step {
 class DatabaseUnreachable extends Error {}
 
 @Injectable()
-export class BufferService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
   private readonly logger = new Logger(BufferService.name);
   private running: Promise<ReplayReport> | undefined;
   private finishing: Promise<void> | undefined;
@@ -166,6 +169,16 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
       );
     }
     void this.replay();
+  }
+
+  /**
+   * Shutdown begins (Nest calls this first, before the drain): from now on no replay, scheduled
+   * or final, goes on past the shutdown bound less what closing the connections needs. The
+   * drain and the HTTP server's close come before the last replay and may take most of it.
+   */
+  onModuleDestroy(): void {
+    const { timeoutMs } = this.config.shutdown;
+    this.stopBy = Date.now() + timeoutMs - closingReserveMs(timeoutMs);
   }
 
   /**
@@ -232,7 +245,7 @@ export class BufferService implements OnApplicationBootstrap, OnApplicationShutd
     this.stopping = true;
     // Within SHUTDOWN_TIMEOUT_MS, leaving the rest of it to closing the connections.
     const { timeoutMs, drainMs } = this.config.shutdown;
-    this.stopBy = Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2));
+    this.stopBy = Math.min(this.stopBy, Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2)));
     for (const name of [REPLAY_INTERVAL, PRUNE_INTERVAL]) {
       if (this.scheduler.doesExist('interval', name)) this.scheduler.deleteInterval(name);
     }
