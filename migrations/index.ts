@@ -7,6 +7,8 @@ import { CreateTasks1764100000000 } from './1764100000000-create-tasks.js';
 import { CreateBufferAppliedOperations1764200000000 } from './1764200000000-create-buffer-applied-operations.js';
 import { TaskUpdatedAtMicroseconds1764300000000 } from './1764300000000-task-updated-at-microseconds.js';
 import { CreateTaskAliases1764400000000 } from './1764400000000-create-task-aliases.js';
+import { TaskTitleSearchIndex1765900000000 } from './1765900000000-task-title-search-index.js';
+import { TaskStatusPriorityIndex1765900100000 } from './1765900100000-task-status-priority-index.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
@@ -14,4 +16,6 @@ export const MIGRATIONS = [
   CreateBufferAppliedOperations1764200000000,
   TaskUpdatedAtMicroseconds1764300000000,
   CreateTaskAliases1764400000000,
+  TaskTitleSearchIndex1765900000000,
+  TaskStatusPriorityIndex1765900100000,
 ];

@@ -39,7 +39,13 @@ export type DatabaseState = 'connecting' | 'up' | 'down';
 const MAX_PREPARED_STATEMENTS = 256;
 /** "cached plan must not change result type", "prepared statement does not exist". */
 const STALE_STATEMENT_SQLSTATES = new Set(['0A000', '26000']);
-const MIGRATION_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('taskd:migrations'))";
+/**
+ * Polled, not waited for in `pg_advisory_lock`: a statement waiting for the lock holds a
+ * snapshot, and the holder's `CREATE INDEX CONCURRENTLY` waits for every older snapshot to go,
+ * a deadlock PostgreSQL breaks by failing one of the two.
+ */
+const MIGRATION_TRY_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('taskd:migrations')) AS locked";
+const MIGRATION_LOCK_POLL_MS = 100;
 const MIGRATION_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('taskd:migrations'))";
 const QUERY_CANCELED = '57014';
 const BACKOFF_MIN_MS = 100;
@@ -218,16 +224,18 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 
   /**
    * Applies pending migrations under the advisory lock (idempotent, cheap when none). The lock,
-   * the migrations and the lifted statement timeout share one session: a migration may take
-   * longer than any request is allowed to.
+   * the migrations and the lifted timeouts (the server's `statement_timeout` and the driver's
+   * `query_timeout`) share one session: a migration may take longer than any request is allowed
+   * to, such as an index built concurrently on a large table.
    */
   async migrate(): Promise<void> {
     const runner = this.source.createQueryRunner();
     let failure: unknown;
+    let restoreQueryTimeout = () => {};
     try {
-      await runner.connect();
+      restoreQueryTimeout = liftQueryTimeout((await runner.connect()) as pg.PoolClient);
       await runner.query('SET statement_timeout = 0');
-      await runner.query(MIGRATION_LOCK_SQL);
+      await this.takeMigrationLock(runner);
       try {
         const executor = new MigrationExecutor(this.source, runner);
         executor.transaction = 'each';
@@ -241,10 +249,19 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
       failure = error;
       throw error;
     } finally {
-      // After any failure the session is closed, not pooled: a lock request the driver stopped
-      // waiting for (another replica migrating for longer than the query timeout) is still
-      // queued on the server, and a pooled session would take the lock later and keep it.
+      restoreQueryTimeout();
+      // After any failure the session is closed, not pooled: it may still hold the lock, or
+      // run a statement the driver stopped waiting for.
       await releaseRunner(runner, failure);
+    }
+  }
+
+  private async takeMigrationLock(runner: QueryRunner): Promise<void> {
+    for (;;) {
+      const [row] = (await runner.query(MIGRATION_TRY_LOCK_SQL)) as Array<{ locked: boolean }>;
+      if (row?.locked) return;
+      if (this.stopped) throw new Error('shutting down while waiting for the migrations lock');
+      await sleep(MIGRATION_LOCK_POLL_MS);
     }
   }
 
@@ -372,6 +389,20 @@ export class DatabaseService implements OnModuleInit, OnApplicationShutdown {
 }
 
 class TimeoutError extends Error {}
+
+/**
+ * Lets one pooled session wait on its statements as long as they take: the pool's
+ * `query_timeout` bounds a request's statement, not a migration's. Returns what undoes it.
+ */
+function liftQueryTimeout(client: pg.PoolClient): () => void {
+  const parameters = (client as unknown as { connectionParameters: { query_timeout?: number } })
+    .connectionParameters;
+  const bound = parameters.query_timeout;
+  parameters.query_timeout = undefined;
+  return () => {
+    parameters.query_timeout = bound;
+  };
+}
 
 /**
  * Hands a query runner's connection back to the pool; given a failure, has the pool close it

@@ -2,7 +2,8 @@
  * The stored task, mapped for TypeORM's schema knowledge. The migration
  * (`1764100000000-create-tasks.ts`) is the source of truth; the repository reads and writes with
  * explicit SQL so that the hot paths skip entity hydration. The expression indexes behind the
- * `dueAt` sorts are named here only, so that schema tools leave them alone.
+ * `dueAt` sorts and the trigram index behind `q` are named here only, so that schema tools
+ * leave them alone.
  */
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 
@@ -15,6 +16,8 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 @Index('tasks_user_priority', ['userId', 'priority', 'id'])
 @Index('tasks_user_due_at_nulls_last_asc', { synchronize: false })
 @Index('tasks_user_due_at_nulls_last_desc', { synchronize: false })
+@Index('tasks_user_status_priority', ['userId', 'status', 'priority'])
+@Index('tasks_user_title_trgm', { synchronize: false })
 export class TaskEntity {
   @PrimaryColumn('uuid')
   id!: string;

@@ -8,15 +8,19 @@ import {
   deleteManyStatement,
   deleteStatement,
   escapeLike,
+  hasTrigram,
   insertManyStatement,
   insertStatement,
   listStatement,
+  SCAN_ROWS_PER_PAGE_ROW,
   updateStatement,
 } from './tasks.repository.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const ID = '0193a000-0000-7000-8000-0000000000aa';
 const squash = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+const COLUMNS =
+  'id, user_id, title, description, status, priority, due_at, created_at, updated_at, version';
 
 describe('task statements', () => {
   it('escapes LIKE wildcards and the escape character itself', () => {
@@ -24,17 +28,83 @@ describe('task statements', () => {
     expect(escapeLike('plain')).toBe('plain');
   });
 
-  it('lists by owner first, with filters as parameters and one row more than a page', () => {
+  it('lists by owner first, in the order of the sort, one row more than a page', () => {
     const { sql, params } = listStatement(USER, {
-      filter: { status: 'todo', priority: 'high', q: "a%'b" },
+      filter: {},
       sort: '-createdAt',
       after: null,
       limit: 21,
     });
-    expect(squash(sql)).toMatch(
-      /WHERE user_id = \$1 AND status = \$2 AND priority = \$3 AND title ILIKE \$4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT \$5$/,
+    expect(squash(sql)).toBe(
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
     );
-    expect(params).toEqual([USER, 'todo', 3, "%a\\%'b%", 21]);
+    expect(params).toEqual([USER, 21]);
+  });
+
+  it('lets the priority index apply a priority filter under a priority sort', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { priority: 'high' },
+      sort: 'priority',
+      after: null,
+      limit: 21,
+    });
+    expect(squash(sql)).toBe(
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND priority = $2 ORDER BY priority ASC, id ASC LIMIT $3`,
+    );
+    expect(params).toEqual([USER, 3, 21]);
+  });
+
+  it('reads a bounded run in order for other filters, then the matches through their own index', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { status: 'todo', priority: 'high', q: "a%'bcd" },
+      sort: '-createdAt',
+      after: null,
+      limit: 21,
+    });
+    const text = squash(sql);
+    const residual = "priority = $2 AND status = $3 AND title ILIKE $4 ESCAPE '\\'";
+    expect(text).toContain(
+      'WITH probe AS MATERIALIZED ( SELECT id, created_at AS sort_key, status, priority, title FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $6 )',
+    );
+    expect(text).toContain(
+      `hits AS MATERIALIZED ( SELECT id, sort_key FROM probe WHERE ${residual} LIMIT $5 )`,
+    );
+    expect(text).toContain(
+      'SELECT id, sort_key, true FROM hits WHERE (SELECT count(*) FROM hits) = $5 OR (SELECT count(*) FROM probe) < $6',
+    );
+    expect(text).toContain(
+      `SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND ${residual} OFFSET 0`,
+    );
+    expect(text).toContain(
+      'WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT $5',
+    );
+    expect(text).toMatch(
+      /FROM page JOIN tasks ON tasks.id = page.id AND tasks.user_id = \$1 ORDER BY page.sort_key DESC, page.id DESC$/,
+    );
+    expect(params).toEqual([USER, 3, 'todo', "%a\\%'bcd%", 21, 21 * SCAN_ROWS_PER_PAGE_ROW]);
+  });
+
+  it('answers a search without a trigram from the bounded run alone, saying where it stopped', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { q: 'ab' },
+      sort: 'dueAt',
+      after: { key: null, id: ID },
+      limit: 6,
+    });
+    const text = squash(sql);
+    expect(text).not.toContain('OFFSET 0');
+    expect(text).toContain('SELECT id, sort_key, true FROM hits UNION ALL');
+    expect(text).toContain(
+      'SELECT id, sort_key, false FROM probe WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT 1',
+    );
+    expect(params).toEqual([USER, '%ab%', 'infinity', ID, 6, 6 * SCAN_ROWS_PER_PAGE_ROW]);
+  });
+
+  it('counts a trigram only in three letters or digits in a row, in any script', () => {
+    for (const q of ['abc', 'x-abc', 'a1b', 'été', '任务管', '2026'])
+      expect(hasTrigram(q)).toBe(true);
+    for (const q of ['ab', 'a b c', '50%', '%%%', '___', 'a\\b', '12'])
+      expect(hasTrigram(q)).toBe(false);
   });
 
   it('continues strictly after the cursor, in the direction of the sort', () => {
@@ -111,7 +181,9 @@ describe('task statements', () => {
     ]);
     // A direct write records its operation as applied in the same statement, if its row went in.
     const direct = insertStatement(task, 'op-1');
-    expect(squash(direct.sql)).toMatch(/^WITH inserted AS \(INSERT INTO tasks .* RETURNING id\), applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) SELECT \$12::uuid, now\(\) FROM inserted ON CONFLICT DO NOTHING \) SELECT id FROM inserted$/);
+    expect(squash(direct.sql)).toMatch(
+      /^WITH inserted AS \(INSERT INTO tasks .* RETURNING id\), applied AS \( INSERT INTO buffer_applied_operations \(id, applied_at\) SELECT \$12::uuid, now\(\) FROM inserted ON CONFLICT DO NOTHING \) SELECT id FROM inserted$/,
+    );
     expect(direct.params).toEqual([...params, 'op-1']);
   });
 
