@@ -64,7 +64,7 @@ describe('task statements', () => {
     const text = squash(sql);
     const residual = "priority = $2 AND status = $3 AND title ILIKE $4 ESCAPE '\\'";
     expect(text).toContain(
-      'WITH probe AS MATERIALIZED ( SELECT id, created_at AS sort_key, status, priority, title FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $6 )',
+      'WITH probe AS MATERIALIZED ( SELECT id, created_at AS sort_key, status, priority, title FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT (SELECT $6::bigint) )',
     );
     expect(text).toContain(
       `hits AS MATERIALIZED ( SELECT id, sort_key FROM probe WHERE ${residual} LIMIT $5 )`,

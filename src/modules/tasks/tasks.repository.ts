@@ -485,11 +485,14 @@ function probedPage(spec: SortSpec, page: ProbedPage): string {
         ORDER BY ${orderBy('sort_key', 'id', spec.direction)}
         LIMIT ${limit}`;
   // A CTE is read back in the order it was written: `hits` holds the probe's first matches.
+  // The probe's length is a subquery so that the planner does not see it: shown a probe as long
+  // as most of a user's rows, it would sort them all rather than read the first few in order,
+  // not knowing that `hits` usually stops reading long before the end.
   return `WITH probe AS MATERIALIZED (
             SELECT id, ${spec.key} AS sort_key, status, priority, title FROM tasks
              WHERE ${scan.join(' AND ')}
              ORDER BY ${orderBy(spec.key, 'id', spec.direction)}
-             LIMIT ${probeRows}
+             LIMIT (SELECT ${probeRows}::bigint)
           ), hits AS MATERIALIZED (
             SELECT id, sort_key FROM probe WHERE ${residual.join(' AND ')} LIMIT ${limit}
           ), page (id, sort_key, matched) AS (
