@@ -24,7 +24,15 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { TaskFilter, TaskSort } from '../src/modules/tasks/task.js';
 import { listStatement } from '../src/modules/tasks/tasks.repository.js';
-import { api, killAll, load, startServer, type Figures, type Server } from './support/harness.js';
+import {
+  api,
+  cpuMs,
+  killAll,
+  load,
+  startServer,
+  type Figures,
+  type Server,
+} from './support/harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -78,7 +86,13 @@ interface PlanSummary {
   text?: string;
 }
 
-const results: Array<{ name: string; query: string; small?: Figures; large?: Figures }> =
+/** A route's figures at one size, with the CPU time a request cost the server and PostgreSQL. */
+interface Measured extends Figures {
+  serverCpuUs: number;
+  postgresCpuUs: number;
+}
+
+const results: Array<{ name: string; query: string; small?: Measured; large?: Measured }> =
   ROUTES.map((route) => ({
     name: route.name,
     query: new URLSearchParams(route.query).toString(),
@@ -368,15 +382,61 @@ async function prepare(size: Size): Promise<Prepared> {
   return { size, server, callerId, token: tokens.accessToken as string, bufferPath };
 }
 
-function mean(runs: Figures[]): Figures {
-  const average = (pick: (f: Figures) => number, digits: number) =>
+function mean(runs: Measured[]): Measured {
+  const average = (pick: (f: Measured) => number, digits: number) =>
     Number((runs.reduce((sum, f) => sum + pick(f), 0) / runs.length).toFixed(digits));
   return {
+    requests: runs.reduce((sum, f) => sum + f.requests, 0),
     reqPerSec: average((f) => f.reqPerSec, 0),
     p50: average((f) => f.p50, 2),
     p99: average((f) => f.p99, 2),
     unexpected: runs.reduce((sum, f) => sum + f.unexpected, 0),
     errors: runs.reduce((sum, f) => sum + f.errors, 0),
+    serverCpuUs: average((f) => f.serverCpuUs, 0),
+    postgresCpuUs: average((f) => f.postgresCpuUs, 0),
+  };
+}
+
+interface CpuSnapshot {
+  server: number;
+  /** By PostgreSQL server process, those of the service's pool. */
+  postgres: Map<number, number>;
+}
+
+/**
+ * CPU used so far by the server and by the PostgreSQL processes serving its pool: unlike
+ * latency on a machine shared with other work, CPU per request does not move with the load
+ * next door.
+ */
+async function cpuOf(target: Prepared): Promise<CpuSnapshot> {
+  const pids = await withClient(databaseUrl(databaseOf(target.size)), async (client) => {
+    const { rows } = await client.query<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'taskd'",
+    );
+    return rows.map((row) => row.pid);
+  });
+  return {
+    server: cpuMs(target.server.pid),
+    postgres: new Map(pids.map((pid) => [pid, cpuMs(pid)])),
+  };
+}
+
+/** One load, with its CPU per request; a pool connection opened meanwhile counts whole. */
+async function measureLoad(target: Prepared, url: string): Promise<Measured> {
+  const before = await cpuOf(target);
+  const figures = await load(url, {
+    headers: { authorization: `Bearer ${target.token}` },
+    connections: CONNECTIONS,
+    duration: DURATION,
+  });
+  const after = await cpuOf(target);
+  let postgres = 0;
+  for (const [pid, ms] of after.postgres) postgres += ms - (before.postgres.get(pid) ?? 0);
+  const perRequest = (ms: number) => Math.round((ms * 1000) / Math.max(figures.requests, 1));
+  return {
+    ...figures,
+    serverCpuUs: perRequest(after.server - before.server),
+    postgresCpuUs: perRequest(postgres),
   };
 }
 
@@ -389,7 +449,7 @@ async function loadRoutes(small: Prepared, large: Prepared): Promise<void> {
     `${target.server.url}/api/v1/tasks?${results[i]!.query}`;
   for (const [i, route] of ROUTES.entries()) {
     log(`  ${route.name}`);
-    const runs: Record<Size['name'], Figures[]> = { small: [], large: [] };
+    const runs: Record<Size['name'], Measured[]> = { small: [], large: [] };
     for (const target of [small, large]) {
       // Warm: the server's prepared statements and the caches.
       await load(urlOf(target, i), {
@@ -400,10 +460,7 @@ async function loadRoutes(small: Prepared, large: Prepared): Promise<void> {
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of round % 2 === 0 ? [small, large] : [large, small]) {
-        const headers = { authorization: `Bearer ${target.token}` };
-        runs[target.size.name].push(
-          await load(urlOf(target, i), { headers, connections: CONNECTIONS, duration: DURATION }),
-        );
+        runs[target.size.name].push(await measureLoad(target, urlOf(target, i)));
       }
     }
     results[i]!.small = mean(runs.small);
@@ -442,15 +499,19 @@ function report(): void {
   const lines = [
     `taskd bench:scale: ${CONNECTIONS} connections, ${DURATION} s per run, mean of ${ROUNDS} rounds; ${label(small)} tasks (${small.own} the caller's) against ${label(large)} (${large.own} the caller's)`,
     '',
-    `${'route'.padEnd(32)}${pad(`${label(small)} req/s`, 11)}${pad(`${label(small)} p99`, 10)}${pad(`${label(large)} req/s`, 11)}${pad(`${label(large)} p99`, 10)}${pad('p99 ×', 8)}`,
+    `${''.padEnd(32)}${pad(label(small), 17)}${pad(label(large), 17)}${pad('', 8)}${pad('CPU µs per request', 32)}`,
+    `${'route'.padEnd(32)}${pad('req/s', 8)}${pad('p99 ms', 9)}${pad('req/s', 8)}${pad('p99 ms', 9)}${pad('p99 ×', 8)}` +
+      `${pad(`pg ${label(small)}`, 8)}${pad(`pg ${label(large)}`, 8)}${pad(`app ${label(small)}`, 8)}${pad(`app ${label(large)}`, 8)}`,
   ];
   const rows = results.map((r) => ({
     ...r,
     p99Ratio: Number((r.large!.p99 / Math.max(r.small!.p99, 0.01)).toFixed(2)),
   }));
   for (const r of rows) {
+    const [s, l] = [r.small!, r.large!];
     lines.push(
-      `${r.name.padEnd(32)}${pad(r.small!.reqPerSec, 11)}${pad(r.small!.p99, 10)}${pad(r.large!.reqPerSec, 11)}${pad(r.large!.p99, 10)}${pad(r.p99Ratio.toFixed(2), 8)}${r.p99Ratio <= 1.2 ? '' : '  over 1.2'}`,
+      `${r.name.padEnd(32)}${pad(s.reqPerSec, 8)}${pad(s.p99, 9)}${pad(l.reqPerSec, 8)}${pad(l.p99, 9)}${pad(r.p99Ratio.toFixed(2), 8)}` +
+        `${pad(s.postgresCpuUs, 8)}${pad(l.postgresCpuUs, 8)}${pad(s.serverCpuUs, 8)}${pad(l.serverCpuUs, 8)}${r.p99Ratio <= 1.2 ? '' : '  p99 over 1.2×'}`,
     );
   }
   lines.push(

@@ -10,6 +10,8 @@ import net from 'node:net';
 import autocannon from 'autocannon';
 
 export interface Figures {
+  /** Answers received in all. */
+  requests: number;
   reqPerSec: number;
   p50: number;
   p99: number;
@@ -20,6 +22,7 @@ export interface Figures {
 
 export interface Server {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -102,12 +105,24 @@ export async function startServer(env: Record<string, string>): Promise<Server> 
   });
   return {
     url,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
     },
   };
+}
+
+/** CPU time a process has used so far (user and system), in milliseconds; 0 once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 a second).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 export async function api(
@@ -169,6 +184,7 @@ export async function load(
       `  ${url}: ${unexpected} answers other than ${expected}: ${JSON.stringify(codes)}\n`,
     );
   return {
+    requests: times.length,
     reqPerSec: Math.round(result.requests.average),
     p50: percentile(0.5),
     p99: percentile(0.99),
