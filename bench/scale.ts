@@ -191,9 +191,22 @@ async function seed(size: Size, callerId: string): Promise<void> {
     for (const index of indexes) await client.query(`DROP INDEX ${index.name}`);
     await client.query(SEED_TASKS, [callerId, size.tasks, size.own]);
     await client.query("SET maintenance_work_mem = '256MB'");
-    for (const index of indexes) await client.query(index.definition);
+    const buildSeconds: string[] = [];
+    for (const index of indexes) {
+      const building = performance.now();
+      await client.query(index.definition);
+      buildSeconds.push(`${index.name} ${((performance.now() - building) / 1000).toFixed(1)}`);
+    }
     await client.query('VACUUM (ANALYZE) tasks');
     await client.query('ANALYZE users');
+    const { rows: sizes } = await client.query<{ name: string; mb: number }>(
+      `SELECT c.relname AS name, round(pg_relation_size(c.oid) / 1048576.0)::int AS mb
+         FROM pg_class c WHERE c.oid = 'tasks'::regclass
+            OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'tasks'::regclass)
+        ORDER BY c.relname`,
+    );
+    notes[`${size.name}IndexBuildSeconds`] = buildSeconds.join(', ');
+    notes[`${size.name}SizesMb`] = sizes.map((row) => `${row.name} ${row.mb}`).join(', ');
   });
   notes[`${size.name}SeedSeconds`] = Number(((performance.now() - started) / 1000).toFixed(1));
 }
