@@ -335,6 +335,57 @@ describe('task search and filters at the index (e2e)', () => {
         }
       },
     );
+
+    it('fetches only the page’s rows when one user holds the whole table, in a generic plan', async () => {
+      // With few users the generic plan expects a user to have most rows, and once joined the
+      // page's few ids to all of them (a hash join over the user's rows).
+      const alone = await startTestApp({ env: { JWT_SECRET } });
+      try {
+        const rowsRead = await withDatabase(alone.databaseName, async (client) => {
+          const owner = randomUUID();
+          await client.query(
+            `INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
+             VALUES ($1, 'alone@example.test', 'Alone', 'x', now(), now())`,
+            [owner],
+          );
+          await client.query(
+            `INSERT INTO tasks (id, user_id, title, status, priority, due_at, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, 'chore ' || g, (ARRAY['todo', 'in_progress', 'done'])[1 + g % 3],
+                    1 + g % 3, now() + g * interval '1 hour', now() - g * interval '1 minute', now()
+               FROM generate_series(1, 5000) g`,
+            [owner],
+          );
+          await client.query('ANALYZE tasks');
+          const { sql, params } = listStatement(owner, {
+            filter: { status: 'todo' },
+            sort: 'dueAt',
+            after: null,
+            limit: 21,
+          });
+          await client.query('SET plan_cache_mode = force_generic_plan');
+          await client.query(`PREPARE list AS ${sql}`);
+          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
+          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
+          );
+          return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan)
+            .filter((node) =>
+              /^(Index|Index Only|Bitmap Heap|Seq) Scan$/.test(String(node['Node Type'])),
+            )
+            .reduce(
+              (sum, node) =>
+                sum +
+                (Number(node['Actual Rows']) + Number(node['Rows Removed by Filter'] ?? 0)) *
+                  Number(node['Actual Loops']),
+              0,
+            );
+        });
+        // The probe reads about 63 rows for 21 todos, then the page is fetched by id.
+        expect(rowsRead).toBeLessThan(200);
+      } finally {
+        await alone.close();
+      }
+    });
   });
 
   // ---------------------------------------------------------------- migrations

@@ -72,9 +72,6 @@ interface TaskRow {
 
 const COLUMNS =
   'id, user_id, title, description, status, priority, due_at, created_at, updated_at, version';
-const QUALIFIED_COLUMNS = COLUMNS.split(', ')
-  .map((column) => `tasks.${column}`)
-  .join(', ');
 
 @Injectable()
 export class TasksRepository {
@@ -485,6 +482,9 @@ function probedPage(spec: SortSpec, page: ProbedPage): string {
         ORDER BY ${orderBy('sort_key', 'id', spec.direction)}
         LIMIT ${limit}`;
   // A CTE is read back in the order it was written: `hits` holds the probe's first matches.
+  // The page's rows are then fetched one by one by id (the lateral subquery, kept apart by
+  // OFFSET 0): as a join, a generic plan that expects many rows per user (few users in all)
+  // would read all of the user's rows to join the page's few.
   // The probe's length is a subquery so that the planner does not see it: shown a probe as long
   // as most of a user's rows, it would sort them all rather than read the first few in order,
   // not knowing that `hits` usually stops reading long before the end.
@@ -500,8 +500,10 @@ function probedPage(spec: SortSpec, page: ProbedPage): string {
             UNION ALL
             (${rest})
           )
-          SELECT ${QUALIFIED_COLUMNS}, page.matched
-            FROM page JOIN tasks ON tasks.id = page.id AND tasks.user_id = $1
+          SELECT task.*, page.matched
+            FROM page CROSS JOIN LATERAL (
+              SELECT ${COLUMNS} FROM tasks WHERE tasks.id = page.id AND tasks.user_id = $1 OFFSET 0
+            ) task
            ORDER BY ${orderBy('page.sort_key', 'page.id', spec.direction)}`;
 }
 
