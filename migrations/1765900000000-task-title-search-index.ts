@@ -6,10 +6,10 @@ import { createIndexConcurrently, dropIndexConcurrently } from './support/concur
  * title's trigrams (pg_trgm), led by `user_id` (btree_gin) so that one index scan finds the
  * caller's titles holding every trigram of the term, whoever else's hold it. Chosen by EXPLAIN
  * on a million rows (docs/performance.md): the title alone would make a rare term fetch every
- * user's matches. Both extensions are trusted: a database owner may create them without
- * being a superuser.
+ * user's matches. Both extensions are trusted: a role with the CREATE privilege on the
+ * database may create them without being a superuser.
  *
- * Built concurrently, outside a transaction, so that writes go on meanwhile (about 10–30 s per
+ * Built concurrently, outside a transaction, so that writes go on meanwhile (about 8–30 s per
  * million tasks on two cores).
  */
 export class TaskTitleSearchIndex1765900000000 implements MigrationInterface {
