@@ -8,6 +8,8 @@ import { CreateBufferAppliedOperations1764200000000 } from './1764200000000-crea
 import { TaskUpdatedAtMicroseconds1764300000000 } from './1764300000000-task-updated-at-microseconds.js';
 import { CreateTaskAliases1764400000000 } from './1764400000000-create-task-aliases.js';
 import { ReplicaPositions1765000000000 } from './1765000000000-replica-positions.js';
+import { TaskTitleSearchIndex1765900000000 } from './1765900000000-task-title-search-index.js';
+import { TaskStatusPriorityIndex1765900100000 } from './1765900100000-task-status-priority-index.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
@@ -16,4 +18,6 @@ export const MIGRATIONS = [
   TaskUpdatedAtMicroseconds1764300000000,
   CreateTaskAliases1764400000000,
   ReplicaPositions1765000000000,
+  TaskTitleSearchIndex1765900000000,
+  TaskStatusPriorityIndex1765900100000,
 ];

@@ -1,11 +1,9 @@
 /**
- * The schema migrator (run at start-up and whenever PostgreSQL comes back) waits
- * for the migrations advisory lock with `SET statement_timeout = 0`, but the pool's client-side
- * `query_timeout` (REQUEST_TIMEOUT_MS + 1 s) still bounds that wait. While another replica
- * migrates for longer than that, `pg_advisory_lock` is abandoned on the client side only, and
- * the lock request stays queued on the server: the session must then be closed, not pooled,
- * or it takes the lock when the other replica finishes and keeps it, and no other replica can
- * start.
+ * The schema migrator (run at start-up and whenever PostgreSQL comes back) waits for the
+ * migrations advisory lock while another replica migrates, here for longer than the pool's
+ * client-side `query_timeout` (REQUEST_TIMEOUT_MS + 1 s). Once that replica is done, no pooled
+ * session may be left holding the lock (or queued for it, to take it later and keep it), or no
+ * other replica could start.
  */
 import { jest } from '@jest/globals';
 import pg from 'pg';

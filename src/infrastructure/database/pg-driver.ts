@@ -30,6 +30,8 @@ import { RequestTimeoutError } from '../../common/errors/domain-errors.js';
 
 /** "cached plan must not change result type", "prepared statement does not exist". */
 const STALE_STATEMENT_SQLSTATES = new Set(['0A000', '26000']);
+/** The largest delay a Node timer takes (about 24.8 days): for all purposes, no timeout. */
+const UNBOUNDED_MS = 2 ** 31 - 1;
 /** Statement texts prepared at most; past it a text runs unnamed, so no connection grows without bound. */
 const MAX_PREPARED_STATEMENTS = 256;
 
@@ -98,6 +100,20 @@ export class PgDriver {
     if (connection && typeof connection === 'object' && 'unsafeToReuse' in connection) {
       (connection as TaskdClientState).unsafeToReuse = true;
     }
+  }
+
+  /**
+   * Lets the statements of `connection` (a client of this driver) wait as long as they take, for
+   * a migration: the pool's `query_timeout` bounds a request's statement, not a migration's.
+   * Returns what undoes it.
+   */
+  liftQueryTimeout(connection: unknown): () => void {
+    if (!connection || typeof connection !== 'object' || !('unboundedQueries' in connection)) return () => undefined;
+    const client = connection as TaskdClientState;
+    client.unboundedQueries = true;
+    return () => {
+      client.unboundedQueries = false;
+    };
   }
 
   /** A name per statement text, the same on every connection of this process. */
@@ -170,6 +186,7 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
   const { connectTimeoutMs } = driver.settings;
   return class TaskdClient extends pg.Client implements TaskdClientState {
     unsafeToReuse = false;
+    unboundedQueries = false;
     private inTransaction = false;
 
     constructor(config?: string | pg.ClientConfig) {
@@ -186,7 +203,9 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
     }
 
     private async run(text: string, values: unknown[] | undefined): Promise<pg.QueryResult> {
-      const plain = (): Promise<pg.QueryResult> => super.query(text, values);
+      // pg takes a query's own `query_timeout` over the connection's; the largest timer value is "none".
+      const bound = this.unboundedQueries ? { query_timeout: UNBOUNDED_MS } : {};
+      const plain = (): Promise<pg.QueryResult> => super.query({ text, values, ...bound } as pg.QueryConfig);
       const control = transactionControl(text);
       if (control === 'begin') this.inTransaction = true;
       try {
@@ -194,7 +213,7 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
         const name = driver.statementName(text);
         if (name === undefined) return await plain();
         try {
-          return await super.query({ name, text, values });
+          return await super.query({ name, text, values, ...bound } as pg.QueryConfig);
         } catch (error) {
           if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
           driver.forgetStatement(text);
@@ -214,6 +233,8 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
 interface TaskdClientState {
   /** Set when a ROLLBACK failed: the session may still be inside its transaction. */
   unsafeToReuse: boolean;
+  /** Set while a migration runs on the connection: its statements wait as long as they take. */
+  unboundedQueries: boolean;
 }
 
 function transactionControl(text: string): 'begin' | 'rollback' | 'end' | undefined {

@@ -1,21 +1,26 @@
 /**
  * Applies pending migrations, one transaction each (a migration may opt out, to build an index
  * CONCURRENTLY), under a PostgreSQL advisory lock so that replicas starting together do not race.
- * The lock, the migrations and the lifted statement timeout share one session: a migration may
- * take longer than any request is allowed to. After any failure that session is closed, not
- * pooled: a lock request the driver stopped waiting for (another replica migrating for longer
- * than the query timeout) is still queued on the server, and a pooled session would take the
- * lock later and keep it.
+ * The lock, the migrations and the lifted timeouts (the server's `statement_timeout`, the
+ * driver's `query_timeout`) share one session: a migration may take longer than any request is
+ * allowed to, such as an index built concurrently on a large table.
+ *
+ * The lock is polled (`pg_try_advisory_lock`), not waited for: a statement waiting for it holds a
+ * snapshot, and the holder's `CREATE INDEX CONCURRENTLY` waits for every older snapshot to go, a
+ * deadlock PostgreSQL breaks by failing one of the two. After any failure the session is closed,
+ * not pooled: it may still hold the lock, or run a statement the driver stopped waiting for.
  */
-import { Injectable, Logger } from '@nestjs/common';
-import { DataSource, MigrationExecutor } from 'typeorm';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource, MigrationExecutor, type QueryRunner } from 'typeorm';
 import { PgDriver } from './pg-driver.js';
 
-const LOCK_SQL = "SELECT pg_advisory_lock(hashtext('taskd:migrations'))";
+const TRY_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('taskd:migrations')) AS locked";
+const LOCK_POLL_MS = 100;
 const UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('taskd:migrations'))";
 
 @Injectable()
-export class SchemaMigrator {
+export class SchemaMigrator implements OnApplicationShutdown {
   private readonly logger = new Logger(SchemaMigrator.name);
 
   constructor(
@@ -23,12 +28,20 @@ export class SchemaMigrator {
     private readonly driver: PgDriver,
   ) {}
 
+  private stopped = false;
+
+  /** No wait for the lock goes on past shutdown. */
+  onApplicationShutdown(): void {
+    this.stopped = true;
+  }
+
   async migrate(): Promise<void> {
     const runner = this.dataSource.createQueryRunner();
     const connection: unknown = await runner.connect();
+    const restoreQueryTimeout = this.driver.liftQueryTimeout(connection);
     try {
       await runner.query('SET statement_timeout = 0');
-      await runner.query(LOCK_SQL);
+      await this.takeLock(runner);
       try {
         const executor = new MigrationExecutor(this.dataSource, runner);
         executor.transaction = 'each';
@@ -43,7 +56,17 @@ export class SchemaMigrator {
       this.driver.closeOnRelease(connection);
       throw error;
     } finally {
+      restoreQueryTimeout();
       await runner.release();
+    }
+  }
+
+  private async takeLock(runner: QueryRunner): Promise<void> {
+    for (;;) {
+      const [row] = (await runner.query(TRY_LOCK_SQL)) as Array<{ locked: boolean }>;
+      if (row?.locked) return;
+      if (this.stopped) throw new Error('shutting down while waiting for the migrations lock');
+      await sleep(LOCK_POLL_MS);
     }
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The stored task. The migrations are the source of truth (a test checks that this entity
  * describes exactly the table they build); the repository's hot paths read rows with their own
- * SQL, so that they skip entity hydration. The expression indexes behind the `dueAt` sorts are
- * named here only, so that schema tools leave them alone.
+ * SQL, so that they skip entity hydration. The expression indexes behind the `dueAt` sorts and
+ * the trigram index behind `q` are named here only, so that schema tools leave them alone.
  *
  * Each field a client can change has the position of its last write beside it (`*Pos`, a
  * bigint as a decimal string; NULL: older than any position): replay merges writes by position
@@ -19,6 +19,8 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 @Index('tasks_user_priority', ['userId', 'priority', 'id'])
 @Index('tasks_user_due_at_nulls_last_asc', { synchronize: false })
 @Index('tasks_user_due_at_nulls_last_desc', { synchronize: false })
+@Index('tasks_user_status_priority', ['userId', 'status', 'priority'])
+@Index('tasks_user_title_trgm', { synchronize: false })
 export class TaskEntity {
   @PrimaryColumn('uuid')
   id!: string;

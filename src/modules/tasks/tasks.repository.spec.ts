@@ -13,11 +13,13 @@ import {
   deleteManyStatement,
   deleteStatement,
   escapeLike,
+  hasTrigram,
   insertManyStatement,
   insertStatement,
   keyAliasesStatement,
   listStatement,
   mergeStatement,
+  SCAN_ROWS_PER_PAGE_ROW,
   type Statement,
 } from './tasks.repository.js';
 
@@ -29,6 +31,8 @@ const ID_2 = '0193a000-0000-7000-8000-0000000000bb';
 const POSITION = '1813849200123456789';
 const LATER = '1813849200123459999';
 const squash = (sql: string) => sql.replace(/\s+/g, ' ').trim();
+const COLUMNS =
+  'id, user_id, title, description, status, priority, due_at, created_at, updated_at, version';
 
 /** Field values no statement could contain unless it interpolated them. */
 const VALUES: TaskFields = {
@@ -85,35 +89,83 @@ describe('task statements', () => {
     expect(escapeLike('plain')).toBe('plain');
   });
 
-  describe('list', () => {
-    it('lists by owner first, with filters as parameters and one row more than a page', () => {
-      const statement = listStatement(USER, { filter: { status: 'todo', priority: 'high', q: "a%'b-marker" }, sort: '-createdAt', after: null, limit: 21 });
-      expect(squash(statement.sql)).toMatch(
-        /WHERE user_id = \$1 AND status = \$2 AND priority = \$3 AND title ILIKE \$4 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT \$5$/,
-      );
-      expect(statement.params).toEqual([USER, 'todo', 3, "%a\\%'b-marker%", 21]);
-      expectNoInterpolation(statement);
+  it('lists by owner first, in the order of the sort, one row more than a page', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: {},
+      sort: '-createdAt',
+      after: null,
+      limit: 21,
     });
+    expect(squash(sql)).toBe(
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+    );
+    expect(params).toEqual([USER, 21]);
+  });
 
-    it('continues strictly after the cursor, in the direction of the sort', () => {
-      const asc = listStatement(USER, { filter: {}, sort: 'priority', after: { key: 2, id: ID }, limit: 5 });
-      expect(squash(asc.sql)).toContain('(priority, id) > ($2::smallint, $3::uuid)');
-      expect(asc.params).toEqual([USER, 2, ID, 5]);
-
-      const desc = listStatement(USER, { filter: {}, sort: '-createdAt', after: { key: '2026-01-01T00:00:00.000Z', id: ID }, limit: 5 });
-      expect(squash(desc.sql)).toContain('(created_at, id) < ($2::timestamptz, $3::uuid)');
-      expectNoInterpolation(desc);
+  it('lets the priority index apply a priority filter under a priority sort', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { priority: 'high' },
+      sort: 'priority',
+      after: null,
+      limit: 21,
     });
+    expect(squash(sql)).toBe(
+      `SELECT ${COLUMNS} FROM tasks WHERE user_id = $1 AND priority = $2 ORDER BY priority ASC, id ASC LIMIT $3`,
+    );
+    expect(params).toEqual([USER, 3, 21]);
+  });
 
-    it('sorts a missing due date last in both directions, and resumes inside them', () => {
-      const asc = listStatement(USER, { filter: {}, sort: 'dueAt', after: { key: null, id: ID }, limit: 5 });
-      expect(squash(asc.sql)).toContain("ORDER BY COALESCE(due_at, 'infinity'::timestamptz) ASC, id ASC");
-      expect(asc.params).toEqual([USER, 'infinity', ID, 5]);
-
-      const desc = listStatement(USER, { filter: {}, sort: '-dueAt', after: { key: null, id: ID }, limit: 5 });
-      expect(squash(desc.sql)).toContain("ORDER BY COALESCE(due_at, '-infinity'::timestamptz) DESC, id DESC");
-      expect(desc.params).toEqual([USER, '-infinity', ID, 5]);
+  it('reads a bounded run in order for other filters, then the matches through their own index', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { status: 'todo', priority: 'high', q: "a%'bcd" },
+      sort: '-createdAt',
+      after: null,
+      limit: 21,
     });
+    const text = squash(sql);
+    const residual = "priority = $2 AND status = $3 AND title ILIKE $4 ESCAPE '\\'";
+    expect(text).toContain(
+      'WITH probe AS MATERIALIZED ( SELECT id, created_at AS sort_key, status, priority, title FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT (SELECT $6::bigint) )',
+    );
+    expect(text).toContain(
+      `hits AS MATERIALIZED ( SELECT id, sort_key FROM probe WHERE ${residual} LIMIT $5 )`,
+    );
+    expect(text).toContain(
+      'SELECT id, sort_key, true FROM hits WHERE (SELECT count(*) FROM hits) = $5 OR (SELECT count(*) FROM probe) < $6',
+    );
+    expect(text).toContain(
+      `SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND ${residual} OFFSET 0`,
+    );
+    expect(text).toContain(
+      'WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT $5',
+    );
+    expect(text).toMatch(
+      /FROM page CROSS JOIN LATERAL \( SELECT id, .* FROM tasks WHERE tasks.id = page.id AND tasks.user_id = \$1 OFFSET 0 \) task ORDER BY page.sort_key DESC, page.id DESC$/,
+    );
+    expect(params).toEqual([USER, 3, 'todo', "%a\\%'bcd%", 21, 21 * SCAN_ROWS_PER_PAGE_ROW]);
+  });
+
+  it('answers a search without a trigram from the bounded run alone, saying where it stopped', () => {
+    const { sql, params } = listStatement(USER, {
+      filter: { q: 'ab' },
+      sort: 'dueAt',
+      after: { key: null, id: ID },
+      limit: 6,
+    });
+    const text = squash(sql);
+    expect(text).not.toContain(') matching');
+    expect(text).toContain('SELECT id, sort_key, true FROM hits UNION ALL');
+    expect(text).toContain(
+      'SELECT id, sort_key, false FROM probe WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT 1',
+    );
+    expect(params).toEqual([USER, '%ab%', 'infinity', ID, 6, 6 * SCAN_ROWS_PER_PAGE_ROW]);
+  });
+
+  it('counts a trigram only in three letters or digits in a row, in any script', () => {
+    for (const q of ['abc', 'x-abc', 'a1b', 'été', '任务管', '2026'])
+      expect(hasTrigram(q)).toBe(true);
+    for (const q of ['ab', 'a b c', '50%', '%%%', '___', 'a\\b', '12'])
+      expect(hasTrigram(q)).toBe(false);
   });
 
   describe('insert', () => {

@@ -28,6 +28,7 @@ import {
   priorityRank,
   TASK_FIELD_NAMES,
   TASK_FIELDS,
+  sortKeyOf,
   type NewTask,
   type Task,
   type TaskDeletion,
@@ -69,6 +70,16 @@ export interface TaskPresence {
   deleted: boolean;
   /** The position of the delete, when deleted and known. */
   deletedAt: string | undefined;
+}
+
+export interface TaskListRows {
+  /** The tasks of the page, in order: at most `limit`. */
+  tasks: Task[];
+  /**
+   * Set when a bounded scan (a search the trigram index cannot serve) stopped before the
+   * user's last row and before `limit` tasks: where the next page starts.
+   */
+  resumeAfter: TaskPageStart | null;
 }
 
 interface TaskRow {
@@ -117,9 +128,14 @@ export class TasksRepository {
     return row && toTask(row);
   }
 
-  async list(ctx: RequestContext, userId: string, options: TaskListOptions): Promise<Task[]> {
+  async list(ctx: RequestContext, userId: string, options: TaskListOptions): Promise<TaskListRows> {
     const { sql, params } = listStatement(userId, options);
-    return (await this.db.run(ctx, () => this.select(sql, params))).map(toTask);
+    const rows = await this.db.run(ctx, () => this.tasks.query(sql, params) as Promise<Array<TaskRow & { matched?: boolean }>>);
+    const stop = rows.find((row) => row.matched === false);
+    return {
+      tasks: rows.filter((row) => row.matched !== false).map(toTask),
+      resumeAfter: stop ? { key: sortKeyOf(toTask(stop), options.sort), id: stop.id } : null,
+    };
   }
 
   /**
@@ -467,42 +483,138 @@ const SORTS: Record<TaskSort, SortSpec> = {
 };
 
 /**
+ * How many of a user's rows a filtered page reads in sort order, per row it may return, before
+ * it turns to an index on the filter instead: a filter that keeps one row in a hundred or more
+ * fills its page within them (see `listStatement`).
+ */
+export const SCAN_ROWS_PER_PAGE_ROW = 100;
+
+/**
  * One page of a user's tasks. Keyset pagination: the page starts strictly after the previous
  * page's last (sort key, id), a row comparison the `(user_id, key, id)` index answers directly,
  * so deep pages cost what the first does and rows inserted meanwhile never shift a page.
+ *
+ * Without a filter (or with only the priority filter under a priority sort, which the sort's
+ * index applies itself) the page is that index read in order. A filter the index cannot apply
+ * (status, priority under another sort, `q`) is checked on each row read, and a filter that
+ * keeps few rows would read all of a user's rows to fill one page (every row, for a search
+ * term no title holds). So such a page first reads a bounded run of rows in order (the probe,
+ * `SCAN_ROWS_PER_PAGE_ROW` per row asked for); when the probe neither fills the page nor
+ * reaches the user's last row, the filter is rare, and the page is taken from the rows an index
+ * on the filter finds (the trigram index for `q`, `(user_id, status, priority)` for the
+ * others), sorted. A common filter thus costs a short read in order, a rare one the probe
+ * plus its few matches, whatever the number of the user's rows. Plans: docs/performance.md.
+ *
+ * A `q` with no three letters or digits in a row has no trigram to look up: its page is only
+ * the matches among the probe's rows, and when the probe stopped short of the user's last row,
+ * one more row (`matched` false) says where it stopped, so that the next page resumes there.
  */
 export function listStatement(userId: string, options: TaskListOptions): Statement {
   const spec = SORTS[options.sort];
   const params: unknown[] = [userId];
-  const where = ['user_id = $1'];
+  const bind = (value: unknown): string => `$${params.push(value)}`;
+  // Conditions the sort's index applies as it reads, and those checked on each row it reads.
+  const scan = ['user_id = $1'];
+  const residual: string[] = [];
   const { status, priority, q } = options.filter;
-  if (status !== undefined) {
-    params.push(status);
-    where.push(`status = $${params.length}`);
-  }
   if (priority !== undefined) {
-    params.push(priorityRank(priority));
-    where.push(`priority = $${params.length}`);
+    const condition = `priority = ${bind(priorityRank(priority))}`;
+    (spec.key === 'priority' ? scan : residual).push(condition);
   }
-  if (q !== undefined) {
-    params.push(`%${escapeLike(q)}%`);
-    where.push(`title ILIKE $${params.length} ESCAPE '\\'`);
-  }
+  if (status !== undefined) residual.push(`status = ${bind(status)}`);
+  if (q !== undefined) residual.push(`title ILIKE ${bind(`%${escapeLike(q)}%`)} ESCAPE '\\'`);
   if (options.after) {
-    params.push(options.after.key ?? spec.nullKey ?? null, options.after.id);
     const comparison = spec.direction === 'ASC' ? '>' : '<';
-    where.push(
-      `(${spec.key}, id) ${comparison} ($${params.length - 1}::${spec.cast}, $${params.length}::uuid)`,
+    const key = bind(options.after.key ?? spec.nullKey ?? null);
+    scan.push(
+      `(${spec.key}, id) ${comparison} (${key}::${spec.cast}, ${bind(options.after.id)}::uuid)`,
     );
   }
-  params.push(options.limit);
-  return {
-    sql: `SELECT ${COLUMNS} FROM tasks
-           WHERE ${where.join(' AND ')}
-           ORDER BY ${spec.key} ${spec.direction}, id ${spec.direction}
-           LIMIT $${params.length}`,
-    params,
-  };
+  const limit = bind(options.limit);
+  if (residual.length === 0) {
+    return {
+      sql: `SELECT ${COLUMNS} FROM tasks
+             WHERE ${scan.join(' AND ')}
+             ORDER BY ${orderBy(spec.key, 'id', spec.direction)}
+             LIMIT ${limit}`,
+      params,
+    };
+  }
+  const probeRows = bind(options.limit * SCAN_ROWS_PER_PAGE_ROW);
+  const bounded = q !== undefined && !hasTrigram(q);
+  return { sql: probedPage(spec, { scan, residual, limit, probeRows, bounded }), params };
+}
+
+interface ProbedPage {
+  /** Conditions the sort's index applies, and those checked on each row read. */
+  scan: string[];
+  residual: string[];
+  /** Placeholders: the rows asked for, and the probe's length. */
+  limit: string;
+  probeRows: string;
+  /** No index serves the filter: the page is the probe's matches, then where it stopped. */
+  bounded: boolean;
+}
+
+/** The statement of a filtered page (see `listStatement`). */
+function probedPage(spec: SortSpec, page: ProbedPage): string {
+  const { scan, residual, limit, probeRows } = page;
+  const reverse = spec.direction === 'ASC' ? 'DESC' : 'ASC';
+  // Each count is an InitPlan, evaluated only when a condition needs it: a probe that fills
+  // the page early is never read to its end.
+  const settled = `(SELECT count(*) FROM hits) = ${limit} OR (SELECT count(*) FROM probe) < ${probeRows}`;
+  const unsettled = `(SELECT count(*) FROM hits) < ${limit} AND (SELECT count(*) FROM probe) = ${probeRows}`;
+  const rest = page.bounded
+    ? `SELECT id, sort_key, false FROM probe
+        WHERE ${unsettled}
+        ORDER BY ${orderBy('sort_key', 'id', reverse)}
+        LIMIT 1`
+    : // OFFSET 0 keeps the planner from reading these in sort order through the sort's index:
+      // it fetches them all through the filter's own index, then sorts the few there are.
+      `SELECT id, sort_key, true FROM (
+         SELECT id, ${spec.key} AS sort_key FROM tasks
+          WHERE ${[...scan, ...residual].join(' AND ')}
+         OFFSET 0
+       ) matching
+        WHERE ${unsettled}
+        ORDER BY ${orderBy('sort_key', 'id', spec.direction)}
+        LIMIT ${limit}`;
+  // A CTE is read back in the order it was written: `hits` holds the probe's first matches.
+  // The page's rows are then fetched one by one by id (the lateral subquery, kept apart by
+  // OFFSET 0): as a join, a generic plan that expects many rows per user (few users in all)
+  // would read all of the user's rows to join the page's few.
+  // The probe's length is a subquery so that the planner does not see it: shown a probe as long
+  // as most of a user's rows, it would sort them all rather than read the first few in order,
+  // not knowing that `hits` usually stops reading long before the end.
+  return `WITH probe AS MATERIALIZED (
+            SELECT id, ${spec.key} AS sort_key, status, priority, title FROM tasks
+             WHERE ${scan.join(' AND ')}
+             ORDER BY ${orderBy(spec.key, 'id', spec.direction)}
+             LIMIT (SELECT ${probeRows}::bigint)
+          ), hits AS MATERIALIZED (
+            SELECT id, sort_key FROM probe WHERE ${residual.join(' AND ')} LIMIT ${limit}
+          ), page (id, sort_key, matched) AS (
+            SELECT id, sort_key, true FROM hits${page.bounded ? '' : ` WHERE ${settled}`}
+            UNION ALL
+            (${rest})
+          )
+          SELECT task.*, page.matched
+            FROM page CROSS JOIN LATERAL (
+              SELECT ${COLUMNS} FROM tasks WHERE tasks.id = page.id AND tasks.user_id = $1 OFFSET 0
+            ) task
+           ORDER BY ${orderBy('page.sort_key', 'page.id', spec.direction)}`;
+}
+
+function orderBy(key: string, id: string, direction: 'ASC' | 'DESC'): string {
+  return `${key} ${direction}, ${id} ${direction}`;
+}
+
+/**
+ * Whether the trigram index can look `q` up: pg_trgm takes trigrams from runs of letters and
+ * digits, and a run of three has one whatever surrounds it.
+ */
+export function hasTrigram(q: string): boolean {
+  return /[\p{L}\p{N}]{3}/u.test(q);
 }
 
 /** Makes every character of a search literal inside a LIKE pattern whose escape is `\`. */

@@ -891,27 +891,27 @@ describe('TasksService', () => {
       Array.from({ length: count }, (_, i) => storedTask({ id: `0193a000-0000-7000-8000-${String(i).padStart(12, '0')}`, priority: 'high' }));
 
     it('asks for one row more than the page and returns no cursor on the last page', async () => {
-      repository.list.mockResolvedValueOnce(tasks(3));
+      repository.list.mockResolvedValueOnce({ tasks: tasks(3), resumeAfter: null });
 
       await expect(service.list(ctx, { limit: 5 })).resolves.toEqual({ items: tasks(3), nextCursor: null });
       expect(repository.list).toHaveBeenCalledWith(ctx, USER, { filter: {}, sort: '-createdAt', after: null, limit: 6 });
     });
 
     it('defaults to 20 per page, newest first', async () => {
-      repository.list.mockResolvedValueOnce([]);
+      repository.list.mockResolvedValueOnce({ tasks: [], resumeAfter: null });
       await service.list(ctx, {});
       expect(repository.list).toHaveBeenCalledWith(ctx, USER, expect.objectContaining({ sort: '-createdAt', limit: 21 }));
     });
 
     it('returns a cursor that continues after the last task of the page, with the same query', async () => {
-      repository.list.mockResolvedValueOnce(tasks(3));
+      repository.list.mockResolvedValueOnce({ tasks: tasks(3), resumeAfter: null });
       const query = { sort: '-priority' as const, limit: 2, status: 'todo' as const, q: '50%' };
 
       const first = await service.list(ctx, query);
 
       expect(first.items).toHaveLength(2);
       expect(first.nextCursor).toEqual(expect.any(String));
-      repository.list.mockResolvedValueOnce([]);
+      repository.list.mockResolvedValueOnce({ tasks: [], resumeAfter: null });
       await service.list(ctx, { ...query, cursor: first.nextCursor! });
       expect(repository.list).toHaveBeenLastCalledWith(ctx, USER, {
         filter: { status: 'todo', q: '50%' },
@@ -921,8 +921,28 @@ describe('TasksService', () => {
       });
     });
 
+    it('continues where a bounded scan stopped when it found less than a page', async () => {
+      const stoppedAt = { key: '2026-01-01T00:00:00.000Z', id: tasks(9)[8]!.id };
+      repository.list.mockResolvedValueOnce({ tasks: tasks(1), resumeAfter: stoppedAt });
+      const query = { limit: 5, q: 'ab' };
+
+      const first = await service.list(ctx, query);
+
+      expect(first.items).toEqual(tasks(1));
+      expect(first.nextCursor).toEqual(expect.any(String));
+      repository.list.mockResolvedValueOnce({ tasks: [], resumeAfter: null });
+      const last = await service.list(ctx, { ...query, cursor: first.nextCursor! });
+      expect(repository.list).toHaveBeenLastCalledWith(ctx, USER, {
+        filter: { q: 'ab' },
+        sort: '-createdAt',
+        after: stoppedAt,
+        limit: 6,
+      });
+      expect(last).toEqual({ items: [], nextCursor: null });
+    });
+
     it('refuses a cursor used with other filters, or a malformed one, before any I/O', async () => {
-      repository.list.mockResolvedValueOnce(tasks(3));
+      repository.list.mockResolvedValueOnce({ tasks: tasks(3), resumeAfter: null });
       const first = await service.list(ctx, { limit: 2, status: 'todo' });
 
       await expect(service.list(ctx, { limit: 2, status: 'done', cursor: first.nextCursor! })).rejects.toBeInstanceOf(ValidationFailedError);

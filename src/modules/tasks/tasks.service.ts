@@ -157,14 +157,17 @@ export class TasksService {
     const scope: CursorScope = { userId, sort, ...filter };
     const after = input.cursor === undefined ? null : this.cursors.decode(input.cursor, scope);
     // One row more than asked tells whether another page follows.
-    const rows = await this.tasks.list(ctx, userId, { filter, sort, after, limit: limit + 1 });
+    const { tasks: rows, resumeAfter } = await this.tasks.list(ctx, userId, {
+      filter,
+      sort,
+      after,
+      limit: limit + 1,
+    });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
-    const nextCursor =
-      rows.length > limit && last
-        ? this.cursors.encode({ key: sortKeyOf(last, sort), id: last.id }, scope)
-        : null;
-    return { items, nextCursor };
+    const next =
+      rows.length > limit && last ? { key: sortKeyOf(last, sort), id: last.id } : resumeAfter;
+    return { items, nextCursor: next ? this.cursors.encode(next, scope) : null };
   }
 
   async get(ctx: RequestContext, id: string): Promise<Task> {

@@ -44,7 +44,7 @@ export class ListTasksQueryDto {
 
   @ApiPropertyOptional({
     description:
-      'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search.',
+      'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search. A text without three letters or digits in a row (`ab`, `50%`, `#`) is looked for in a bounded run of your tasks per page: such a page may hold fewer than `limit` tasks, even none, and still have a `nextCursor` that continues the search.',
     maxLength: TITLE_MAX_LENGTH,
   })
   @Transform(emptyToUndefined)

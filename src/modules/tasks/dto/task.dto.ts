@@ -65,7 +65,8 @@ export class TaskPageDto {
   @ApiProperty({
     type: 'string',
     nullable: true,
-    description: 'Pass as `cursor` for the next page; null on the last page',
+    description:
+      'Pass as `cursor` for the next page; null on the last page. Only null ends the listing: a search for a short text (see `q`) may answer fewer than `limit` tasks, even none, before its last page.',
     example:
       'WyIyMDI2LTAyLTIwVDA5OjE1OjAwLjAwMFoiLCIwMTkzNmYzZS04YjFjLTdkZWYtOGExMi0zNDU2Nzg5YWJjZGUiXQ.3q2-7wAAAAAAAAAAAAAAAA',
   })

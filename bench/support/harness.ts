@@ -1,0 +1,194 @@
+/**
+ * What a bench needs around the server it measures: the built server started as a child process
+ * with its production command line (`npm run start:prod`), and an autocannon load that reports
+ * latencies from every response's own time, to the microsecond (autocannon's own percentiles
+ * are whole milliseconds).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import autocannon from 'autocannon';
+
+export interface Figures {
+  /** Answers received in all. */
+  requests: number;
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  /** Answers other than the expected status. */
+  unexpected: number;
+  errors: number;
+}
+
+export interface Server {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Child processes still running, killed if the bench fails. */
+const running = new Set<ChildProcess>();
+
+export function killAll(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `check` holds, polling; fails after `timeoutMs`. */
+export async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * The production command line (`npm run start:prod`, which the Dockerfile's ENV and CMD repeat):
+ * the environment it sets, node's V8 flags and the entry file.
+ */
+export function productionCommand(): { env: Record<string, string>; args: string[] } {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  const words = pkg.scripts['start:prod']!.split(/\s+/);
+  const env: Record<string, string> = {};
+  while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
+    const [name, value] = words.shift()!.split('=', 2) as [string, string];
+    env[name] = value;
+  }
+  const [node, ...args] = words;
+  if (node !== 'node')
+    throw new Error(`start:prod does not run node: ${pkg.scripts['start:prod']}`);
+  return { env, args };
+}
+
+/** Starts the built server with its production command line; resolves once PostgreSQL is up for it. */
+export async function startServer(env: Record<string, string>): Promise<Server> {
+  const production = productionCommand();
+  const port = await freePort();
+  const child = spawn(process.execPath, production.args, {
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...production.env,
+      ...env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  const url = `http://127.0.0.1:${port}`;
+  // Ready comes before PostgreSQL is connected, by design; a bench needs the database too.
+  await until('the server to reach PostgreSQL', async () => {
+    const ready = (await (await fetch(`${url}/health/ready`)).json()) as {
+      details?: { postgres?: { status?: string } };
+    };
+    return ready.details?.postgres?.status === 'up';
+  });
+  return {
+    url,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+/** CPU time a process has used so far (user and system), in milliseconds; 0 once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks (100 a second).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+export async function api(
+  base: string,
+  method: string,
+  route: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+export async function load(
+  url: string,
+  options: {
+    method?: 'GET' | 'POST';
+    headers?: Record<string, string>;
+    body?: string;
+    connections: number;
+    duration: number;
+    expect?: number;
+  },
+): Promise<Figures> {
+  const instance = autocannon({
+    url,
+    method: options.method ?? 'GET',
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: options.body,
+    connections: options.connections,
+    duration: options.duration,
+  }) as Promise<autocannon.Result> & NodeJS.EventEmitter; // the tracker, thenable
+  const times: number[] = [];
+  instance.on(
+    'response',
+    (_client: unknown, _status: number, _bytes: number, ms: number) => void times.push(ms),
+  );
+  const result = await instance;
+  times.sort((a, b) => a - b);
+  const percentile = (q: number) =>
+    Number((times[Math.max(0, Math.ceil(q * times.length) - 1)] ?? 0).toFixed(2));
+  const expected = options.expect ?? 200;
+  const codes =
+    (result as unknown as { statusCodeStats?: Record<string, { count: number }> })
+      .statusCodeStats ?? {};
+  const unexpected = Object.entries(codes)
+    .filter(([code]) => Number(code) !== expected)
+    .reduce((sum, [, v]) => sum + v.count, 0);
+  if (unexpected > 0)
+    process.stderr.write(
+      `  ${url}: ${unexpected} answers other than ${expected}: ${JSON.stringify(codes)}\n`,
+    );
+  return {
+    requests: times.length,
+    reqPerSec: Math.round(result.requests.average),
+    p50: percentile(0.5),
+    p99: percentile(0.99),
+    unexpected,
+    errors: result.errors + result.timeouts,
+  };
+}
