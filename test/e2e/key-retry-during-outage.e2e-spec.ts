@@ -1,16 +1,22 @@
 /**
  * A create applied directly whose answer the client never got, retried with the same
- * Idempotency-Key while PostgreSQL is down: the retry is queued (202) under a new id, since the
- * instance cannot see the key is taken. The client then changes or deletes the task by that id,
- * also queued. At replay the key's task is the one the client meant: the retry's id becomes an
- * alias of it, and the queued update and delete apply to it instead of being set aside or lost.
+ * Idempotency-Key while PostgreSQL is down.
+ *
+ * - Within the key's reservation (ten minutes, kept in Redis), the retry answers the task the key
+ *   holds: same id, `Idempotent-Replayed: true`, and nothing new is queued.
+ * - Once the reservation has gone (expired, or Redis lost it), the instance cannot see the key is
+ *   taken: the retry is queued (202) under a new id, and the client changes or deletes the task by
+ *   that id, also queued. At replay the key's task is the one the client meant: the retry's id
+ *   becomes an alias of it, and the queued update and delete apply to it instead of being set
+ *   aside or lost.
  */
 import { jest } from '@jest/globals';
+import { Redis } from 'ioredis';
 import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { LmdbBuffer } from '../../src/modules/buffer/lmdb-buffer.js';
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { PG_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
+import { PG_URL, REDIS_URL, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
 import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(60_000);
@@ -32,13 +38,45 @@ describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
     await proxy?.close();
   });
 
-  it("applies the queued update and delete of the retry's id to the task its key holds", async () => {
+  it('answers the task the key holds while its reservation lives, and queues nothing for it', async () => {
+    const user = await registerAndLogin(t.app);
+    const post = () =>
+      t.app.inject({ method: 'POST', url: TASKS, headers: { ...user.auth, 'idempotency-key': 'plan' }, payload: { title: 'Plan' } });
+    const created = await post();
+    expect(created.statusCode).toBe(201);
+
+    proxy.cut();
+    try {
+      const retried = await post();
+      expect(retried.statusCode).toBe(202);
+      expect(retried.headers['idempotent-replayed']).toBe('true');
+      expect(retried.json()).toEqual(created.json());
+      expect(t.app.get(LmdbBuffer).depth).toBe(0);
+    } finally {
+      proxy.pass();
+    }
+    const database = t.app.get(PostgresAvailability);
+    await waitUntil('PostgreSQL back', () => database.isUp());
+    const again = await post();
+    expect([again.statusCode, again.headers['idempotent-replayed']]).toEqual([201, 'true']);
+    expect(again.json()).toEqual(created.json());
+  });
+
+  it("applies the queued update and delete of the retry's id to the task its key holds, once its reservation has gone", async () => {
     const user = await registerAndLogin(t.app);
     const post = (key: string, title: string) =>
       t.app.inject({ method: 'POST', url: TASKS, headers: { ...user.auth, 'idempotency-key': key }, payload: { title } });
     // Applied directly; say the answers were lost on their way to the client.
     const kept = (await post('report', 'Write the report')).json<{ id: string }>().id;
     const dropped = (await post('groceries', 'Buy groceries')).json<{ id: string }>().id;
+    // Ten minutes later, as far as Redis knows: the reservations have expired.
+    const redis = new Redis(REDIS_URL, { lazyConnect: true });
+    try {
+      await redis.connect();
+      await redis.del(`${t.databaseName}:{u:${user.userId}}:keys`);
+    } finally {
+      redis.disconnect();
+    }
 
     proxy.cut();
     const retried = await post('report', 'Write the report');
@@ -57,11 +95,11 @@ describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
 
     expect(buffer.deadLetterCount).toBe(0);
     const rows = await withDatabase(t.databaseName, async (client) =>
-      (await client.query('SELECT id, title, status, idempotency_key FROM tasks ORDER BY title')).rows,
+      (await client.query('SELECT id, title, status, idempotency_key FROM tasks WHERE user_id = $1 ORDER BY title', [user.userId])).rows,
     );
     expect(rows).toEqual([{ id: kept, title: 'Write the report', status: 'done', idempotency_key: 'report' }]);
     const aliases = await withDatabase(t.databaseName, async (client) =>
-      (await client.query('SELECT id, task_id FROM task_aliases')).rows,
+      (await client.query('SELECT id, task_id FROM task_aliases WHERE user_id = $1', [user.userId])).rows,
     );
     // The deleted task's alias went with it.
     expect(aliases).toEqual([{ id: alias, task_id: kept }]);

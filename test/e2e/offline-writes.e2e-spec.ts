@@ -379,7 +379,11 @@ class DeleteTask implements fc.AsyncCommand<OfflineModel, Real> {
     model.deletes.add(`${this.user}:${target.id}`);
     // Someone else's task: not one the caller has, nor is creating: set aside when replayed.
     if (this.foreign && first) model.impossible += 1;
-    if (!this.foreign) target.deleted = true;
+    if (!this.foreign) {
+      target.deleted = true;
+      // A delete sets its task's key free: the next create with that key makes a new task.
+      if (target.key !== null && model.keys.get(`${this.user}:${target.key}`) === target) model.keys.delete(`${this.user}:${target.key}`);
+    }
   }
 
   private owner(): number {

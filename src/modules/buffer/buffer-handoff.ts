@@ -18,6 +18,7 @@ import { hostname } from 'node:os';
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
 import { LmdbBuffer, type BufferEntry } from './lmdb-buffer.js';
+import { within } from '../../common/util/within.js';
 
 const STREAM = 'buffer:handoff';
 const GROUP = 'replicas';
@@ -57,7 +58,10 @@ export class BufferHandoff implements OnApplicationBootstrap {
   async onApplicationBootstrap(): Promise<void> {
     const { durable, reason } = await this.durability();
     if (!durable) {
-      this.logger.warn({ reason }, 'hand-off of unapplied writes is off: on shutdown they stay on this volume');
+      this.logger.warn(
+        { reason },
+        'hand-off of unapplied writes is off: on shutdown they stay on this volume',
+      );
     }
   }
 
@@ -65,7 +69,7 @@ export class BufferHandoff implements OnApplicationBootstrap {
   async durability(): Promise<Durability> {
     if (!this.redis.isUp()) return { durable: false, reason: 'Redis is not connected' };
     try {
-      const settings = await withTimeout(
+      const settings = await answered(
         Promise.all(
           ['appendonly', 'appendfsync', 'maxmemory-policy'].map(
             async (name) => ((await this.redis.client.config('GET', name)) as string[])[1],
@@ -73,9 +77,18 @@ export class BufferHandoff implements OnApplicationBootstrap {
         ),
       );
       const [appendonly, appendfsync, policy] = settings;
-      if (appendonly !== 'yes') return { durable: false, reason: `Redis runs with appendonly ${appendonly ?? 'unknown'}` };
-      if (appendfsync !== 'always') return { durable: false, reason: `Redis runs with appendfsync ${appendfsync ?? 'unknown'}` };
-      if (policy !== 'noeviction') return { durable: false, reason: `Redis runs with maxmemory-policy ${policy ?? 'unknown'}` };
+      if (appendonly !== 'yes')
+        return { durable: false, reason: `Redis runs with appendonly ${appendonly ?? 'unknown'}` };
+      if (appendfsync !== 'always')
+        return {
+          durable: false,
+          reason: `Redis runs with appendfsync ${appendfsync ?? 'unknown'}`,
+        };
+      if (policy !== 'noeviction')
+        return {
+          durable: false,
+          reason: `Redis runs with maxmemory-policy ${policy ?? 'unknown'}`,
+        };
       return { durable: true };
     } catch (error) {
       return { durable: false, reason: `Redis refused CONFIG GET (${(error as Error).message})` };
@@ -89,18 +102,23 @@ export class BufferHandoff implements OnApplicationBootstrap {
   async handOff(deadline: number): Promise<number> {
     const { durable, reason } = await this.durability();
     if (!durable) {
-      this.logger.warn({ reason, depth: this.buffer.depth, parked: this.buffer.parkedCount }, 'writes not handed off: they stay on this volume');
+      this.logger.warn(
+        { reason, depth: this.buffer.depth, parked: this.buffer.parkedCount },
+        'writes not handed off: they stay on this volume',
+      );
       return 0;
     }
     let moved = 0;
     for (const source of ['queued', 'parked'] as const) {
       for (;;) {
         if (Date.now() >= deadline) return moved;
-        const entries = source === 'queued' ? this.buffer.getBatch(CHUNK) : this.buffer.listParked(CHUNK);
+        const entries =
+          source === 'queued' ? this.buffer.getBatch(CHUNK) : this.buffer.listParked(CHUNK);
         if (entries.length === 0) break;
         const pipeline = this.redis.client.pipeline();
-        for (const entry of entries) pipeline.xadd(STREAM, '*', 'entry', JSON.stringify(handedOff(entry)));
-        const replies = (await withTimeout(pipeline.exec())) ?? [];
+        for (const entry of entries)
+          pipeline.xadd(STREAM, '*', 'entry', JSON.stringify(handedOff(entry)));
+        const replies = (await answered(pipeline.exec())) ?? [];
         const acknowledged = entries.filter((_, index) => replies[index] && !replies[index]![0]);
         await this.buffer.remove(acknowledged.map((entry) => entry.key));
         moved += acknowledged.length;
@@ -118,11 +136,28 @@ export class BufferHandoff implements OnApplicationBootstrap {
   async take(): Promise<number> {
     if (!this.redis.isUp()) return 0;
     await this.ensureGroup();
-    const claimed = (await withTimeout(
-      this.redis.client.xautoclaim(STREAM, GROUP, this.consumer, CLAIM_IDLE_MS, '0-0', 'COUNT', CHUNK),
+    const claimed = (await answered(
+      this.redis.client.xautoclaim(
+        STREAM,
+        GROUP,
+        this.consumer,
+        CLAIM_IDLE_MS,
+        '0-0',
+        'COUNT',
+        CHUNK,
+      ),
     )) as [string, Array<[string, string[]] | null>];
-    const fresh = (await withTimeout(
-      this.redis.client.xreadgroup('GROUP', GROUP, this.consumer, 'COUNT', CHUNK, 'STREAMS', STREAM, '>'),
+    const fresh = (await answered(
+      this.redis.client.xreadgroup(
+        'GROUP',
+        GROUP,
+        this.consumer,
+        'COUNT',
+        CHUNK,
+        'STREAMS',
+        STREAM,
+        '>',
+      ),
     )) as Array<[string, Array<[string, string[]]>]> | null;
     const messages = [
       ...(claimed[1] ?? []).filter((message): message is [string, string[]] => message !== null),
@@ -141,7 +176,7 @@ export class BufferHandoff implements OnApplicationBootstrap {
       } else {
         this.logger.error({ streamId: id }, 'dropped a handed-off entry that cannot be read');
       }
-      await withTimeout(this.redis.client.multi().xack(STREAM, GROUP, id).xdel(STREAM, id).exec());
+      await answered(this.redis.client.multi().xack(STREAM, GROUP, id).xdel(STREAM, id).exec());
     }
     this.taken += taken;
     if (taken > 0) this.logger.log({ taken }, 'took writes handed off by other replicas');
@@ -151,7 +186,7 @@ export class BufferHandoff implements OnApplicationBootstrap {
   private async ensureGroup(): Promise<void> {
     if (this.groupReady) return;
     try {
-      await withTimeout(this.redis.client.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM'));
+      await answered(this.redis.client.xgroup('CREATE', STREAM, GROUP, '0', 'MKSTREAM'));
     } catch (error) {
       if (!(error instanceof Error) || !error.message.startsWith('BUSYGROUP')) throw error;
     }
@@ -173,17 +208,20 @@ function parseEntry(fields: string[]): HandedOff | undefined {
   try {
     const entry = JSON.parse(fields[index + 1]!) as HandedOff;
     const { op } = entry;
-    if (!op || typeof op.id !== 'string' || typeof op.kind !== 'string' || typeof op.userId !== 'string') return undefined;
+    if (
+      !op ||
+      typeof op.id !== 'string' ||
+      typeof op.kind !== 'string' ||
+      typeof op.userId !== 'string'
+    )
+      return undefined;
     return entry;
   } catch {
     return undefined;
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms = REDIS_TIMEOUT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+/** A Redis command's outcome, or a rejection after REDIS_TIMEOUT_MS. */
+function answered<T>(command: Promise<T>): Promise<T> {
+  return within(command, REDIS_TIMEOUT_MS, 'no answer from Redis');
 }

@@ -15,6 +15,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RedisService, type RedisScript } from '../../infrastructure/redis/redis.service.js';
+import { within } from '../../common/util/within.js';
 
 /** A write's place in the order of acceptance: a decimal bigint. */
 export type Position = string;
@@ -85,7 +86,7 @@ export class WriteOrder {
     const wanted = this.clockMicros();
     if (this.redis.isUp()) {
       try {
-        const reply = await withTimeout(
+        const reply = await within(
           script([positionKey(userId), ...keys], [wanted, LAST_POSITION_TTL_MS, ...args]),
           POSITION_TIMEOUT_MS,
         );
@@ -163,12 +164,4 @@ function microsOfIso(iso: string): number {
   const fraction = /\.(\d+)Z$/.exec(iso)?.[1];
   if (fraction === undefined) return millis * 1_000;
   return Math.floor(millis / 1_000) * 1_000_000 + Number(fraction.padEnd(6, '0').slice(0, 6));
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

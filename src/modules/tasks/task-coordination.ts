@@ -12,6 +12,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RedisService, type RedisScript } from '../../infrastructure/redis/redis.service.js';
+import { within } from '../../common/util/within.js';
 import { POSITION_LUA, WriteOrder, type Position } from '../buffer/write-order.js';
 import type { Task } from './task.js';
 
@@ -27,7 +28,11 @@ export interface KeyReservation {
 
 const NOW_MS = `local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)`;
 
-/** Position, and the key's live reservation if there is one. KEYS: pos, keys. ARGV: clock, ttl, key. */
+/**
+ * Position, and the key's live reservation if there is one; otherwise the key is reserved for this
+ * create, for a short while (a buffered create extends it: REGISTER_LUA).
+ * KEYS: pos, keys. ARGV: clock, ttl, key, task id, body, reservation ttl.
+ */
 const CREATE_LUA = `${POSITION_LUA}
 ${NOW_MS}
 local field = 'k:' .. ARGV[3]
@@ -39,7 +44,19 @@ if held then
   end
   redis.call('HDEL', KEYS[2], field, 't:' .. reservation.id)
 end
+local record = cjson.encode({id = ARGV[4], task = ARGV[5], expiresAt = string.format('%.0f', now_ms + tonumber(ARGV[6]))})
+redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[4], ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 return {string.format('%.0f', pos), now[1], now[2]}`;
+
+/** Drops the key's reservation if it is this task's. KEYS: keys. ARGV: key, task id. */
+const RELEASE_LUA = `
+local held = redis.call('HGET', KEYS[1], 'k:' .. ARGV[1])
+if held and cjson.decode(held).id == ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'k:' .. ARGV[1], 't:' .. ARGV[2])
+  return 1
+end
+return 0`;
 
 /**
  * Position, and the deleted task's key set free. KEYS: pos, keys. ARGV: clock, ttl, task id.
@@ -71,7 +88,7 @@ if ARGV[4] ~= '' then
   end
   local record = cjson.encode({id = ARGV[1], task = ARGV[5], expiresAt = string.format('%.0f', now_ms + ttl)})
   redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -107,6 +124,7 @@ export class TaskCoordination {
   private readonly deleteScript: RedisScript;
   private readonly registerScript: RedisScript;
   private readonly appliedScript: RedisScript;
+  private readonly releaseScript: RedisScript;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -117,18 +135,41 @@ export class TaskCoordination {
     this.deleteScript = redis.script(DELETE_LUA);
     this.registerScript = redis.script(REGISTER_LUA);
     this.appliedScript = redis.script(APPLIED_LUA);
+    this.releaseScript = redis.script(RELEASE_LUA);
   }
 
-  /** The position of a create, and, for a keyed one, the key's live reservation if any. */
-  async positionCreate(userId: string, key: string | null): Promise<{ position: Position; held: KeyReservation | undefined }> {
-    if (key === null) return { position: await this.order.next(userId), held: undefined };
-    const { position, extra } = await this.order.nextVia(this.createScript, userId, [keysKey(userId)], [key]);
+  /**
+   * The position of a create, and, for a keyed one, the key's live reservation if any; when none,
+   * the key is reserved for `task` (its id and its body as answered) for a short while, so that a
+   * retry through another replica answers the same task.
+   */
+  async positionCreate(
+    userId: string,
+    key: string | null,
+    task?: Task,
+  ): Promise<{ position: Position; held: KeyReservation | undefined }> {
+    if (key === null || task === undefined)
+      return { position: await this.order.next(userId), held: undefined };
+    const { position, extra } = await this.order.nextVia(
+      this.createScript,
+      userId,
+      [keysKey(userId)],
+      [key, task.id, JSON.stringify(task), APPLIED_RESERVATION_GRACE_MS],
+    );
     return { position, held: parseReservation(extra?.[0]) };
+  }
+
+  /** Drops the key's reservation if `taskId` holds it (a create that turned out not to take the key). */
+  async release(userId: string, key: string, taskId: string): Promise<void> {
+    await this.run(() => this.releaseScript([keysKey(userId)], [key, taskId])).catch(
+      () => undefined,
+    );
   }
 
   /** The position of a delete; the deleted task's idempotency key is set free. */
   async positionDelete(userId: string, taskId: string): Promise<Position> {
-    return (await this.order.nextVia(this.deleteScript, userId, [keysKey(userId)], [taskId])).position;
+    return (await this.order.nextVia(this.deleteScript, userId, [keysKey(userId)], [taskId]))
+      .position;
   }
 
   /**
@@ -136,20 +177,29 @@ export class TaskCoordination {
    * with another create's reservation when that one holds the key (it is the answer), otherwise
    * undefined (also when Redis cannot be reached).
    */
-  async registerBuffered(task: Task & { position: Position }, key: string | null): Promise<KeyReservation | undefined> {
+  async registerBuffered(
+    task: Task & { position: Position },
+    key: string | null,
+  ): Promise<KeyReservation | undefined> {
     try {
-      const held = await this.run(
-        this.registerScript([pendingKey(task.userId), keysKey(task.userId)], [
-          task.id,
-          task.position,
-          this.config.replication.retentionMs,
-          key ?? '',
-          key === null ? '' : JSON.stringify(task),
-        ]),
+      const held = await this.run(() =>
+        this.registerScript(
+          [pendingKey(task.userId), keysKey(task.userId)],
+          [
+            task.id,
+            task.position,
+            this.config.replication.retentionMs,
+            key ?? '',
+            key === null ? '' : JSON.stringify(task),
+          ],
+        ),
       );
       return parseReservation(held);
     } catch (error) {
-      this.logger.warn({ err: summary(error), taskId: task.id }, 'a buffered create could not be recorded as pending in Redis');
+      this.logger.warn(
+        { err: summary(error), taskId: task.id },
+        'a buffered create could not be recorded as pending in Redis',
+      );
       return undefined;
     }
   }
@@ -160,7 +210,12 @@ export class TaskCoordination {
     if (byUser.size === 0) return;
     await Promise.allSettled(
       [...byUser].map(([userId, ids]) =>
-        this.run(this.appliedScript([pendingKey(userId), keysKey(userId)], [APPLIED_RESERVATION_GRACE_MS, ...ids])),
+        this.run(() =>
+          this.appliedScript(
+            [pendingKey(userId), keysKey(userId)],
+            [APPLIED_RESERVATION_GRACE_MS, ...ids],
+          ),
+        ),
       ),
     );
   }
@@ -169,7 +224,9 @@ export class TaskCoordination {
    * Which of the given tasks are creates still waiting in some replica's buffer; undefined when
    * Redis cannot say.
    */
-  async pendingOf(tasks: ReadonlyArray<{ userId: string; id: string }>): Promise<Set<string> | undefined> {
+  async pendingOf(
+    tasks: ReadonlyArray<{ userId: string; id: string }>,
+  ): Promise<Set<string> | undefined> {
     const byUser = groupByUser(tasks);
     const pending = new Set<string>();
     if (byUser.size === 0) return pending;
@@ -178,7 +235,7 @@ export class TaskCoordination {
       const pipeline = this.redis.client.pipeline();
       const users = [...byUser];
       for (const [userId, ids] of users) pipeline.hmget(pendingKey(userId), ...ids);
-      const replies = (await this.run(pipeline.exec())) ?? [];
+      const replies = (await this.run(() => pipeline.exec())) ?? [];
       users.forEach(([userId, ids], index) => {
         const [error, positions] = replies[index] ?? [new Error('no reply'), null];
         if (error) throw error;
@@ -192,13 +249,10 @@ export class TaskCoordination {
     }
   }
 
-  private run<T>(command: Promise<T>): Promise<T> {
+  /** Runs `command` unless Redis is known to be down, giving up on it after REDIS_TIMEOUT_MS. */
+  private run<T>(command: () => Promise<T>): Promise<T> {
     if (!this.redis.isUp()) return Promise.reject(new Error('Redis is not connected'));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${REDIS_TIMEOUT_MS} ms`)), REDIS_TIMEOUT_MS);
-    });
-    return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
+    return within(command(), REDIS_TIMEOUT_MS, 'no answer from Redis');
   }
 }
 

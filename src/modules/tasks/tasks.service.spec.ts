@@ -61,7 +61,7 @@ type Repository = StrictMock<
   TasksRepository,
   'findById' | 'findByIdempotencyKey' | 'list' | 'insert' | 'insertMany' | 'merge' | 'delete' | 'deleteMany' | 'recordKeyAliases' | 'presenceOf'
 >;
-type Coordination = StrictMock<TaskCoordination, 'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied'>;
+type Coordination = StrictMock<TaskCoordination, 'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied' | 'release'>;
 type Order = StrictMock<WriteOrder, 'next'>;
 
 function storedTask(overrides: Partial<Task> = {}): Task {
@@ -121,6 +121,7 @@ describe('TasksService', () => {
       'registerBuffered',
       'pendingOf',
       'applied',
+      'release',
     ]);
     order = strictMock<WriteOrder, 'next'>('order', ['next']);
     database = new DatabaseStandIn();
@@ -162,7 +163,7 @@ describe('TasksService', () => {
       const { task, replayed, buffered } = await service.create(ctx, { title: 'Write the report' });
 
       expect({ replayed, buffered }).toEqual({ replayed: false, buffered: false });
-      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, null);
+      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, null, expect.objectContaining({ title: 'Write the report' }));
       expect(repository.insert).toHaveBeenCalledTimes(1);
       const [manager, inserted] = repository.insert.mock.calls[0]!;
       expect(manager).toBe(POOL);
@@ -197,7 +198,10 @@ describe('TasksService', () => {
         'key-1',
       );
 
-      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, 'key-1');
+      // The key reserved for this very task (its id and body as answered), should none hold it.
+      const [, , reserved] = coordination.positionCreate.mock.calls[0]!;
+      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, 'key-1', expect.objectContaining({ title: 'Call Ada' }));
+      expect(reserved!.id).toBe(repository.insert.mock.calls[0]![1].id);
       expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', dueAt: '2026-03-01T17:30:00.000Z' });
       expect(task).toMatchObject({
         title: 'Call Ada',
@@ -285,19 +289,22 @@ describe('TasksService', () => {
     });
 
     describe('a key PostgreSQL already holds', () => {
-      it('answers the task holding it (replayed), storing nothing new', async () => {
+      it('answers the task holding it (replayed), storing nothing new, and drops the reservation it made for itself', async () => {
         const existing = storedTask({ title: 'first' });
         positionsCreate(P1);
         repository.insert.mockResolvedValueOnce(false);
+        coordination.release.mockResolvedValue(undefined);
         repository.findByIdempotencyKey.mockResolvedValueOnce(existing);
 
         await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: existing, replayed: true, buffered: false });
         expect(repository.findByIdempotencyKey).toHaveBeenCalledWith(ctx, USER, 'key-1');
+        expect(coordination.release).toHaveBeenCalledWith(USER, 'key-1', repository.insert.mock.calls[0]![1].id);
         expect(buffer.add).not.toHaveBeenCalled();
       });
 
       it('tries again at a new position when the task holding it was deleted in between', async () => {
         positionsCreate(P1, P2);
+        coordination.release.mockResolvedValue(undefined);
         repository.insert.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
         repository.findByIdempotencyKey.mockResolvedValueOnce(undefined);
 
@@ -310,6 +317,7 @@ describe('TasksService', () => {
 
       it('gives up with a retryable 503 when the key keeps changing hands', async () => {
         positionsCreate(P1, P2, P3);
+        coordination.release.mockResolvedValue(undefined);
         repository.insert.mockResolvedValue(false);
         repository.findByIdempotencyKey.mockResolvedValue(undefined);
 

@@ -130,9 +130,10 @@ export class TasksService {
     const fields = creationFields(input);
     const key = idempotencyKey ?? null;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      const { position, held } = await this.coordination.positionCreate(userId, key);
-      if (held) return this.answerReservation(ctx, userId, held);
-      const task = this.newTask(userId, fields, key, position);
+      const unpositioned = this.newTask(userId, fields, key);
+      const { position, held } = await this.coordination.positionCreate(userId, key, storedForm({ ...unpositioned, position: '0' }));
+      if (held && held.id !== unpositioned.id) return this.answerReservation(ctx, userId, held);
+      const task: NewTask = { ...unpositioned, position };
       const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
       const outcome = await this.writes.execute(ctx, op, (manager) => this.insertNow(manager, task), {
         ...(key === null ? {} : { dedupeKey: key }),
@@ -140,9 +141,10 @@ export class TasksService {
       });
       if (outcome.mode === 'buffered') return this.bufferedCreate(outcome.op, outcome.duplicate, key);
       if (outcome.result) return { task: storedForm(task), replayed: false, buffered: false };
-      // Another request with this key got there first: its task is the answer.
+      // Another request with this key got there first: its task is the answer, not this one.
       const existing = await this.createdWithKey(ctx, userId, key!);
       if (existing === 'queue-behind') return this.bufferedCreate(op, false, key, true);
+      await this.coordination.release(userId, key!, task.id);
       if (existing) return existing;
       // Its task has been deleted since, which frees the key: try again.
     }
@@ -361,10 +363,10 @@ export class TasksService {
     return { task: existing, replayed: true, buffered: false };
   }
 
-  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null, position: string): NewTask {
+  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null): Omit<NewTask, 'position'> {
     // Milliseconds, as the API shows them: createdAt is a sort key, and cursors carry it.
     const now = this.clock.now().toISOString();
-    return { id: newId(), userId, ...fields, createdAt: now, updatedAt: now, version: 1, idempotencyKey, position };
+    return { id: newId(), userId, ...fields, createdAt: now, updatedAt: now, version: 1, idempotencyKey };
   }
 }
 
