@@ -17,7 +17,9 @@
  */
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
+import { Logger, type LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import pino from 'pino';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig, type AppConfig } from './config/app-config.js';
 import { LmdbService } from './infrastructure/lmdb/lmdb.service.js';
@@ -36,6 +38,16 @@ const USAGE = `usage:
 
 const EXIT_USAGE = 64;
 const EXIT_WRITES_REMAIN = 2;
+
+/** Stdout carries the command's JSON lines only: every log line goes to stderr. */
+function stderrLogger(config: AppConfig): { logger: ReturnType<typeof createLogger>; nest: LoggerService } {
+  const logger = createLogger(config, pino.destination({ fd: 2, sync: true }));
+  const at = (level: 'info' | 'error' | 'warn' | 'debug' | 'trace') => (message: unknown, ...rest: unknown[]) => {
+    const context = rest.at(-1);
+    logger[level](typeof context === 'string' ? { context } : {}, String(message));
+  };
+  return { logger, nest: { log: at('info'), error: at('error'), warn: at('warn'), debug: at('debug'), verbose: at('trace') } };
+}
 
 function print(record: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(record)}\n`);
@@ -149,8 +161,8 @@ function allKeys(buffer: LmdbBuffer): number[] {
 async function drain(config: AppConfig, args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'timeout-seconds': { type: 'string', default: '600' } } });
   const deadline = Date.now() + Number(values['timeout-seconds']) * 1000;
-  const logger = createLogger(config);
-  const app = await NestFactory.createApplicationContext(AppModule.forRoot(config, logger), { logger: false });
+  const { logger, nest } = stderrLogger(config);
+  const app = await NestFactory.createApplicationContext(AppModule.forRoot(config, logger), { logger: nest });
   try {
     const postgres = app.get(PostgresAvailability);
     const service = app.get(BufferService);
@@ -200,6 +212,7 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
+  Logger.overrideLogger(stderrLogger(config).nest);
   if (command === 'status') return status(config);
   if (command === 'drain') return drain(config, rest);
   if (command === 'set-aside') {

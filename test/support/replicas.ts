@@ -37,6 +37,8 @@ export interface BufferState {
 
 export class Replica {
   process: ServerProcess | undefined;
+  /** What the last process wrote, once it has stopped. */
+  private lastOutput = '';
   readonly url: string;
 
   constructor(
@@ -74,6 +76,7 @@ export class Replica {
     if (!running) return { code: null, signal: null };
     running.child.kill(signal);
     const exit = await running.exited;
+    this.lastOutput = running.output();
     this.process = undefined;
     return exit;
   }
@@ -102,15 +105,25 @@ export class Replica {
 
   /** The buffer as this replica's readiness reports it. */
   async buffer(): Promise<BufferState> {
-    const body = (await (await fetch(`${this.url}/health/ready`)).json()) as {
+    const body = (await (await this.fetch('/health/ready')).json()) as {
       details: { postgres: { status: 'up' | 'down' }; buffer: { depth: number; parked: number; setAside: number } };
     };
     const { depth, parked, setAside } = body.details.buffer;
     return { postgres: body.details.postgres.status, depth, parked, setAside };
   }
 
+  /** `fetch` of a path on this replica; a failure says what the replica was doing (most often: it died). */
+  async fetch(path: string, init?: RequestInit): Promise<Response> {
+    try {
+      return await fetch(`${this.url}${path}`, init);
+    } catch (error) {
+      const cause = (error as Error).cause;
+      throw new Error(`${init?.method ?? 'GET'} ${path} to replica ${this.index}: ${String(error)} (${String(cause)})\n${this.output().slice(-3000)}`);
+    }
+  }
+
   output(): string {
-    return this.process?.output() ?? '';
+    return this.process?.output() ?? this.lastOutput;
   }
 }
 
@@ -206,14 +219,14 @@ export class Client {
   static async signUp(replica: Replica, label = 'user'): Promise<Client> {
     const email = `${label}-${randomBytes(6).toString('hex')}@example.test`;
     const password = `pw-${randomBytes(8).toString('hex')}`;
-    const registered = await fetch(`${replica.url}/api/v1/auth/register`, {
+    const registered = await replica.fetch(`/api/v1/auth/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email, password, name: label }),
     });
     if (registered.status !== 201) throw new Error(`register: ${registered.status} ${await registered.text()}`);
     const { id } = (await registered.json()) as { id: string };
-    const login = await fetch(`${replica.url}/api/v1/auth/login`, {
+    const login = await replica.fetch(`/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email, password }),
@@ -230,7 +243,7 @@ export class Client {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<{ status: number; headers: Headers; body: unknown }> {
-    const response = await fetch(`${replica.url}${url}`, {
+    const response = await replica.fetch(`${url}`, {
       method,
       headers: {
         authorization: `Bearer ${this.accessToken}`,

@@ -1,0 +1,259 @@
+/**
+ * Replicas that leave, crash and come back, as real processes (test/support/replicas.ts):
+ *
+ * - a replica SIGTERM'd during a PostgreSQL outage and never restarted hands its writes to the
+ *   Redis stream (Redis with an append-only file, `appendfsync always`, a server of the test's
+ *   own), and the other replica applies every one of them once its PostgreSQL answers;
+ * - with a Redis that keeps nothing on disk, the replica keeps its writes on its volume instead,
+ *   and the drain command empties that retained volume into PostgreSQL;
+ * - a replica SIGKILL'd during the outage and restarted on its volume loses nothing and applies
+ *   nothing twice;
+ * - the same Idempotency-Key through two replicas during the outage gives one task; with Redis
+ *   down as well, two ids that both find it.
+ *
+ * CI budget: 150 s
+ */
+import { spawn } from 'node:child_process';
+import { jest } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { startRedis, type OwnRedis } from '../support/redis-server.js';
+import { Client, ReplicaSet, type Replica } from '../support/replicas.js';
+import { SERVER_ENTRY } from '../support/server-process.js';
+import { databaseUrlFor, REDIS_URL, withDatabase } from '../support/test-app.js';
+
+jest.setTimeout(120_000);
+
+const TASKS = '/api/v1/tasks';
+const CLI = SERVER_ENTRY.replace(/main\.js$/, 'cli.js');
+
+interface StoredTask {
+  id: string;
+  title: string;
+  status: string;
+  version: number;
+}
+
+async function tasksOf(set: ReplicaSet, userId: string): Promise<StoredTask[]> {
+  return withDatabase(set.databaseName, async (client) => {
+    const { rows } = await client.query<StoredTask>(
+      'SELECT id, title, status, version FROM tasks WHERE user_id = $1 ORDER BY title',
+      [userId],
+    );
+    return rows;
+  });
+}
+
+async function idOf(response: { status: number; body: unknown }): Promise<string> {
+  expect([201, 202]).toContain(response.status);
+  return (response.body as { id: string }).id;
+}
+
+/** Runs the operator command against a replica's volume, with the replica's environment. */
+function cli(set: ReplicaSet, replica: Replica, args: string[]): Promise<{ code: number | null; lines: Array<Record<string, unknown>> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_ENV: 'test',
+        DATABASE_URL: databaseUrlFor(set.databaseName),
+        REDIS_URL,
+        REDIS_KEY_PREFIX: set.redisKeyPrefix,
+        BUFFER_PATH: replica.bufferPath,
+        JWT_SECRET: set.jwtSecret,
+        LOG_LEVEL: 'silent',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      try {
+        resolve({ code, lines: out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) });
+      } catch {
+        reject(new Error(`unexpected output: ${out} ${err}`));
+      }
+    });
+  });
+}
+
+/** Writes through `replica` while its PostgreSQL is cut: a create, an update and a delete of earlier tasks. */
+async function writeDuringOutage(client: Client, replica: Replica, updated: string, deleted: string): Promise<string> {
+  const created = await client.send(replica, 'POST', TASKS, { title: 'created while cut' });
+  expect(created.status).toBe(202);
+  expect((await client.send(replica, 'PATCH', `${TASKS}/${updated}`, { status: 'done' })).status).toBe(202);
+  expect((await client.send(replica, 'DELETE', `${TASKS}/${deleted}`)).status).toBe(202);
+  return (created.body as { id: string }).id;
+}
+
+describe('a replica that leaves during an outage, with a durable Redis (e2e)', () => {
+  let redis: OwnRedis;
+  let set: ReplicaSet;
+
+  beforeAll(async () => {
+    redis = await startRedis({ durable: true });
+    set = await ReplicaSet.start({ count: 2, redisUrl: redis.url });
+  }, 90_000);
+
+  afterAll(async () => {
+    await set?.close();
+    await redis?.stop();
+  });
+
+  it('hands its unapplied writes to the others on SIGTERM, which apply them once', async () => {
+    const [a, b] = [set.get(0), set.get(1)];
+    const client = await Client.signUp(b, 'erin');
+    const kept = await idOf(await client.send(b, 'POST', TASKS, { title: 'kept, updated while cut' }));
+    const doomed = await idOf(await client.send(b, 'POST', TASKS, { title: 'deleted while cut' }));
+    a.cut();
+    const created = await writeDuringOutage(client, a, kept, doomed);
+
+    const exit = await a.stop('SIGTERM');
+    expect(exit).toEqual({ code: 0, signal: null });
+    await set.drained(60_000, [1]);
+    const stream = new Redis(redis.url, { keyPrefix: set.redisKeyPrefix });
+    try {
+      // Taken and applied by B: nothing left in the stream, nothing on A's volume.
+      await waitFor(async () => (await stream.xlen('buffer:handoff')) === 0 && (await tasksOf(set, client.userId)).length === 2);
+    } finally {
+      stream.disconnect();
+    }
+    expect(await tasksOf(set, client.userId)).toEqual([
+      { id: created, title: 'created while cut', status: 'todo', version: 1 },
+      { id: kept, title: 'kept, updated while cut', status: 'done', version: 2 },
+    ]);
+    const status = await cli(set, a, ['buffer', 'status']);
+    expect(status.lines[0]).toMatchObject({ queued: 0, parked: 0 });
+  });
+});
+
+describe('replicas whose Redis keeps nothing on disk (e2e)', () => {
+  let set: ReplicaSet;
+
+  beforeAll(async () => {
+    set = await ReplicaSet.start({ count: 2 });
+  }, 90_000);
+
+  afterAll(async () => {
+    await set?.close();
+  });
+
+  it('keeps the writes on the volume of a replica SIGTERM’d during the outage, and the drain command applies them', async () => {
+    const [a, b] = [set.get(0), set.get(1)];
+    const client = await Client.signUp(b, 'frank');
+    const kept = await idOf(await client.send(b, 'POST', TASKS, { title: 'kept, updated while cut' }));
+    const doomed = await idOf(await client.send(b, 'POST', TASKS, { title: 'deleted while cut' }));
+    a.cut();
+    const created = await writeDuringOutage(client, a, kept, doomed);
+
+    expect(await a.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(a.output()).toMatch(/writes not handed off: they stay on this volume/);
+    expect((await cli(set, a, ['buffer', 'status'])).lines[0]).toMatchObject({ queued: 3 });
+    expect(await tasksOf(set, client.userId)).toHaveLength(2);
+
+    // The ordinal never comes back: an operator drains its retained volume.
+    const drained = await cli(set, a, ['buffer', 'drain', '--timeout-seconds', '60']);
+    expect({ code: drained.code, last: drained.lines.at(-1) }).toEqual({
+      code: 0,
+      last: expect.objectContaining({ outcome: 'drained', queued: 0, parked: 0 }),
+    });
+    expect(await tasksOf(set, client.userId)).toEqual([
+      { id: created, title: 'created while cut', status: 'todo', version: 1 },
+      { id: kept, title: 'kept, updated while cut', status: 'done', version: 2 },
+    ]);
+    await a.start();
+  });
+
+  it('loses nothing and applies nothing twice after a SIGKILL during the outage and a restart on the same volume', async () => {
+    const a = set.get(0);
+    const client = await Client.signUp(set.get(1), 'gina');
+    const ids: string[] = [];
+    a.cut();
+    for (let n = 0; n < 10; n += 1) ids.push(await idOf(await client.send(a, 'POST', TASKS, { title: `task ${n}` })));
+    for (const id of ids.slice(0, 5)) expect((await client.send(a, 'PATCH', `${TASKS}/${id}`, { status: 'done' })).status).toBe(202);
+
+    expect((await a.stop('SIGKILL')).signal).toBe('SIGKILL');
+    await a.start();
+    a.restore();
+    await set.drained();
+
+    expect(await tasksOf(set, client.userId)).toEqual(
+      ids.map((id, n) => ({ id, title: `task ${n}`, status: n < 5 ? 'done' : 'todo', version: n < 5 ? 2 : 1 })),
+    );
+  });
+
+  it('answers the same task for the same Idempotency-Key through two replicas during the outage', async () => {
+    const [a, b] = [set.get(0), set.get(1)];
+    const client = await Client.signUp(b, 'hugo');
+    a.cut();
+    b.cut();
+    let first: string;
+    try {
+      first = await idOf(await client.send(a, 'POST', TASKS, { title: 'once' }, { 'idempotency-key': 'same-key' }));
+      const retry = await client.send(b, 'POST', TASKS, { title: 'once' }, { 'idempotency-key': 'same-key' });
+      expect({ status: retry.status, id: await idOf(retry), replayed: retry.headers.get('idempotent-replayed') }).toEqual({
+        status: 202,
+        id: first,
+        replayed: 'true',
+      });
+    } finally {
+      a.restore();
+      b.restore();
+    }
+    await set.drained();
+    expect((await tasksOf(set, client.userId)).map((task) => task.id)).toEqual([first]);
+    for (const replica of [a, b]) expect((await client.send(replica, 'GET', `${TASKS}/${first}`)).status).toBe(200);
+  });
+});
+
+describe('replicas with Redis down as well (e2e)', () => {
+  let redisProxy: FaultProxy;
+  let set: ReplicaSet;
+
+  beforeAll(async () => {
+    redisProxy = await FaultProxy.towards(REDIS_URL);
+    set = await ReplicaSet.start({ count: 2, redisUrl: `redis://${redisProxy.hostPort}/0` });
+  }, 90_000);
+
+  afterAll(async () => {
+    await set?.close();
+    await redisProxy?.close();
+  });
+
+  it('keeps one task for the same Idempotency-Key through two replicas, and both ids it answered find it', async () => {
+    const [a, b] = [set.get(0), set.get(1)];
+    const client = await Client.signUp(b, 'ines');
+    a.cut();
+    b.cut();
+    redisProxy.cut();
+    let ids: string[];
+    try {
+      ids = [
+        await idOf(await client.send(a, 'POST', TASKS, { title: 'once, without Redis' }, { 'idempotency-key': 'k-no-redis' })),
+        await idOf(await client.send(b, 'POST', TASKS, { title: 'once, without Redis' }, { 'idempotency-key': 'k-no-redis' })),
+      ];
+    } finally {
+      redisProxy.pass();
+      a.restore();
+      b.restore();
+    }
+    await set.drained();
+    const stored = await tasksOf(set, client.userId);
+    expect(stored).toHaveLength(1);
+    for (const [n, id] of ids.entries()) {
+      const found = await client.send(set.get(n), 'GET', `${TASKS}/${id}`);
+      expect({ status: found.status, id: (found.body as { id: string }).id }).toEqual({ status: 200, id: stored[0]!.id });
+    }
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
