@@ -37,4 +37,9 @@ export default {
     },
   ],
   testTimeout: 30_000,
+  // Once every suite has passed and nothing is left open (`--detectOpenHandles` finds nothing),
+  // Node's own teardown after the event loop ends can spin forever at full CPU (in
+  // Environment::CleanupHandles, seen with the swc native addon's threads still alive): exit
+  // explicitly instead of waiting for it.
+  forceExit: true,
 };
