@@ -62,6 +62,44 @@ describe('an idempotent create retried while PostgreSQL is down (e2e)', () => {
     expect(again.json()).toEqual(created.json());
   });
 
+  it('does not answer with a create that was reserved but never written (its replica died first): the key is taken over', async () => {
+    const user = await registerAndLogin(t.app);
+    const phantom = '01a24d00-0000-7000-8000-000000000001';
+    const redis = new Redis(REDIS_URL, { lazyConnect: true });
+    try {
+      await redis.connect();
+      // What a replica leaves when it dies between positioning a keyed create and writing it.
+      await redis.hset(`${t.databaseName}:{u:${user.userId}}:keys`, {
+        'k:lost': JSON.stringify({ id: phantom, task: JSON.stringify({ id: phantom, title: 'never written' }), confirmed: false, expiresAt: String(Date.now() + 600_000) }),
+        [`t:${phantom}`]: 'lost',
+      });
+    } finally {
+      redis.disconnect();
+    }
+    const post = () =>
+      t.app.inject({ method: 'POST', url: TASKS, headers: { ...user.auth, 'idempotency-key': 'lost' }, payload: { title: 'Written' } });
+
+    proxy.cut();
+    let queued: { id: string; title: string };
+    try {
+      const answered = await post();
+      expect([answered.statusCode, answered.headers['idempotent-replayed']]).toEqual([202, undefined]);
+      queued = answered.json();
+      expect(queued).toMatchObject({ title: 'Written' });
+      expect(queued.id).not.toBe(phantom);
+      // Its retry, now that the key is confirmed for it, answers the same task.
+      const retried = await post();
+      expect([retried.statusCode, retried.headers['idempotent-replayed'], retried.json()]).toEqual([202, 'true', queued]);
+    } finally {
+      proxy.pass();
+    }
+    const buffer = t.app.get(LmdbBuffer);
+    const database = t.app.get(PostgresAvailability);
+    await waitUntil('the buffer drained', () => database.isUp() && buffer.depth === 0);
+    const found = await t.app.inject({ method: 'GET', url: `${TASKS}/${queued.id}`, headers: user.auth });
+    expect([found.statusCode, found.json().title]).toEqual([200, 'Written']);
+  });
+
   it("applies the queued update and delete of the retry's id to the task its key holds, once its reservation has gone", async () => {
     const user = await registerAndLogin(t.app);
     const post = (key: string, title: string) =>

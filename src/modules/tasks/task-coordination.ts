@@ -29,8 +29,12 @@ export interface KeyReservation {
 const NOW_MS = `local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)`;
 
 /**
- * Position, and the key's live reservation if there is one; otherwise the key is reserved for this
- * create, for a short while (a buffered create extends it: REGISTER_LUA).
+ * Position, and the key's live confirmed reservation if there is one; otherwise the key is
+ * reserved for this create, tentatively: a tentative reservation only says a create with the key
+ * is in flight (it may never be written: a crash, a failed insert), so the next create with the
+ * key does not answer with it but takes the key over (if both get written, PostgreSQL's unique
+ * index makes the second an alias of the first). It is confirmed once the create is in
+ * PostgreSQL (CONFIRM_LUA) or on a replica's disk (REGISTER_LUA).
  * KEYS: pos, keys. ARGV: clock, ttl, key, task id, body, reservation ttl.
  */
 const CREATE_LUA = `${POSITION_LUA}
@@ -39,15 +43,28 @@ local field = 'k:' .. ARGV[3]
 local held = redis.call('HGET', KEYS[2], field)
 if held then
   local reservation = cjson.decode(held)
-  if tonumber(reservation.expiresAt) > now_ms then
+  if reservation.confirmed ~= false and tonumber(reservation.expiresAt) > now_ms then
     return {string.format('%.0f', pos), now[1], now[2], held}
   end
   redis.call('HDEL', KEYS[2], field, 't:' .. reservation.id)
 end
-local record = cjson.encode({id = ARGV[4], task = ARGV[5], expiresAt = string.format('%.0f', now_ms + tonumber(ARGV[6]))})
+local record = cjson.encode({id = ARGV[4], task = ARGV[5], confirmed = false, expiresAt = string.format('%.0f', now_ms + tonumber(ARGV[6]))})
 redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[4], ARGV[3])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
 return {string.format('%.0f', pos), now[1], now[2]}`;
+
+/**
+ * Confirms the key's reservation if it is this task's (its create is now in PostgreSQL), for
+ * retries through any replica. KEYS: keys. ARGV: key, task id.
+ */
+const CONFIRM_LUA = `
+local held = redis.call('HGET', KEYS[1], 'k:' .. ARGV[1])
+if not held then return 0 end
+local reservation = cjson.decode(held)
+if reservation.id ~= ARGV[2] then return 0 end
+reservation.confirmed = true
+redis.call('HSET', KEYS[1], 'k:' .. ARGV[1], cjson.encode(reservation))
+return 1`;
 
 /** Drops the key's reservation if it is this task's. KEYS: keys. ARGV: key, task id. */
 const RELEASE_LUA = `
@@ -84,9 +101,9 @@ if ARGV[4] ~= '' then
   local held = redis.call('HGET', KEYS[2], field)
   if held then
     local reservation = cjson.decode(held)
-    if reservation.id ~= ARGV[1] and tonumber(reservation.expiresAt) > now_ms then return held end
+    if reservation.id ~= ARGV[1] and reservation.confirmed ~= false and tonumber(reservation.expiresAt) > now_ms then return held end
   end
-  local record = cjson.encode({id = ARGV[1], task = ARGV[5], expiresAt = string.format('%.0f', now_ms + ttl)})
+  local record = cjson.encode({id = ARGV[1], task = ARGV[5], confirmed = true, expiresAt = string.format('%.0f', now_ms + ttl)})
   redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[1], ARGV[4])
   if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
@@ -125,6 +142,7 @@ export class TaskCoordination {
   private readonly registerScript: RedisScript;
   private readonly appliedScript: RedisScript;
   private readonly releaseScript: RedisScript;
+  private readonly confirmScript: RedisScript;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -136,6 +154,7 @@ export class TaskCoordination {
     this.registerScript = redis.script(REGISTER_LUA);
     this.appliedScript = redis.script(APPLIED_LUA);
     this.releaseScript = redis.script(RELEASE_LUA);
+    this.confirmScript = redis.script(CONFIRM_LUA);
   }
 
   /**
@@ -157,6 +176,14 @@ export class TaskCoordination {
       [key, task.id, JSON.stringify(task), APPLIED_RESERVATION_GRACE_MS],
     );
     return { position, held: parseReservation(extra?.[0]) };
+  }
+
+  /**
+   * Confirms `taskId`'s reservation of `key` once its create is in PostgreSQL. Best effort: left
+   * tentative, a retry elsewhere meets PostgreSQL's unique index instead (or becomes an alias).
+   */
+  async confirm(userId: string, key: string, taskId: string): Promise<void> {
+    await this.run(() => this.confirmScript([keysKey(userId)], [key, taskId])).catch(() => undefined);
   }
 
   /** Drops the key's reservation if `taskId` holds it (a create that turned out not to take the key). */

@@ -61,7 +61,10 @@ type Repository = StrictMock<
   TasksRepository,
   'findById' | 'findByIdempotencyKey' | 'list' | 'insert' | 'insertMany' | 'merge' | 'delete' | 'deleteMany' | 'recordKeyAliases' | 'presenceOf'
 >;
-type Coordination = StrictMock<TaskCoordination, 'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied' | 'release'>;
+type Coordination = StrictMock<
+  TaskCoordination,
+  'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied' | 'release' | 'confirm'
+>;
 type Order = StrictMock<WriteOrder, 'next'>;
 
 function storedTask(overrides: Partial<Task> = {}): Task {
@@ -122,6 +125,7 @@ describe('TasksService', () => {
       'pendingOf',
       'applied',
       'release',
+      'confirm',
     ]);
     order = strictMock<WriteOrder, 'next'>('order', ['next']);
     database = new DatabaseStandIn();
@@ -191,6 +195,7 @@ describe('TasksService', () => {
     it('stores the given fields, the due date in canonical UTC form, and the idempotency key', async () => {
       positionsCreate(P1);
       repository.insert.mockResolvedValueOnce(true);
+      coordination.confirm.mockResolvedValueOnce(undefined);
 
       const { task } = await service.create(
         ctx,
@@ -202,6 +207,8 @@ describe('TasksService', () => {
       const [, , reserved] = coordination.positionCreate.mock.calls[0]!;
       expect(coordination.positionCreate).toHaveBeenCalledWith(USER, 'key-1', expect.objectContaining({ title: 'Call Ada' }));
       expect(reserved!.id).toBe(repository.insert.mock.calls[0]![1].id);
+      // Confirmed once in PostgreSQL: from now on a retry anywhere answers this task.
+      expect(coordination.confirm).toHaveBeenCalledWith(USER, 'key-1', reserved!.id);
       expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', dueAt: '2026-03-01T17:30:00.000Z' });
       expect(task).toMatchObject({
         title: 'Call Ada',
@@ -305,6 +312,7 @@ describe('TasksService', () => {
       it('tries again at a new position when the task holding it was deleted in between', async () => {
         positionsCreate(P1, P2);
         coordination.release.mockResolvedValue(undefined);
+        coordination.confirm.mockResolvedValue(undefined);
         repository.insert.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
         repository.findByIdempotencyKey.mockResolvedValueOnce(undefined);
 

@@ -140,7 +140,10 @@ export class TasksService {
         tags: [task.id],
       });
       if (outcome.mode === 'buffered') return this.bufferedCreate(outcome.op, outcome.duplicate, key);
-      if (outcome.result) return { task: storedForm(task), replayed: false, buffered: false };
+      if (outcome.result) {
+        if (key !== null) await this.coordination.confirm(userId, key, task.id);
+        return { task: storedForm(task), replayed: false, buffered: false };
+      }
       // Another request with this key got there first: its task is the answer, not this one.
       const existing = await this.createdWithKey(ctx, userId, key!);
       if (existing === 'queue-behind') return this.bufferedCreate(op, false, key, true);
