@@ -42,11 +42,28 @@ export const POOL = {
   },
 } as unknown as EntityManager;
 
+/**
+ * A transaction's manager, as the write path hands it to a direct write that holds write locks:
+ * the lock statement is the only SQL it takes (the repository is mocked); `locked` records the keys.
+ */
+export class TransactionStandIn {
+  readonly locked: string[][] = [];
+  readonly manager = {
+    query: async (sql: string, params: unknown[]) => {
+      if (!sql.includes('pg_advisory_xact_lock')) throw new Error('unexpected SQL: the repository is mocked');
+      this.locked.push(params[1] as string[]);
+      return [];
+    },
+  } as unknown as EntityManager;
+}
+
 /** PostgreSQL's state as the write path sees it: up, or down with the breaker open. */
 export class DatabaseStandIn {
   up = true;
   readonly manager = POOL;
+  readonly tx = new TransactionStandIn();
   readonly run = jest.fn(async (_ctx: RequestContext, work: () => Promise<unknown>) => work());
+  readonly transaction = jest.fn(async (_ctx: RequestContext, work: (manager: EntityManager) => Promise<unknown>) => work(this.tx.manager));
 
   isUp(): boolean {
     return this.up;

@@ -50,6 +50,7 @@ import { LmdbBuffer, type BufferEntry, type DeadLetter } from './lmdb-buffer.js'
 import type { BufferedOperation } from './operation.js';
 import { OperationRegistry, type Triage } from './operation-registry.js';
 import { WriteOrder } from './write-order.js';
+import { lockForWrite } from '../../infrastructure/database/write-locks.js';
 
 const REPLAY_INTERVAL = 'buffer-replay';
 const PRUNE_INTERVAL = 'buffer-ledger-prune';
@@ -127,7 +128,9 @@ interface Step {
 class DatabaseUnreachable extends Error {}
 
 @Injectable()
-export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown {
+export class BufferService
+  implements OnApplicationBootstrap, OnModuleDestroy, OnApplicationShutdown
+{
   private readonly logger = new Logger(BufferService.name);
   private running: Promise<ReplayReport> | undefined;
   private finishing: Promise<void> | undefined;
@@ -158,7 +161,10 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
       REPLAY_INTERVAL,
       setInterval(() => void this.replay(), this.config.buffer.replayIntervalMs),
     );
-    this.scheduler.addInterval(PRUNE_INTERVAL, setInterval(() => void this.prune(), PRUNE_EVERY_MS));
+    this.scheduler.addInterval(
+      PRUNE_INTERVAL,
+      setInterval(() => void this.prune(), PRUNE_EVERY_MS),
+    );
     this.unsubscribe = this.availability.onStateChange((state) => {
       if (state === 'up') void this.replay();
     });
@@ -245,7 +251,10 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     this.stopping = true;
     // Within SHUTDOWN_TIMEOUT_MS, leaving the rest of it to closing the connections.
     const { timeoutMs, drainMs } = this.config.shutdown;
-    this.stopBy = Math.min(this.stopBy, Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2)));
+    this.stopBy = Math.min(
+      this.stopBy,
+      Date.now() + Math.max(1_000, Math.floor((timeoutMs - drainMs) / 2)),
+    );
     for (const name of [REPLAY_INTERVAL, PRUNE_INTERVAL]) {
       if (this.scheduler.doesExist('interval', name)) this.scheduler.deleteInterval(name);
     }
@@ -258,7 +267,8 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
         this.logger.warn({ err: summariseError(error) }, 'hand-off failed');
         return 0;
       });
-      if (handedOff > 0) this.logger.log({ handedOff }, 'unapplied writes handed off to the other replicas');
+      if (handedOff > 0)
+        this.logger.log({ handedOff }, 'unapplied writes handed off to the other replicas');
     }
     if (!this.buffer.holdsNothing()) {
       this.logger.warn(
@@ -379,6 +389,7 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     const ctx = RequestContext.background('buffer-replay', timeoutMs);
     try {
       return await this.database.transaction(ctx, async (manager) => {
+        await lockForWrite(manager, this.lockKeysOf(slice));
         const fresh = await this.applied.claim(
           manager,
           slice.map((entry) => entry.op.id),
@@ -392,7 +403,12 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
           appliedOps.push(...step.entries.map((entry) => entry.op));
         }
         current = undefined;
-        return { ok: true as const, applied, alreadyApplied: slice.length - applied, fresh: appliedOps };
+        return {
+          ok: true as const,
+          applied,
+          alreadyApplied: slice.length - applied,
+          fresh: appliedOps,
+        };
       });
     } catch (error) {
       const failure = classifyReplayFailure(error);
@@ -402,6 +418,15 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     } finally {
       ctx.release();
     }
+  }
+
+  private lockKeysOf(slice: BufferEntry[]): string[] {
+    const keys: string[] = [];
+    for (const entry of slice) {
+      const key = this.registry.lockKeyOf(entry.op);
+      if (key !== undefined) keys.push(key);
+    }
+    return keys;
   }
 
   /**
@@ -456,12 +481,19 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
   }
 
   /** Sets entries aside in one LMDB transaction, with a log line each and one for those dropped. */
-  private async setAsideAll(items: ReadonlyArray<{ entry: BufferEntry; error: unknown }>): Promise<number> {
+  private async setAsideAll(
+    items: ReadonlyArray<{ entry: BufferEntry; error: unknown }>,
+  ): Promise<number> {
     if (items.length === 0) return 0;
-    const { moved, dropped } = await this.buffer.setAside(items.map(({ entry, error }) => ({ key: entry.key, error })));
+    const { moved, dropped } = await this.buffer.setAside(
+      items.map(({ entry, error }) => ({ key: entry.key, error })),
+    );
     for (const { entry, error } of items) {
       this.attempts.delete(entry.key);
-      this.logger.error({ ...describe(entry), err: summariseError(error) }, 'buffered operation set aside: it can never apply');
+      this.logger.error(
+        { ...describe(entry), err: summariseError(error) },
+        'buffered operation set aside: it can never apply',
+      );
     }
     this.counters.deadLettered += moved;
     this.reportDropped(dropped);
@@ -473,7 +505,13 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     this.counters.setAsideDropped += dropped.length;
     for (const letter of dropped) {
       this.logger.warn(
-        { key: letter.key, opId: letter.op.id, kind: letter.op.kind, userId: letter.op.userId, acceptedAt: letter.op.acceptedAt },
+        {
+          key: letter.key,
+          opId: letter.op.id,
+          kind: letter.op.kind,
+          userId: letter.op.userId,
+          acceptedAt: letter.op.acceptedAt,
+        },
         'set-aside operation dropped: the set-aside store is at its bounds',
       );
     }
@@ -483,7 +521,11 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
    * The entries of `batch` to apply now. Those older than the retention period are set aside, and
    * the verdicts of their kinds' triage park or set aside others (see the header).
    */
-  private async sortOut(batch: BufferEntry[], report: ReplayReport, from: 'queued' | 'parked'): Promise<BufferEntry[]> {
+  private async sortOut(
+    batch: BufferEntry[],
+    report: ReplayReport,
+    from: 'queued' | 'parked',
+  ): Promise<BufferEntry[]> {
     const verdicts = await this.triage(batch);
     const apply: BufferEntry[] = [];
     const park: Array<{ key: number; reason: string }> = [];
@@ -512,7 +554,10 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     batch.forEach((entry, index) => {
       const acceptedAt = Date.parse(entry.op.acceptedAt);
       if (!(now - acceptedAt <= retentionMs)) {
-        verdicts[index] = { verdict: 'set-aside', reason: `accepted at ${entry.op.acceptedAt}, longer ago than WRITE_RETENTION` };
+        verdicts[index] = {
+          verdict: 'set-aside',
+          reason: `accepted at ${entry.op.acceptedAt}, longer ago than WRITE_RETENTION`,
+        };
         return;
       }
       if (!this.registry.triageFor(entry.op.kind)) return;
@@ -541,7 +586,8 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
         group.forEach(({ index }, n) => (verdicts[index] = sorted[n] ?? { verdict: 'apply' }));
       }
     } catch (error) {
-      if (classifyReplayFailure(error) === 'transient') throw new DatabaseUnreachable('PostgreSQL is unreachable', { cause: error });
+      if (classifyReplayFailure(error) === 'transient')
+        throw new DatabaseUnreachable('PostgreSQL is unreachable', { cause: error });
       throw error;
     } finally {
       ctx.release();
@@ -561,7 +607,8 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     parked.forEach((entry, index) => {
       const verdict = verdicts[index]!;
       if (verdict.verdict === 'apply') ready.push(entry.key);
-      else if (verdict.verdict === 'set-aside') setAside.push({ entry, error: new PermanentOperationError(verdict.reason) });
+      else if (verdict.verdict === 'set-aside')
+        setAside.push({ entry, error: new PermanentOperationError(verdict.reason) });
     });
     await this.buffer.unpark(ready);
     report.parked = (report.parked ?? 0) - ready.length;
@@ -573,7 +620,10 @@ export class BufferService implements OnApplicationBootstrap, OnModuleDestroy, O
     try {
       await this.handoff.take();
     } catch (error) {
-      this.logger.warn({ err: summariseError(error) }, 'could not take handed-off writes; will retry');
+      this.logger.warn(
+        { err: summariseError(error) },
+        'could not take handed-off writes; will retry',
+      );
     }
   }
 

@@ -67,6 +67,12 @@ export interface OperationKindOptions<P = unknown> {
   applyBatch?: BatchOperationHandler<P>;
   triage?: TriageHandler<P>;
   afterApply?: AppliedHandler<P>;
+  /**
+   * What the operation writes, as a key shared with every other write of the same thing (direct
+   * or replayed, on any replica): replay holds the key's lock (`lockForWrite`) for its
+   * transaction, so that such writes apply one after the other.
+   */
+  lockKey?: (op: BufferedOperation<P>) => string;
   /** The version of the payload shape the handlers take (default 1). */
   version?: number;
   /**
@@ -82,6 +88,7 @@ interface Registration {
   applyBatch: BatchOperationHandler | undefined;
   triage: TriageHandler | undefined;
   afterApply: AppliedHandler | undefined;
+  lockKey: ((op: BufferedOperation) => string) | undefined;
   version: number;
   upgrades: Record<number, PayloadUpgrade>;
 }
@@ -102,16 +109,23 @@ export class OperationRegistry {
     const version = options.version ?? 1;
     const upgrades = options.upgrades ?? {};
     for (let from = 1; from < version; from += 1) {
-      if (!upgrades[from]) throw new Error(`${kind} version ${version} says nothing of how version ${from} upgrades`);
+      if (!upgrades[from])
+        throw new Error(`${kind} version ${version} says nothing of how version ${from} upgrades`);
     }
     this.registrations.set(kind, {
       handler: handler as OperationHandler,
       applyBatch: options.applyBatch as BatchOperationHandler | undefined,
       triage: options.triage as TriageHandler | undefined,
       afterApply: options.afterApply as AppliedHandler | undefined,
+      lockKey: options.lockKey as ((op: BufferedOperation) => string) | undefined,
       version,
       upgrades,
     });
+  }
+
+  /** The write lock `op` must hold while it applies, if its kind names one. */
+  lockKeyOf(op: BufferedOperation): string | undefined {
+    return this.registrations.get(op.kind)?.lockKey?.(op);
   }
 
   /** `op` stamped with its kind's current payload version, as it is stored. */
@@ -134,7 +148,8 @@ export class OperationRegistry {
       );
     }
     let payload = op.payload;
-    for (let from = stored; from < registration.version; from += 1) payload = registration.upgrades[from]!(payload, op);
+    for (let from = stored; from < registration.version; from += 1)
+      payload = registration.upgrades[from]!(payload, op);
     return { ...op, payload, version: registration.version } as BufferedOperation<P>;
   }
 

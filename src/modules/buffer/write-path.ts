@@ -28,6 +28,7 @@ import { BufferFullError, UserShareExceededError } from './buffer.errors.js';
 import { LmdbBuffer } from './lmdb-buffer.js';
 import type { BufferedOperation } from './operation.js';
 import { OperationRegistry } from './operation-registry.js';
+import { lockForWrite } from '../../infrastructure/database/write-locks.js';
 
 /** How long a client is asked to wait when the buffer is full: PostgreSQL has been down a while. */
 export const BUFFER_FULL_RETRY_AFTER_SECONDS = 30;
@@ -60,6 +61,8 @@ export interface WriteOptions {
    * being buffered, it fails with 503 SERVICE_UNAVAILABLE and a Retry-After. Default true.
    */
   bufferable?: boolean;
+  /** Runs the direct write in a transaction, holding the write locks of these keys (`lockForWrite`). */
+  lockKeys?: string[];
 }
 
 @Injectable()
@@ -121,10 +124,18 @@ export class WritePath {
     ctx.throwIfAborted();
     if (!this.canWriteDirectly()) return this.enqueue(op, options);
     try {
-      return { mode: 'direct', result: await this.database.run(ctx, () => direct(this.database.manager)) };
+      const { lockKeys } = options;
+      const result = lockKeys
+        ? await this.database.transaction(ctx, async (manager) => {
+            await lockForWrite(manager, lockKeys);
+            return direct(manager);
+          })
+        : await this.database.run(ctx, () => direct(this.database.manager));
+      return { mode: 'direct', result };
     } catch (error) {
       // Past its deadline the client has had its 504: no promise to keep, so nothing is queued.
-      if (!ctx.aborted && (await this.isDatabaseUnreachable(error))) return this.enqueue(op, options);
+      if (!ctx.aborted && (await this.isDatabaseUnreachable(error)))
+        return this.enqueue(op, options);
       throw error;
     }
   }
@@ -133,20 +144,34 @@ export class WritePath {
    * Queues `op` without trying PostgreSQL: for a write the use case already knows must wait
    * (an update of a task whose create is still in a buffer).
    */
-  async enqueue<P>(op: BufferedOperation<P>, options: WriteOptions = {}): Promise<WriteOutcome<never, P>> {
+  async enqueue<P>(
+    op: BufferedOperation<P>,
+    options: WriteOptions = {},
+  ): Promise<WriteOutcome<never, P>> {
     if (options.bufferable === false) throw cannotBuffer();
     const stamped = this.registry.stamp(op);
     try {
       const { entry, duplicate } = await this.buffer.add(stamped, {
-        ...(options.dedupeKey === undefined ? {} : { dedupeKey: scopedKey(op.userId, op.kind, options.dedupeKey) }),
-        ...(options.tags ? { tags: options.tags.map((tag) => scopedTag(op.userId, op.kind, tag)) } : {}),
+        ...(options.dedupeKey === undefined
+          ? {}
+          : { dedupeKey: scopedKey(op.userId, op.kind, options.dedupeKey) }),
+        ...(options.tags
+          ? { tags: options.tags.map((tag) => scopedTag(op.userId, op.kind, tag)) }
+          : {}),
       });
       if (!duplicate) this.counters.buffered += 1;
       // A duplicate's original may have been stored by the previous release.
-      return { mode: 'buffered', op: duplicate ? this.registry.upgrade<P>(entry.op) : stamped, duplicate };
+      return {
+        mode: 'buffered',
+        op: duplicate ? this.registry.upgrade<P>(entry.op) : stamped,
+        duplicate,
+      };
     } catch (error) {
       if (error instanceof BufferFullError) {
-        throw new ServiceUnavailableError('the write buffer is full; try again later', BUFFER_FULL_RETRY_AFTER_SECONDS);
+        throw new ServiceUnavailableError(
+          'the write buffer is full; try again later',
+          BUFFER_FULL_RETRY_AFTER_SECONDS,
+        );
       }
       if (error instanceof UserShareExceededError) {
         this.counters.shareRefused += 1;
@@ -167,7 +192,10 @@ export class WritePath {
 }
 
 function cannotBuffer(): ServiceUnavailableError {
-  return new ServiceUnavailableError('the database is unavailable; try again shortly', DATABASE_DOWN_RETRY_AFTER_SECONDS);
+  return new ServiceUnavailableError(
+    'the database is unavailable; try again shortly',
+    DATABASE_DOWN_RETRY_AFTER_SECONDS,
+  );
 }
 
 /** A key only means something for its own user and for one kind of write. */

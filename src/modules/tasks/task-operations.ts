@@ -20,7 +20,11 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { BufferedOperation } from '../buffer/operation.js';
-import { OperationRegistry, type QueuedOperation, type Triage } from '../buffer/operation-registry.js';
+import {
+  OperationRegistry,
+  type QueuedOperation,
+  type Triage,
+} from '../buffer/operation-registry.js';
 import { WritePath } from '../buffer/write-path.js';
 import { comparePositions, positionAt } from '../buffer/write-order.js';
 import { TaskCoordination, taskRef } from './task-coordination.js';
@@ -95,8 +99,21 @@ export function updateOf(op: BufferedOperation<TaskUpdatePayload>): TaskUpdate {
   return { id, userId: op.userId, changes, position, expectedVersion: null };
 }
 
+/**
+ * The write lock of a task: its create and the deletes that may write its tombstone before its
+ * row is visible hold it, so neither misses the other (infrastructure/database/write-locks.ts).
+ */
+export function taskLockKey(userId: string, id: string): string {
+  return `task:${userId}:${id.toLowerCase()}`;
+}
+
 export function deletionOf(op: BufferedOperation<TaskDeletePayload>): TaskDeletion {
-  return { id: op.payload.id, userId: op.userId, position: op.payload.position, expectedVersion: null };
+  return {
+    id: op.payload.id,
+    userId: op.userId,
+    position: op.payload.position,
+    expectedVersion: null,
+  };
 }
 
 @Injectable()
@@ -109,17 +126,27 @@ export class TaskOperations implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.registry.register<TaskCreatePayload>(TASK_CREATE, (manager, op) => this.applyCreates(manager, [taskOf(op)]), {
-      version: PAYLOAD_VERSION,
-      upgrades: { 1: TASK_UPGRADES[TASK_CREATE] },
-      applyBatch: (manager, ops) => this.applyCreates(manager, ops.map(taskOf)),
-      afterApply: (ops) => this.coordination.applied(ops.map((op) => ({ userId: op.userId, id: op.payload.id }))),
-    });
-    this.registry.register<TaskUpdatePayload>(TASK_UPDATE, (manager, op) => this.replayUpdate(manager, updateOf(op)), {
-      version: PAYLOAD_VERSION,
-      upgrades: { 1: TASK_UPGRADES[TASK_UPDATE] },
-      triage: (manager, ops) => this.triage(manager, ops, 'update'),
-    });
+    this.registry.register<TaskCreatePayload>(
+      TASK_CREATE,
+      (manager, op) => this.applyCreates(manager, [taskOf(op)]),
+      {
+        version: PAYLOAD_VERSION,
+        upgrades: { 1: TASK_UPGRADES[TASK_CREATE] },
+        applyBatch: (manager, ops) => this.applyCreates(manager, ops.map(taskOf)),
+        lockKey: (op) => taskLockKey(op.userId, op.payload.id),
+        afterApply: (ops) =>
+          this.coordination.applied(ops.map((op) => ({ userId: op.userId, id: op.payload.id }))),
+      },
+    );
+    this.registry.register<TaskUpdatePayload>(
+      TASK_UPDATE,
+      (manager, op) => this.replayUpdate(manager, updateOf(op)),
+      {
+        version: PAYLOAD_VERSION,
+        upgrades: { 1: TASK_UPGRADES[TASK_UPDATE] },
+        triage: (manager, ops) => this.triage(manager, ops, 'update'),
+      },
+    );
     this.registry.register<TaskDeletePayload>(
       TASK_DELETE,
       async (manager, op) => {
@@ -131,6 +158,7 @@ export class TaskOperations implements OnModuleInit {
         applyBatch: async (manager, ops) => {
           await this.tasks.deleteMany(manager, ops.map(deletionOf));
         },
+        lockKey: (op) => taskLockKey(op.userId, op.payload.id),
         triage: (manager, ops) => this.triage(manager, ops, 'delete'),
       },
     );
@@ -141,7 +169,10 @@ export class TaskOperations implements OnModuleInit {
    * the same user (the same client intent, applied first elsewhere) become aliases of it.
    */
   async applyCreates(manager: EntityManager, tasks: readonly NewTask[]): Promise<void> {
-    const inserted = tasks.length === 1 ? Number(await this.tasks.insert(manager, tasks[0]!)) : await this.tasks.insertMany(manager, tasks);
+    const inserted =
+      tasks.length === 1
+        ? Number(await this.tasks.insert(manager, tasks[0]!))
+        : await this.tasks.insertMany(manager, tasks);
     if (inserted < tasks.length) await this.tasks.recordKeyAliases(manager, tasks);
   }
 
@@ -152,7 +183,9 @@ export class TaskOperations implements OnModuleInit {
    */
   async replayUpdate(manager: EntityManager, change: TaskUpdate): Promise<void> {
     if (await this.tasks.merge(manager, change)) return;
-    const [presence] = await this.tasks.presenceOf(manager, [{ userId: change.userId, id: change.id }]);
+    const [presence] = await this.tasks.presenceOf(manager, [
+      { userId: change.userId, id: change.id },
+    ]);
     if (presence?.aliasOf) await this.tasks.merge(manager, { ...change, id: presence.aliasOf });
   }
 
@@ -179,7 +212,9 @@ export class TaskOperations implements OnModuleInit {
       if (known.deleted) {
         // Written before the delete: overtaken by it, nothing left to do (applying is a no-op).
         // Written after it: the task is gone for good; an update of it can never apply.
-        const after = known.deletedAt !== undefined && comparePositions(op.payload.position, known.deletedAt) > 0;
+        const after =
+          known.deletedAt !== undefined &&
+          comparePositions(op.payload.position, known.deletedAt) > 0;
         return kind === 'update' && after
           ? { verdict: 'set-aside', reason: `task ${op.payload.id} was deleted before this update` }
           : { verdict: 'apply' };
@@ -190,15 +225,19 @@ export class TaskOperations implements OnModuleInit {
       const queuedHere = createKey !== undefined;
       const elsewhere = pending === undefined ? undefined : pending.has(taskRef(userId, id));
       if (!queuedHere && elsewhere === false) {
-        return { verdict: 'set-aside', reason: `task ${id} does not exist for user ${userId}: never created, or not theirs` };
+        return {
+          verdict: 'set-aside',
+          reason: `task ${id} does not exist for user ${userId}: never created, or not theirs`,
+        };
       }
       // A delete of a task still on its way writes its tombstone now: the create will meet it.
       if (kind === 'delete') return { verdict: 'apply' };
       return {
         verdict: 'park',
-        reason: queuedHere || elsewhere
-          ? `task ${id} is still being created`
-          : `task ${id} has no row, and Redis cannot say whether its create is in another buffer`,
+        reason:
+          queuedHere || elsewhere
+            ? `task ${id} is still being created`
+            : `task ${id} has no row, and Redis cannot say whether its create is in another buffer`,
       };
     });
   }

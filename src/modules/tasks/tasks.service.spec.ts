@@ -37,7 +37,7 @@ import { WritePath } from '../buffer/write-path.js';
 import type { NewTask, Task, TaskDeletion, TaskUpdate } from './task.js';
 import { taskRef, type KeyReservation, type TaskCoordination } from './task-coordination.js';
 import { TaskCursorCodec } from './task-cursor.js';
-import { TaskOperations, type TaskDeletePayload, type TaskUpdatePayload } from './task-operations.js';
+import { TaskOperations, taskLockKey, type TaskDeletePayload, type TaskUpdatePayload } from './task-operations.js';
 import type { TaskPresence, TasksRepository } from './tasks.repository.js';
 import { TasksService } from './tasks.service.js';
 
@@ -777,14 +777,28 @@ describe('TasksService', () => {
 
     it("writes the tombstone directly (204) for a task whose create waits in another replica's buffer: the create will meet it", async () => {
       coordination.positionDelete.mockResolvedValueOnce(P1);
-      repository.delete.mockResolvedValueOnce(false);
-      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      repository.delete.mockResolvedValue(false);
+      repository.presenceOf.mockResolvedValue([presence()]);
       coordination.pendingOf.mockResolvedValueOnce(new Set([taskRef(USER, OTHER_REPLICAS_TASK)]));
       repository.deleteMany.mockResolvedValueOnce(0);
 
       await expect(service.delete(ctx, OTHER_REPLICAS_TASK)).resolves.toEqual({ buffered: false });
-      expect(repository.deleteMany).toHaveBeenCalledWith(POOL, [deletion({ id: OTHER_REPLICAS_TASK })]);
+      // Looked at again and buried under the task's write lock, which its create's replay takes too.
+      expect(database.tx.locked).toEqual([[taskLockKey(USER, OTHER_REPLICAS_TASK)]]);
+      expect(repository.delete).toHaveBeenLastCalledWith(database.tx.manager, deletion({ id: OTHER_REPLICAS_TASK }));
+      expect(repository.deleteMany).toHaveBeenCalledWith(database.tx.manager, [deletion({ id: OTHER_REPLICAS_TASK })]);
       expect(buffer.ops()).toEqual([]);
+    });
+
+    it('deletes the row, with no tombstone of its own, when the create lands between the first look and the lock', async () => {
+      coordination.positionDelete.mockResolvedValueOnce(P1);
+      repository.delete.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
+      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      coordination.pendingOf.mockResolvedValueOnce(new Set());
+
+      await expect(service.delete(ctx, OTHER_REPLICAS_TASK)).resolves.toEqual({ buffered: false });
+      expect(repository.delete).toHaveBeenLastCalledWith(database.tx.manager, deletion({ id: OTHER_REPLICAS_TASK }));
+      expect(repository.deleteMany).not.toHaveBeenCalled();
     });
 
     it("writes the tombstone directly for a task whose create waits in this replica's buffer, without asking Redis", async () => {
@@ -794,23 +808,27 @@ describe('TasksService', () => {
       const { task } = await service.create(ctx, { title: 'created offline' });
       database.up = true;
       coordination.positionDelete.mockResolvedValueOnce(P2);
-      repository.delete.mockResolvedValueOnce(false);
-      repository.presenceOf.mockResolvedValueOnce([presence()]);
+      repository.delete.mockResolvedValue(false);
+      repository.presenceOf.mockResolvedValue([presence()]);
       repository.deleteMany.mockResolvedValueOnce(0);
 
       await expect(service.delete(ctx, task.id)).resolves.toEqual({ buffered: false });
-      expect(repository.deleteMany).toHaveBeenCalledWith(POOL, [deletion({ id: task.id, position: P2 })]);
+      expect(repository.deleteMany).toHaveBeenCalledWith(database.tx.manager, [deletion({ id: task.id, position: P2 })]);
     });
 
     it('answers NOT_FOUND for a task that exists nowhere, or was deleted already', async () => {
       coordination.positionDelete.mockResolvedValue(P1);
       repository.delete.mockResolvedValue(false);
-      repository.presenceOf.mockResolvedValueOnce([presence()]).mockResolvedValueOnce([presence({ deleted: true, deletedAt: P1 })]);
+      repository.presenceOf
+        .mockResolvedValueOnce([presence()])
+        .mockResolvedValueOnce([presence()])
+        .mockResolvedValueOnce([presence({ deleted: true, deletedAt: P1 })]);
       coordination.pendingOf.mockResolvedValueOnce(new Set());
 
       await expect(service.delete(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
       await expect(service.delete(ctx, TASK_ID)).rejects.toBeInstanceOf(NotFoundError);
       expect(coordination.pendingOf).toHaveBeenCalledTimes(1);
+      expect(repository.deleteMany).not.toHaveBeenCalled();
     });
 
     it('queues the delete at its position while PostgreSQL is down (202); a second delete of the same task while queued is that one', async () => {

@@ -30,7 +30,10 @@ import {
 } from '../../common/errors/domain-errors.js';
 import { Clock } from '../../common/time/clock.js';
 import { newId } from '../../common/util/ids.js';
-import { FOREIGN_KEY_VIOLATION, sqlState } from '../../infrastructure/database/connection-errors.js';
+import {
+  FOREIGN_KEY_VIOLATION,
+  sqlState,
+} from '../../infrastructure/database/connection-errors.js';
 import { createOperation, type BufferedOperation } from '../buffer/operation.js';
 import { WriteOrder, timeOfPosition } from '../buffer/write-order.js';
 import { WritePath } from '../buffer/write-path.js';
@@ -58,6 +61,7 @@ import { TaskCursorCodec, type CursorScope } from './task-cursor.js';
 import {
   deletePayload,
   TASK_CREATE,
+  taskLockKey,
   TASK_DELETE,
   TASK_UPDATE,
   updatePayload,
@@ -125,21 +129,35 @@ export class TasksService {
    * creates it and every later one, concurrent or not, through any replica, gets that same task
    * back, buffered or not.
    */
-  async create(ctx: RequestContext, input: CreateTaskInput, idempotencyKey?: string): Promise<CreatedTask> {
+  async create(
+    ctx: RequestContext,
+    input: CreateTaskInput,
+    idempotencyKey?: string,
+  ): Promise<CreatedTask> {
     const userId = ctx.requireUserId();
     const fields = creationFields(input);
     const key = idempotencyKey ?? null;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
       const unpositioned = this.newTask(userId, fields, key);
-      const { position, held } = await this.coordination.positionCreate(userId, key, storedForm({ ...unpositioned, position: '0' }));
+      const { position, held } = await this.coordination.positionCreate(
+        userId,
+        key,
+        storedForm({ ...unpositioned, position: '0' }),
+      );
       if (held && held.id !== unpositioned.id) return this.answerReservation(ctx, userId, held);
       const task: NewTask = { ...unpositioned, position };
       const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (manager) => this.insertNow(manager, task), {
-        ...(key === null ? {} : { dedupeKey: key }),
-        tags: [task.id],
-      });
-      if (outcome.mode === 'buffered') return this.bufferedCreate(outcome.op, outcome.duplicate, key);
+      const outcome = await this.writes.execute(
+        ctx,
+        op,
+        (manager) => this.insertNow(manager, task),
+        {
+          ...(key === null ? {} : { dedupeKey: key }),
+          tags: [task.id],
+        },
+      );
+      if (outcome.mode === 'buffered')
+        return this.bufferedCreate(outcome.op, outcome.duplicate, key);
       if (outcome.result) {
         if (key !== null) await this.coordination.confirm(userId, key, task.id);
         return { task: storedForm(task), replayed: false, buffered: false };
@@ -151,7 +169,10 @@ export class TasksService {
       if (existing) return existing;
       // Its task has been deleted since, which frees the key: try again.
     }
-    throw new ServiceUnavailableError('the idempotency key is being used by other requests; try again', 1);
+    throw new ServiceUnavailableError(
+      'the idempotency key is being used by other requests; try again',
+      1,
+    );
   }
 
   async list(ctx: RequestContext, input: ListTasksInput): Promise<TaskPage> {
@@ -186,7 +207,12 @@ export class TasksService {
    * when something actually changes: a patch that sets every field to the value it already has
    * changes nothing (the version, and so the ETag, stay).
    */
-  async update(ctx: RequestContext, id: string, patch: TaskPatch, ifMatch?: VersionCondition): Promise<TaskUpdateOutcome> {
+  async update(
+    ctx: RequestContext,
+    id: string,
+    patch: TaskPatch,
+    ifMatch?: VersionCondition,
+  ): Promise<TaskUpdateOutcome> {
     const userId = ctx.requireUserId();
     const wanted = normalisedPatch(patch);
     if (ifMatch !== undefined) return this.updateIfMatch(ctx, userId, id, wanted, ifMatch);
@@ -197,7 +223,12 @@ export class TasksService {
       position: await this.order.next(userId),
       expectedVersion: null,
     };
-    const op = createOperation<TaskUpdatePayload>(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
+    const op = createOperation<TaskUpdatePayload>(
+      ctx,
+      TASK_UPDATE,
+      updatePayload(change),
+      this.clock.now(),
+    );
     const outcome = await this.writes.execute(ctx, op, (manager) => this.mergeNow(manager, change));
     if (outcome.mode === 'buffered') return { buffered: true, change: bufferedView(change) };
     if (typeof outcome.result === 'object') return { buffered: false, task: outcome.result };
@@ -209,7 +240,11 @@ export class TasksService {
     throw new NotFoundError('task');
   }
 
-  async delete(ctx: RequestContext, id: string, ifMatch?: VersionCondition): Promise<TaskDeleteOutcome> {
+  async delete(
+    ctx: RequestContext,
+    id: string,
+    ifMatch?: VersionCondition,
+  ): Promise<TaskDeleteOutcome> {
     const userId = ctx.requireUserId();
     if (ifMatch !== undefined) return this.deleteIfMatch(ctx, userId, id, ifMatch);
     const deletion: TaskDeletion = {
@@ -221,16 +256,34 @@ export class TasksService {
     const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
     // Queued under the task's id: a second delete of it while queued is the same one, and
     // `createdWithKey` can tell at once that the task is going away.
-    const outcome = await this.writes.execute(ctx, op, (manager) => this.deleteNow(manager, deletion), { dedupeKey: id });
+    const outcome = await this.writes.execute(
+      ctx,
+      op,
+      (manager) => this.deleteNow(manager, deletion),
+      { dedupeKey: id },
+    );
     if (outcome.mode === 'buffered') return { buffered: true };
     if (outcome.result === true) return { buffered: false };
     // No row: a task whose create is still on its way gets its tombstone now, and meets it.
-    if (outcome.result === 'unknown' && (await this.stillBeingCreated(userId, id))) {
-      const buried = await this.writes.execute(ctx, op, async (manager) => {
-        await this.tasks.deleteMany(manager, [deletion]);
-        return true;
-      });
-      return { buffered: buried.mode === 'buffered' };
+    // Under the task's write lock (as replay's creates take it), looking again first: a create
+    // being applied right now is waited for and its row removed, instead of a tombstone it
+    // would not see. Redis is asked before the lock is taken: its pending record goes only once
+    // the create has committed, so the look under the lock then finds the row.
+    if (outcome.result === 'unknown') {
+      const pending = await this.stillBeingCreated(userId, id);
+      const buried = await this.writes.execute(
+        ctx,
+        op,
+        async (manager) => {
+          if ((await this.deleteNow(manager, deletion)) === true) return true;
+          if (!pending) return false;
+          await this.tasks.deleteMany(manager, [deletion]);
+          return true;
+        },
+        { lockKeys: [taskLockKey(userId, id)] },
+      );
+      if (buried.mode === 'buffered' || buried.result)
+        return { buffered: buried.mode === 'buffered' };
     }
     throw new NotFoundError('task');
   }
@@ -256,10 +309,16 @@ export class TasksService {
         expectedVersion: ifMatch === '*' ? null : current.version,
       };
       const op = createOperation(ctx, TASK_UPDATE, updatePayload(change), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (manager) => this.tasks.merge(manager, change, 'when-changed'), {
-        bufferable: false,
-      });
-      if (outcome.mode === 'direct' && outcome.result) return { buffered: false, task: outcome.result };
+      const outcome = await this.writes.execute(
+        ctx,
+        op,
+        (manager) => this.tasks.merge(manager, change, 'when-changed'),
+        {
+          bufferable: false,
+        },
+      );
+      if (outcome.mode === 'direct' && outcome.result)
+        return { buffered: false, task: outcome.result };
       // With `*`, no row took it: every field it sets was written later (or the task is gone).
       if (ifMatch === '*') return { buffered: false, task: await this.get(ctx, id) };
       // The version moved on meanwhile (or every field was written later): read again.
@@ -267,7 +326,12 @@ export class TasksService {
     throw concurrentChanges();
   }
 
-  private async deleteIfMatch(ctx: RequestContext, userId: string, id: string, ifMatch: VersionCondition): Promise<TaskDeleteOutcome> {
+  private async deleteIfMatch(
+    ctx: RequestContext,
+    userId: string,
+    id: string,
+    ifMatch: VersionCondition,
+  ): Promise<TaskDeleteOutcome> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
       this.writes.assertCanWriteDirectly();
       const current = await this.get(ctx, id);
@@ -279,9 +343,14 @@ export class TasksService {
         expectedVersion: current.version,
       };
       const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
-      const outcome = await this.writes.execute(ctx, op, (manager) => this.tasks.delete(manager, deletion), {
-        bufferable: false,
-      });
+      const outcome = await this.writes.execute(
+        ctx,
+        op,
+        (manager) => this.tasks.delete(manager, deletion),
+        {
+          bufferable: false,
+        },
+      );
       if (outcome.mode === 'direct' && outcome.result) return { buffered: false };
     }
     throw concurrentChanges();
@@ -293,7 +362,8 @@ export class TasksService {
       return await this.tasks.insert(manager, task);
     } catch (error) {
       // The owner's account is gone while their access token still runs.
-      if (sqlState(error) === FOREIGN_KEY_VIOLATION) throw new UnauthenticatedError('the account no longer exists');
+      if (sqlState(error) === FOREIGN_KEY_VIOLATION)
+        throw new UnauthenticatedError('the account no longer exists');
       throw error;
     }
   }
@@ -302,16 +372,28 @@ export class TasksService {
   private async mergeNow(manager: EntityManager, change: TaskUpdate): Promise<Task | Miss> {
     const merged = await this.tasks.merge(manager, change, 'when-changed');
     if (merged) return merged;
-    const [presence] = await this.tasks.presenceOf(manager, [{ userId: change.userId, id: change.id }]);
-    if (presence?.aliasOf) return (await this.tasks.merge(manager, { ...change, id: presence.aliasOf }, 'when-changed')) ?? 'superseded';
+    const [presence] = await this.tasks.presenceOf(manager, [
+      { userId: change.userId, id: change.id },
+    ]);
+    if (presence?.aliasOf)
+      return (
+        (await this.tasks.merge(manager, { ...change, id: presence.aliasOf }, 'when-changed')) ??
+        'superseded'
+      );
     return missOf(presence);
   }
 
   /** Applies a delete on `manager`: true when a row went, otherwise why not. */
   private async deleteNow(manager: EntityManager, deletion: TaskDeletion): Promise<true | Miss> {
     if (await this.tasks.delete(manager, deletion)) return true;
-    const [presence] = await this.tasks.presenceOf(manager, [{ userId: deletion.userId, id: deletion.id }]);
-    if (presence?.aliasOf && (await this.tasks.delete(manager, { ...deletion, id: presence.aliasOf }))) return true;
+    const [presence] = await this.tasks.presenceOf(manager, [
+      { userId: deletion.userId, id: deletion.id },
+    ]);
+    if (
+      presence?.aliasOf &&
+      (await this.tasks.delete(manager, { ...deletion, id: presence.aliasOf }))
+    )
+      return true;
     return missOf(presence);
   }
 
@@ -333,17 +415,25 @@ export class TasksService {
     enqueue = false,
   ): Promise<CreatedTask> {
     if (enqueue) {
-      const queued = await this.writes.enqueue(op, { ...(key === null ? {} : { dedupeKey: key }), tags: [op.payload.id] });
+      const queued = await this.writes.enqueue(op, {
+        ...(key === null ? {} : { dedupeKey: key }),
+        tags: [op.payload.id],
+      });
       if (queued.mode === 'buffered') ({ op, duplicate } = queued);
     }
     if (duplicate) return { task: storedForm(op.payload), replayed: true, buffered: true };
     const winner = await this.coordination.registerBuffered(op.payload, key);
-    if (winner && winner.id !== op.payload.id) return { task: publicTask(winner.task), replayed: true, buffered: true };
+    if (winner && winner.id !== op.payload.id)
+      return { task: publicTask(winner.task), replayed: true, buffered: true };
     return { task: storedForm(op.payload), replayed: false, buffered: true };
   }
 
   /** The answer for a key another create holds: the stored task once applied, else as reserved. */
-  private async answerReservation(ctx: RequestContext, userId: string, held: KeyReservation): Promise<CreatedTask> {
+  private async answerReservation(
+    ctx: RequestContext,
+    userId: string,
+    held: KeyReservation,
+  ): Promise<CreatedTask> {
     if (this.writes.canWriteDirectly()) {
       try {
         const stored = await this.tasks.findById(ctx, userId, held.id);
@@ -359,17 +449,33 @@ export class TasksService {
    * The task holding the key, or 'queue-behind' when a delete of that task is still queued here
    * (the key is going free: a create queued behind the delete gets it), or undefined when none.
    */
-  private async createdWithKey(ctx: RequestContext, userId: string, key: string): Promise<CreatedTask | 'queue-behind' | undefined> {
+  private async createdWithKey(
+    ctx: RequestContext,
+    userId: string,
+    key: string,
+  ): Promise<CreatedTask | 'queue-behind' | undefined> {
     const existing = await this.tasks.findByIdempotencyKey(ctx, userId, key);
     if (!existing) return undefined;
     if (this.writes.isQueuedUnder(userId, TASK_DELETE, existing.id)) return 'queue-behind';
     return { task: existing, replayed: true, buffered: false };
   }
 
-  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null): Omit<NewTask, 'position'> {
+  private newTask(
+    userId: string,
+    fields: TaskFields,
+    idempotencyKey: string | null,
+  ): Omit<NewTask, 'position'> {
     // Milliseconds, as the API shows them: createdAt is a sort key, and cursors carry it.
     const now = this.clock.now().toISOString();
-    return { id: newId(), userId, ...fields, createdAt: now, updatedAt: now, version: 1, idempotencyKey };
+    return {
+      id: newId(),
+      userId,
+      ...fields,
+      createdAt: now,
+      updatedAt: now,
+      version: 1,
+      idempotencyKey,
+    };
   }
 }
 
@@ -380,7 +486,9 @@ function missOf(presence: { stored: boolean; deleted: boolean } | undefined): Mi
 
 function checkPrecondition(ifMatch: VersionCondition | undefined, version: number): void {
   if (ifMatch === undefined || ifMatch === '*' || ifMatch.includes(version)) return;
-  throw new PreconditionFailedError(`If-Match does not match the current version of the task ("${version}")`);
+  throw new PreconditionFailedError(
+    `If-Match does not match the current version of the task ("${version}")`,
+  );
 }
 
 function creationFields(input: CreateTaskInput): TaskFields {
@@ -399,10 +507,14 @@ function normalisedPatch(patch: TaskPatch): TaskPatch {
   for (const field of TASK_FIELD_NAMES) {
     const value = patch[field];
     if (value === undefined) continue;
-    (wanted as Record<string, unknown>)[field] = field === 'dueAt' && value !== null ? canonicalDueAt(value as string) : value;
+    (wanted as Record<string, unknown>)[field] =
+      field === 'dueAt' && value !== null ? canonicalDueAt(value as string) : value;
   }
   if (Object.keys(wanted).length === 0) {
-    throw ValidationFailedError.forField('body', `must set at least one of ${TASK_FIELD_NAMES.join(', ')}`);
+    throw ValidationFailedError.forField(
+      'body',
+      `must set at least one of ${TASK_FIELD_NAMES.join(', ')}`,
+    );
   }
   return wanted;
 }
@@ -410,7 +522,8 @@ function normalisedPatch(patch: TaskPatch): TaskPatch {
 /** The due date as stored and served: UTC, milliseconds (the DTO has validated the format). */
 function canonicalDueAt(dueAt: string): string {
   const canonical = normaliseIsoInstant(dueAt);
-  if (canonical === undefined) throw ValidationFailedError.forField('dueAt', 'must be an ISO 8601 date-time');
+  if (canonical === undefined)
+    throw ValidationFailedError.forField('dueAt', 'must be an ISO 8601 date-time');
   return canonical;
 }
 
@@ -428,7 +541,11 @@ function publicTask(task: Task): Task {
 
 /** What a queued update will change, as its 202 shows it. */
 function bufferedView(change: TaskUpdate): BufferedTaskChange {
-  return { id: change.id, ...change.changes, updatedAt: new Date(Date.parse(timeOfPosition(change.position))).toISOString() };
+  return {
+    id: change.id,
+    ...change.changes,
+    updatedAt: new Date(Date.parse(timeOfPosition(change.position))).toISOString(),
+  };
 }
 
 function definedOnly<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
