@@ -149,6 +149,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
 
     const endAt = Date.now() + options.durationMs;
+    // Every run has at least these, in a seeded order; then random ones until the end.
+    const mandatory: Array<'cut' | 'SIGKILL' | 'SIGTERM'> = shuffle(random, ['cut', 'cut', 'SIGKILL', 'SIGTERM']);
     let conducting = true;
     const conductor = (async () => {
       while (conducting) {
@@ -156,29 +158,29 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (!conducting) break;
         const replica = random.pick(set.replicas);
         const roll = random.next();
-        if (replica.process === undefined) continue;
-        if (roll < 0.5) {
+        const action = mandatory.shift() ?? (roll < 0.5 ? 'cut' : roll < 0.8 ? 'SIGKILL' : 'SIGTERM');
+        if (action === 'cut') {
           report.outages += 1;
           log(`cut replica ${replica.index}`);
           replica.cut();
           await sleep(1_000 + random.int(4_000));
           replica.restore();
           log(`restored replica ${replica.index}`);
-        } else if (running().length > 1) {
-          const signal = roll < 0.8 ? 'SIGKILL' : 'SIGTERM';
-          if (signal === 'SIGKILL') report.kills += 1;
+        } else {
+          if (action === 'SIGKILL') report.kills += 1;
           else report.stops += 1;
-          log(`${signal} replica ${replica.index}`);
-          await replica.stop(signal);
+          log(`${action} replica ${replica.index}`);
+          await replica.stop(action);
           await sleep(300 + random.int(1_500));
           await replica.start();
           log(`restarted replica ${replica.index}`);
         }
       }
     })();
+    const done = () => Date.now() >= endAt && mandatory.length === 0;
 
     const client = async (user: User) => {
-      while (Date.now() < endAt) {
+      while (!done()) {
         const live = user.tasks.filter((task) => !task.deleted && !task.maybeDeleted);
         const roll = random.next();
         if (live.length === 0 || roll < 0.35) await create(user);
@@ -204,7 +206,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         history: [],
       };
       // Retried with the same key until answered (on another replica when possible).
-      for (let attempt = 0; attempt < 20 && Date.now() < endAt + 10_000; attempt += 1) {
+      for (let attempt = 0; attempt < 20; attempt += 1) {
         const replica = pickReplica();
         if (!replica) {
           await sleep(100);
@@ -465,6 +467,14 @@ function defaultOf(field: Field): string | null {
   if (field === 'status') return 'todo';
   if (field === 'priority') return 'medium';
   return null;
+}
+
+function shuffle<T>(random: Random, items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i -= 1) {
+    const j = random.int(i + 1);
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
 }
 
 function describe(outcome: Outcome): string {

@@ -24,9 +24,13 @@ describe('replicas under chaos (e2e)', () => {
         ? { log: (line: string) => process.stderr.write(`${line}\n`) }
         : {}),
     });
-    // Enough happened for the run to mean something.
-    expect(report.acknowledged).toBeGreaterThan(200);
-    expect(report.outages + report.kills + report.stops).toBeGreaterThan(5);
-    expect({ seed, anomalies: report.anomalies }).toEqual({ seed, anomalies: [] });
+    const { anomalies, ...figures } = report;
+    process.stderr.write(`chaos run: ${JSON.stringify(figures)}\n`);
+    // Enough happened for the run to mean something: every kind of fault, and writes around them.
+    expect(report.outages).toBeGreaterThanOrEqual(2);
+    expect(report.kills).toBeGreaterThanOrEqual(1);
+    expect(report.stops).toBeGreaterThanOrEqual(1);
+    expect(report.tasksChecked).toBeGreaterThan(20);
+    expect({ seed, anomalies }).toEqual({ seed, anomalies: [] });
   });
 });
