@@ -23,6 +23,7 @@ interface ComposeService {
   stop_grace_period?: string;
   read_only?: boolean;
   tmpfs?: string[];
+  command?: string[] | string;
 }
 
 interface ComposeFile {
@@ -103,6 +104,16 @@ describe('docker-compose.yml', () => {
       .postgres!.volumes?.map((v) => v.split(':'))
       .find(([, target]) => target === '/var/lib/postgresql/data');
     expect(named).toContain(pgData?.[0]);
+  });
+
+  it("runs Redis durably, as the hand-off of a leaving replica's writes requires, on a named volume", () => {
+    const redis = compose.services.redis!;
+    const command = Array.isArray(redis.command) ? redis.command.join(' ') : (redis.command ?? '');
+    expect(command).toMatch(/--appendonly yes\b/);
+    expect(command).toMatch(/--appendfsync always\b/);
+    expect(command).toMatch(/--maxmemory-policy noeviction\b/);
+    const data = redis.volumes?.map((v) => v.split(':')).find(([, target]) => target === '/data');
+    expect(Object.keys(compose.volumes ?? {})).toContain(data?.[0]);
   });
 
   it('writes nowhere but its volumes, as on Kubernetes', () => {

@@ -8,7 +8,7 @@
  * by the invariant that reads it, not by the schema.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments, parseDocument } from 'yaml';
 import {
@@ -16,6 +16,7 @@ import {
   type IHorizontalPodAutoscaler,
 } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
 import { StatefulSet, type IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { Job, type IJob } from 'kubernetes-models/batch/v1/Job';
 import {
   PodDisruptionBudget,
   type IPodDisruptionBudget,
@@ -29,6 +30,8 @@ import { envSchema } from '../../src/config/env.schema.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const K8S_DIR = path.join(ROOT, 'deploy/k8s');
+/** Manifests an operator applies on demand, outside the kustomization. */
+const ON_DEMAND = ['drain-job.yaml'];
 
 interface K8sObject {
   apiVersion: string;
@@ -137,7 +140,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
   describe('kustomization', () => {
     it('lists every manifest in the directory, and only files that exist', () => {
       const files = readdirSync(K8S_DIR).filter(
-        (f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml',
+        (f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml' && !ON_DEMAND.includes(f),
       );
       expect([...kustomization.resources].sort()).toEqual(files.sort());
       expect(kustomization).toMatchObject({
@@ -315,6 +318,54 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
       });
       expect(hpa.spec!.minReplicas).toBeGreaterThanOrEqual(2);
       expect(hpa.spec!.maxReplicas).toBeGreaterThan(hpa.spec!.minReplicas!);
+    });
+  });
+
+  describe('autoscaler', () => {
+    it('never proposes fewer replicas than there are while a buffer holds writes', () => {
+      const hpa = only<IHorizontalPodAutoscaler>('HorizontalPodAutoscaler');
+      const floor = hpa.spec!.metrics!.find((metric) => metric.type === 'External');
+      expect(floor?.external).toEqual({
+        metric: { name: 'taskd_buffer_scale_floor' },
+        target: { type: 'AverageValue', averageValue: '1' },
+      });
+      // The adapter rule in the manifest's header builds the floor from the metric pods export.
+      const header = readFileSync(path.join(K8S_DIR, 'hpa.yaml'), 'utf8');
+      expect(header).toContain('taskd_buffer_holding_writes');
+      const exported = readFileSync(path.join(ROOT, 'src/modules/metrics/buffer-metrics.ts'), 'utf8');
+      expect(exported).toContain("'taskd_buffer_holding_writes'");
+    });
+  });
+
+  describe('drain job (on demand)', () => {
+    const [job] = parseYaml(path.join(K8S_DIR, 'drain-job.yaml')) as IJob[];
+    const jobPod = job!.spec!.template.spec!;
+    const drain = jobPod.containers[0]!;
+    const bufferMount = container.volumeMounts!.find((mount) => mount.name === 'buffer')!;
+
+    it('validates', () => {
+      expect(() => new Job(job as never).validate()).not.toThrow();
+    });
+
+    it('runs the drain command of the image the StatefulSet runs, with its configuration', () => {
+      const image = kustomization.images!.find((i) => i.name === container.image)!;
+      expect(drain.image).toBe(`${image.newName}:${image.newTag}`);
+      expect(drain.command?.slice(0, 5)).toEqual(['node', 'dist/src/cli.js', 'buffer', 'drain', '--timeout-seconds']);
+      expect(existsSync(path.join(ROOT, 'src/cli.ts'))).toBe(true);
+      expect(drain.envFrom).toEqual(container.envFrom);
+      expect(job!.metadata?.namespace).toBe(kustomization.namespace);
+    });
+
+    it("mounts a retained buffer claim of the StatefulSet at the pod's BUFFER_PATH, as the pod's user", () => {
+      const claimTemplate = statefulSet.spec!.volumeClaimTemplates![0]!.metadata!.name;
+      const volume = jobPod.volumes!.find((v) => v.persistentVolumeClaim)!;
+      expect(volume.persistentVolumeClaim!.claimName).toBe(`${claimTemplate}-${statefulSet.metadata!.name}-ORDINAL`);
+      const mount = drain.volumeMounts!.find((m) => m.name === volume.name)!;
+      expect(mount.mountPath).toBe(bufferMount.mountPath);
+      expect(mount.mountPath).toBe(config.BUFFER_PATH);
+      expect(jobPod.securityContext).toEqual(podSpec.securityContext);
+      expect(drain.securityContext).toEqual(container.securityContext);
+      expect(jobPod.restartPolicy).toBe('Never');
     });
   });
 
