@@ -47,7 +47,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     keepAliveTimeout: 65_000,
     requestTimeout: config.http.requestTimeoutMs + 5_000,
     connectionTimeout: 0,
-    // Long enough that any malformed id reaches validation (400, as API.md says); only a
+    // Long enough that any malformed id reaches validation (400 VALIDATION_FAILED); only a
     // parameter no client could mean as an id is refused by the router (414).
     routerOptions: { maxParamLength: 2048 },
     trustProxy: config.http.trustProxy,

@@ -1,5 +1,5 @@
 /**
- * API.md says a revoked session's access token is refused by every instance,
+ * A revoked session's access token is refused by every instance (docs/architecture.md, "Sessions"),
  * the in-memory set being "reloaded from Redis after any reconnect". Instance B is cut off from
  * Redis while the user logs out on instance A. When B's connections come back, its subscriber
  * connection happens to be ready before its command connection (they reconnect independently,
