@@ -12,6 +12,8 @@
  *
  * The schema the migrations build is compared with the entity by test/e2e/schema.e2e-spec.ts, and
  * the repository's statements with TASK_FIELDS by tasks.repository.spec.ts.
+ *
+ * CI budget: 2 s
  */
 import { describe, expect, it } from '@jest/globals';
 import { getMetadataStorage } from 'class-validator';
