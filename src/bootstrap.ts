@@ -9,6 +9,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
+import { installJobLogging } from './common/context/background-job.js';
 import { RequestContext } from './common/context/request-context.js';
 import { RequestTimeoutError } from './common/errors/domain-errors.js';
 import { sendProblem } from './common/errors/send-problem.js';
@@ -46,7 +47,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
     keepAliveTimeout: 65_000,
     requestTimeout: config.http.requestTimeoutMs + 5_000,
     connectionTimeout: 0,
-    // Long enough that any malformed id reaches validation (400, as API.md says); only a
+    // Long enough that any malformed id reaches validation (400 VALIDATION_FAILED); only a
     // parameter no client could mean as an id is refused by the router (414).
     routerOptions: { maxParamLength: 2048 },
     trustProxy: config.http.trustProxy,
@@ -65,7 +66,9 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   );
   app.useLogger(app.get(NestPinoLogger));
   app.get(ConnectionDrain).attach(app.getHttpServer());
-  installRequestHooks(app, config, logger, await app.resolve(PinoLogger), setStandardHeaders);
+  const logContext: PinoLogger = await app.resolve(PinoLogger);
+  installJobLogging(logContext);
+  installRequestHooks(app, config, logger, logContext, setStandardHeaders);
   if (config.http.corsOrigins === '*' || config.http.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.http.corsOrigins === '*' ? true : config.http.corsOrigins,

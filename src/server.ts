@@ -1,6 +1,6 @@
 /**
  * The server: validate the environment, build the app, listen, and stop cleanly on
- * SIGTERM/SIGINT (the order of ARCHITECTURE.md's life cycle, bounded by SHUTDOWN_TIMEOUT_MS).
+ * SIGTERM/SIGINT (the order of docs/architecture.md's life cycle, bounded by SHUTDOWN_TIMEOUT_MS).
  */
 import 'reflect-metadata';
 import { ConfigError, loadConfig, type AppConfig } from './config/app-config.js';

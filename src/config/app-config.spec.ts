@@ -11,7 +11,7 @@ const failure = (env: Record<string, string>) => {
 };
 
 describe('loadConfig', () => {
-  it('applies API.md defaults', () => {
+  it('applies the documented defaults (.env.example)', () => {
     const config = loadConfig({});
     expect(config.http).toMatchObject({ port: 3000, host: '0.0.0.0', bodyLimit: 102_400, requestTimeoutMs: 10_000, corsOrigins: [] });
     expect(config.database.url).toBe('postgres://postgres@127.0.0.1:5432/tasks');

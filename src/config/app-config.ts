@@ -52,6 +52,8 @@ export interface AppConfig {
     audience: string;
     refreshTtlMs: number;
     sessionMaxTtlMs: number;
+    /** How often every instance reloads the revoked sessions from Redis (a lost publication). */
+    revocationReloadIntervalMs: number;
     /** Sessions a user may hold; a login past it revokes the oldest. */
     sessionMaxPerUser: number;
     loginMaxFailuresPerEmail: number;
@@ -129,6 +131,7 @@ function toAppConfig(env: Env): AppConfig {
       audience: env.JWT_AUDIENCE,
       refreshTtlMs: env.REFRESH_TTL,
       sessionMaxTtlMs: env.SESSION_MAX_TTL,
+      revocationReloadIntervalMs: env.REVOCATION_RELOAD_INTERVAL_MS,
       sessionMaxPerUser: env.SESSION_MAX_PER_USER,
       loginMaxFailuresPerEmail: env.LOGIN_MAX_FAILURES_PER_EMAIL,
       loginMaxFailuresPerIp: env.LOGIN_MAX_FAILURES_PER_IP,

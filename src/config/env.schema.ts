@@ -97,6 +97,7 @@ export const envSchema = z
     JWT_AUDIENCE: z.string().trim().min(1).default('taskd-api'),
     REFRESH_TTL: duration.default(parseDuration('7d')),
     SESSION_MAX_TTL: duration.default(parseDuration('30d')),
+    REVOCATION_RELOAD_INTERVAL_MS: int(100, 3_600_000).default(30_000),
 
     LOGIN_MAX_FAILURES_PER_EMAIL: int(1, 10_000).default(5),
     LOGIN_MAX_FAILURES_PER_IP: int(1, 100_000).default(50),

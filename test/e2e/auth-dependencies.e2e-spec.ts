@@ -1,5 +1,5 @@
 /**
- * API.md "Writes while PostgreSQL is down": what needs only Redis (refresh,
+ * While PostgreSQL is down (docs/architecture.md, "Dependencies down"): what needs only Redis (refresh,
  * logout, sessions) and only the token (authentication) keeps working. And with Redis down,
  * authentication still works (in-memory), while login answers 503 with Retry-After.
  */

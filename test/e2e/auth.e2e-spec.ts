@@ -1,6 +1,6 @@
 /**
- * Auth and profile over HTTP against real PostgreSQL and Redis: every row of API.md's Auth and
- * Profile tables, token rotation and reuse, revocation across two instances, forged tokens,
+ * Auth and profile over HTTP against real PostgreSQL and Redis: every status the OpenAPI document
+ * declares for the auth and profile operations, token rotation and reuse, revocation across two instances, forged tokens,
  * login throttling, and that no response ever carries a password hash.
  */
 import type { LightMyRequestResponse } from 'fastify';

@@ -1,13 +1,17 @@
 /**
  * What the service writes to its log, through its own logger (format, redaction): one JSON line
  * per request with the route template and the request id the client saw, and never a password
- * or a token.
+ * or a token; background work (reconnection, replay) under a job id of its own, even when a
+ * request set it off.
  */
 import { jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { TasksService } from '../../src/modules/tasks/tasks.service.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
-import { startTestApp, type TestApp } from '../support/test-app.js';
+import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { PG_URL, startTestApp, type TestApp } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 interface LogLine {
   level: string;
@@ -46,16 +50,20 @@ class CapturedLog {
 
 describe('request logging (e2e)', () => {
   const log = new CapturedLog();
+  let proxy: FaultProxy;
   let t: TestApp;
   let user: TestUser;
 
   beforeAll(async () => {
-    t = await startTestApp({ env: { LOG_LEVEL: 'info' }, logDestination: log });
+    proxy = await FaultProxy.towards(PG_URL);
+    t = await startTestApp({ env: { LOG_LEVEL: 'info' }, logDestination: log, databaseHostPort: proxy.hostPort });
     user = await registerAndLogin(t.app);
   });
 
   afterAll(async () => {
+    proxy.pass();
     await t.close();
+    await proxy.close();
   });
 
   it("writes what Nest's Logger logs during a request under the request's id, after awaits too", async () => {
@@ -125,6 +133,53 @@ describe('request logging (e2e)', () => {
     expect(line).toMatchObject({ statusCode: 404, url: '/api/v1/nope' });
     expect(line).not.toHaveProperty('route');
     expect(line).not.toHaveProperty('userId');
+  });
+
+  it('logs the reconnection and the replay a request set off under a job id, not the request id', async () => {
+    const from = log.raw.length;
+    // PostgreSQL comes back the moment the breaker opens: the reconnection the opening starts
+    // succeeds, and the replay follows, both set off by the request below.
+    const availability = t.app.get(PostgresAvailability);
+    const stopListening = availability.onStateChange((state) => {
+      if (state === 'down') proxy.pass();
+    });
+    proxy.cut();
+    // An update no task will ever take: buffered now, set aside by the replay (a line naming it).
+    const orphan = await t.app.inject({
+      method: 'PATCH',
+      url: '/api/v1/tasks/01936f3e-8b1c-7def-8a12-3456789abcde',
+      headers: user.auth,
+      payload: { title: 'Nobody' },
+    });
+    stopListening();
+    proxy.pass();
+    expect(orphan.statusCode).toBe(202);
+    await waitUntil('the replay has ended', () => log.raw.slice(from).join('').includes('"msg":"buffer replayed"'), 10_000);
+
+    const raw = log.raw.slice(from).join('').split('\n').filter((line) => line.length > 0);
+    const background = raw
+      .map((line) => JSON.parse(line) as LogLine)
+      .filter((line) => line.context === 'PostgresAvailability' || line.context === 'BufferService');
+    expect(background.map((line) => line.msg)).toEqual(
+      expect.arrayContaining([
+        'PostgreSQL unreachable; circuit opened',
+        'PostgreSQL connected and migrated',
+        'buffer replayed',
+        'buffered operation set aside: it can never apply',
+      ]),
+    );
+    for (const line of background) {
+      expect({ msg: line.msg, requestId: line.requestId, jobId: line.jobId }).toEqual({
+        msg: line.msg,
+        requestId: undefined,
+        jobId: expect.stringMatching(/^(postgres|buffer)-[a-z-]+-[0-9a-f-]{36}$/),
+      });
+    }
+    expect(background.find((line) => line.msg.startsWith('buffered operation set aside'))).toMatchObject({
+      acceptedByRequest: orphan.headers['x-request-id'],
+    });
+    // JSON.parse keeps the last of two equal keys: the raw lines must not hold any twice.
+    expect(raw.filter((line) => line.split('"requestId":').length > 2)).toEqual([]);
   });
 
   it('never writes a password or a token', async () => {

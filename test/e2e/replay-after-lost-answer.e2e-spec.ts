@@ -1,7 +1,6 @@
 /**
  * A direct create that commits while its answer is lost (the connection dies after the COMMIT)
- * is buffered (202) with the same operation id. With two replicas (ARCHITECTURE.md, "Scaling
- * out"), the client may delete that task through the other replica before the first replays
+ * is buffered (202) with the same operation id. With two replicas (docs/design/replicas.md), the client may delete that task through the other replica before the first replays
  * its queue: the replay must not insert the deleted task again. The delete's tombstone is what
  * the replayed create meets.
  *

@@ -1,5 +1,5 @@
 /**
- * API.md says a revoked session's access token is refused by every instance,
+ * A revoked session's access token is refused by every instance (docs/architecture.md, "Sessions"),
  * the in-memory set being "reloaded from Redis after any reconnect". Instance B is cut off from
  * Redis while the user logs out on instance A. When B's connections come back, its subscriber
  * connection happens to be ready before its command connection (they reconnect independently,
@@ -10,6 +10,7 @@ import net from 'node:net';
 import { registerAndLogin } from '../support/auth.js';
 import { REDIS_URL, startTestApp, type TestApp } from '../support/test-app.js';
 import { RedisService } from '../../src/infrastructure/redis/redis.service.js';
+import { SessionRepository } from '../../src/modules/auth/session.repository.js';
 import { waitUntil } from '../support/wait.js';
 
 const SECRET = 'revocation-secret-0123456789-0123456789-012345';
@@ -186,5 +187,29 @@ describe('readiness before the revoked sessions are loaded (e2e)', () => {
     await waitUntil('the instance is ready', async () => (await ready()).statusCode === 200, 10_000);
     const profile = await c.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth });
     expect(profile.statusCode).toBe(401);
+  });
+});
+
+describe('periodic reload of the revoked sessions (e2e)', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { JWT_SECRET: SECRET, REVOCATION_RELOAD_INTERVAL_MS: '200' } });
+  });
+
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('refuses a session revoked in Redis whose publication was lost, within the configured interval', async () => {
+    const user = await registerAndLogin(t.app);
+    const profile = () => t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: user.auth }).then((r) => r.statusCode);
+    expect(await profile()).toBe(200);
+    const sid = (JSON.parse(Buffer.from(user.accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
+
+    // Recorded as revoked in Redis, as a logout on another instance would, but never announced.
+    await t.app.get(SessionRepository).revoke(user.userId, [sid], Date.now());
+
+    await waitUntil('the instance refuses the revoked session', async () => (await profile()) === 401, 5_000);
   });
 });

@@ -81,7 +81,7 @@ describe('sessions per user (e2e)', () => {
     expect(Buffer.byteLength(messages[0]!)).toBeLessThan(100);
     for (const pair of pairs) expect(messages[0]).not.toContain(sid(pair.accessToken));
 
-    // Within the second API.md promises.
+    // Within the second the service promises (docs/security.md).
     await waitUntil(
       'instance B refuses every revoked token',
       async () => (await Promise.all(pairs.map((p) => profileVia(b, p.accessToken)))).every((status) => status === 401),

@@ -194,7 +194,7 @@ export class ContractValidator {
   }
 }
 
-/** API.md: every response carries `X-Request-Id`, and a problem names the same id. */
+/** The contract: every response carries `X-Request-Id`, and a problem names the same id. */
 function checkRequestId(request: ObservedRequest, response: ObservedResponse): string[] {
   const label = `${request.method.toUpperCase()} ${pathOf(request.url)} → ${response.statusCode}`;
   const id = response.headers['x-request-id'];

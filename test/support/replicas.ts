@@ -118,7 +118,9 @@ export class Replica {
       return await fetch(`${this.url}${path}`, init);
     } catch (error) {
       const cause = (error as Error).cause;
-      throw new Error(`${init?.method ?? 'GET'} ${path} to replica ${this.index}: ${String(error)} (${String(cause)})\n${this.output().slice(-3000)}`);
+      throw new Error(`${init?.method ?? 'GET'} ${path} to replica ${this.index}: ${String(error)} (${String(cause)})\n${this.output().slice(-3000)}`, {
+        cause: error,
+      });
     }
   }
 

@@ -1,8 +1,7 @@
 /**
- * The context every request carries through use cases and repositories (the plan's
- * ContextAdapter): who asks, under which request id, and until when. Its `signal` aborts at the
- * request's deadline or when the client goes away, so that I/O started for a request that can no
- * longer be answered is cut short.
+ * The context every request carries through use cases and repositories: who asks, under which
+ * request id, and until when. Its `signal` aborts at the request's deadline or when the client
+ * goes away, so that I/O started for a request that can no longer be answered is cut short.
  */
 import { RequestTimeoutError, UnauthenticatedError } from '../errors/domain-errors.js';
 

@@ -1,6 +1,6 @@
 /**
  * How a write that went to the offline buffer instead of PostgreSQL is answered: 202 Accepted
- * with `X-Write-Status: buffered` (API.md, "Writes while PostgreSQL is down"). The 202 is a
+ * with `X-Write-Status: buffered` (docs/architecture.md, "The write path and the buffer"). The 202 is a
  * promise: the write is on disk and will be applied exactly once, in the order accepted.
  */
 import type { FastifyReply } from 'fastify';

@@ -17,6 +17,7 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Interval } from '@nestjs/schedule';
 import { DataSource } from 'typeorm';
+import { runAsJob } from '../../common/context/background-job.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { DatabaseCreator } from './database-creator.js';
 import { PostgresProbe } from './postgres-probe.js';
@@ -103,7 +104,8 @@ export class PostgresAvailability implements OnModuleInit, OnApplicationShutdown
   }
 
   private confirm(): Promise<boolean> {
-    this.confirming ??= this.checkRepeatedly().finally(() => {
+    // A job of its own, whichever request's failure asked for it (background-job.ts).
+    this.confirming ??= runAsJob('postgres-check', () => this.checkRepeatedly()).finally(() => {
       this.confirming = undefined;
     });
     return this.confirming;
@@ -127,7 +129,7 @@ export class PostgresAvailability implements OnModuleInit, OnApplicationShutdown
   /** Connects and migrates unless an attempt is already running; the heartbeat retries. */
   private connect(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.connecting ??= this.connectOnce().finally(() => {
+    this.connecting ??= runAsJob('postgres-connect', () => this.connectOnce()).finally(() => {
       this.connecting = undefined;
     });
     return this.connecting;

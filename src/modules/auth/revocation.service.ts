@@ -5,8 +5,10 @@
  * the user's id, each instance then reading that user's recent revocations from Redis, so that
  * a message stays small however many sessions a user had. After any (re)connection of either
  * Redis connection the recent list is reloaded from Redis, retried until it succeeds (the two
- * connections come back in either order), and again every half minute in case a publication was
- * lost, so a revocation made while this instance was cut off is not missed. Until the first
+ * connections come back in either order), and again every REVOCATION_RELOAD_INTERVAL_MS in case a
+ * publication was lost, so a revocation made while this instance was cut off is not missed. Both
+ * periodic jobs (the reload, and pruning expired entries) are registered with the scheduler's
+ * registry by this service and removed on shutdown. Until the first
  * reload has succeeded the instance is not ready (readiness): it could not tell a revoked
  * session's token from a live one. An entry lives only as long as an access token issued before
  * the revocation could.
@@ -18,13 +20,15 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import type { Redis } from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RedisService } from '../../infrastructure/redis/redis.service.js';
 import { SessionRepository } from './session.repository.js';
 
+const RELOAD_INTERVAL = 'auth-revocation-reload';
+const PRUNE_INTERVAL = 'auth-revocation-prune';
 const PRUNE_EVERY_MS = 60_000;
-const RELOAD_EVERY_MS = 30_000;
 const RELOAD_RETRY_MIN_MS = 250;
 const RELOAD_RETRY_MAX_MS = 5_000;
 /** How long start-up waits for the first reload before going on without it (not ready yet). */
@@ -38,8 +42,6 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
   private readonly revoked = new Map<string, number>();
   private readonly channel: string;
   private subscriber: Redis | undefined;
-  private pruneTimer: NodeJS.Timeout | undefined;
-  private reloadEvery: NodeJS.Timeout | undefined;
   private reloadTimer: NodeJS.Timeout | undefined;
   private reloadRetryMs = RELOAD_RETRY_MIN_MS;
   private loaded = false;
@@ -47,6 +49,7 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly redis: RedisService,
     private readonly sessions: SessionRepository,
+    private readonly scheduler: SchedulerRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.channel = `${config.redis.keyPrefix}revoked-sessions`;
@@ -61,10 +64,12 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
     });
     void subscriber.subscribe(this.channel).catch(() => undefined);
     this.subscriber = subscriber;
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
-    this.pruneTimer.unref();
-    this.reloadEvery = setInterval(() => this.scheduleReload(0), RELOAD_EVERY_MS);
-    this.reloadEvery.unref();
+    // The reload's interval comes from the configuration, hence the registry rather than decorators.
+    this.scheduler.addInterval(PRUNE_INTERVAL, setInterval(() => this.prune(), PRUNE_EVERY_MS).unref());
+    this.scheduler.addInterval(
+      RELOAD_INTERVAL,
+      setInterval(() => this.scheduleReload(0), this.config.auth.revocationReloadIntervalMs).unref(),
+    );
     // The command connection is usually up already (RedisService waited for it), in which case
     // the instance starts with the list loaded rather than becoming ready a moment later.
     if (this.redis.isUp()) await withTimeout(this.reload(), FIRST_LOAD_WAIT_MS);
@@ -76,8 +81,9 @@ export class RevocationService implements OnModuleInit, OnApplicationShutdown {
   }
 
   onApplicationShutdown(): void {
-    clearInterval(this.pruneTimer);
-    clearInterval(this.reloadEvery);
+    for (const name of [RELOAD_INTERVAL, PRUNE_INTERVAL]) {
+      if (this.scheduler.doesExist('interval', name)) this.scheduler.deleteInterval(name);
+    }
     clearTimeout(this.reloadTimer);
   }
 

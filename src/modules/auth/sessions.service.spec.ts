@@ -32,6 +32,16 @@ function setup() {
   return { service, repository, revocations, jwt };
 }
 
+/** A session started at `now` on credentials that still hold. */
+async function startAt(service: SessionsService, now: number) {
+  const clock = jest.spyOn(Date, 'now').mockReturnValue(now);
+  try {
+    return (await service.startChecked('user-1', { ip: '10.0.0.1', userAgent: 'ua' }, () => Promise.resolve(true)))!;
+  } finally {
+    clock.mockRestore();
+  }
+}
+
 const session = (over: Partial<Session> = {}): Session => ({
   id: '01936f3e-8b1c-7def-8a12-3456789abcde',
   userId: 'user-1',
@@ -47,7 +57,7 @@ const session = (over: Partial<Session> = {}): Session => ({
 describe('SessionsService', () => {
   it('starts a session with sliding and absolute expiries and stores only the secret hash', async () => {
     const { service, repository, jwt } = setup();
-    const pair = await service.start('user-1', { ip: '10.0.0.1', userAgent: 'ua' }, 1_000);
+    const pair = await startAt(service, 1_000);
     const [stored, hash] = repository.create.mock.calls[0]!;
     expect(stored).toMatchObject({ userId: 'user-1', createdAt: 1_000, expiresAt: 1_000 + config.auth.refreshTtlMs, absoluteExpiresAt: 1_000 + config.auth.sessionMaxTtlMs });
     expect(pair.refreshToken.startsWith(`${stored.id}.`)).toBe(true);
@@ -60,7 +70,7 @@ describe('SessionsService', () => {
   it('revokes the sessions beyond the bound, oldest first, once the new one is stored', async () => {
     const { service, repository, revocations } = setup();
     repository.oldestBeyond.mockResolvedValue(['oldest', 'older']);
-    await service.start('user-1', { ip: '10.0.0.1', userAgent: 'ua' }, 1_000);
+    await startAt(service, 1_000);
     expect(repository.oldestBeyond).toHaveBeenCalledWith('user-1', 3);
     expect(repository.create.mock.invocationCallOrder[0]).toBeLessThan(repository.oldestBeyond.mock.invocationCallOrder[0]!);
     expect(repository.revoke).toHaveBeenCalledWith('user-1', ['oldest', 'older'], 1_000);

@@ -24,10 +24,6 @@ export class SessionsService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async start(userId: string, client: ClientInfo, now = Date.now()): Promise<TokenPair> {
-    return (await this.open(userId, client, now)).pair;
-  }
-
   /**
    * Starts a session on credentials just checked, then asks `stillValid` whether they still hold
    * now that the session exists; if not (the password changed meanwhile, and that change

@@ -32,6 +32,7 @@ import {
 } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { EntityManager } from 'typeorm';
+import { runAsJob } from '../../common/context/background-job.js';
 import { RequestContext } from '../../common/context/request-context.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { Database } from '../../infrastructure/database/database.js';
@@ -163,7 +164,7 @@ export class BufferService
     );
     this.scheduler.addInterval(
       PRUNE_INTERVAL,
-      setInterval(() => void this.prune(), PRUNE_EVERY_MS),
+      setInterval(() => void runAsJob('buffer-prune', () => this.prune()), PRUNE_EVERY_MS),
     );
     this.unsubscribe = this.availability.onStateChange((state) => {
       if (state === 'up') void this.replay();
@@ -196,10 +197,13 @@ export class BufferService
     return this.finish();
   }
 
-  /** Starts a run unless one is going; resolves with the report of the run in progress. */
+  /**
+   * Starts a run unless one is going; resolves with the report of the run in progress. The run
+   * is a job of its own (its log lines under a `jobId`), whoever asked for it.
+   */
   replay(): Promise<ReplayReport> {
     if (this.stopping) return Promise.resolve(emptyReport());
-    this.running ??= this.run(Number.POSITIVE_INFINITY).finally(() => {
+    this.running ??= runAsJob('buffer-replay', () => this.run(Number.POSITIVE_INFINITY)).finally(() => {
       this.running = undefined;
     });
     return this.running;
@@ -243,7 +247,7 @@ export class BufferService
 
   /** Stops scheduling and runs the last replay, once however often it is asked for. */
   finish(): Promise<void> {
-    this.finishing ??= this.finalReplay();
+    this.finishing ??= runAsJob('buffer-final-replay', () => this.finalReplay());
     return this.finishing;
   }
 
@@ -676,7 +680,8 @@ function describe(entry: BufferEntry): Record<string, unknown> {
     opId: op.id,
     kind: op.kind,
     userId: op.userId,
-    requestId: op.requestId,
+    // Not `requestId`: the line is not written by that request, which answered long ago.
+    acceptedByRequest: op.requestId,
     acceptedAt: op.acceptedAt,
   };
 }

@@ -1,5 +1,5 @@
 /**
- * The life cycle of this instance (the plan's LifecycleManager), as readiness sees it:
+ * The life cycle of this instance (docs/architecture.md, "Life cycle"), as readiness sees it:
  * `starting` until every module is up, `ready`, then `shutting_down` from the first signal.
  * On shutdown it turns readiness to 503 at once and holds the HTTP server open for
  * `SHUTDOWN_DRAIN_MS`, so load balancers stop sending before connections close; meanwhile every

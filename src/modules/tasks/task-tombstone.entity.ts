@@ -3,12 +3,15 @@
  * (from another replica's buffer) meets it and does not bring the task back. Keyed by owner
  * and id, so that one user's delete of an id can never touch another user's task.
  */
-import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { Column, Entity, ForeignKey, Index, PrimaryColumn } from 'typeorm';
+import { UserEntity } from '../users/user.entity.js';
 
 @Entity({ name: 'task_tombstones' })
 @Index('task_tombstones_deleted_at_idx', ['deletedAt'])
 export class TaskTombstoneEntity {
+  /** The owner; their tombstones go with them. */
   @PrimaryColumn({ name: 'user_id', type: 'uuid' })
+  @ForeignKey(() => UserEntity, { name: 'task_tombstones_user_id_fkey', onDelete: 'CASCADE' })
   userId!: string;
 
   @PrimaryColumn('uuid')

@@ -8,7 +8,8 @@
  * bigint as a decimal string; NULL: older than any position): replay merges writes by position
  * (docs/design/replicas.md).
  */
-import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { Check, Column, Entity, ForeignKey, Index, PrimaryColumn } from 'typeorm';
+import { UserEntity } from '../users/user.entity.js';
 
 @Entity({ name: 'tasks' })
 @Index('tasks_user_idempotency_key', ['userId', 'idempotencyKey'], {
@@ -21,11 +22,18 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 @Index('tasks_user_due_at_nulls_last_desc', { synchronize: false })
 @Index('tasks_user_status_priority', ['userId', 'status', 'priority'])
 @Index('tasks_user_title_trgm', { synchronize: false })
+@Check('tasks_title_not_empty', 'char_length(title) >= 1')
+@Check('tasks_status_known', "status IN ('todo', 'in_progress', 'done')")
+@Check('tasks_priority_rank', 'priority BETWEEN 1 AND 3')
+@Check('tasks_due_at_finite', 'due_at IS NULL OR isfinite(due_at)')
+@Check('tasks_version_positive', 'version >= 1')
 export class TaskEntity {
   @PrimaryColumn('uuid')
   id!: string;
 
+  /** The owner; the task goes with them. */
   @Column({ name: 'user_id', type: 'uuid' })
+  @ForeignKey(() => UserEntity, { name: 'tasks_user_id_fkey', onDelete: 'CASCADE' })
   userId!: string;
 
   @Column({ type: 'varchar', length: 200 })

@@ -3,14 +3,16 @@
  * describes exactly the table they build). `namePos` is the position of the last rename, by
  * which replicated renames merge (docs/design/replicas.md).
  */
-import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { Check, Column, Entity, Index, PrimaryColumn } from 'typeorm';
 
 @Entity({ name: 'users' })
+@Index('users_email_key', ['email'], { unique: true })
+@Check('users_email_normalised', 'email = lower(btrim(email))')
 export class UserEntity {
   @PrimaryColumn('uuid')
   id!: string;
 
-  @Column({ type: 'varchar', length: 254, unique: true })
+  @Column({ type: 'varchar', length: 254 })
   email!: string;
 
   @Column({ type: 'varchar', length: 100 })

@@ -9,7 +9,7 @@ import {
   type TaskStatus,
 } from '../task.js';
 
-/** A task as clients see it (the `Task` of API.md); never its owner or idempotency key. */
+/** A task as clients see it (the OpenAPI document's `Task`); never its owner or idempotency key. */
 export class TaskDto {
   @ApiProperty({
     format: 'uuid',
