@@ -280,7 +280,7 @@ export class TasksService {
           await this.tasks.deleteMany(manager, [deletion]);
           return true;
         },
-        { lockKeys: [taskLockKey(userId, id)] },
+        { dedupeKey: id, lockKeys: [taskLockKey(userId, id)] },
       );
       if (buried.mode === 'buffered' || buried.result)
         return { buffered: buried.mode === 'buffered' };
