@@ -268,9 +268,24 @@ describe('TasksService', () => {
 
       it('answers the task as reserved (202, replayed) while its create still waits in a buffer', async () => {
         repository.findById.mockResolvedValueOnce(undefined);
+        coordination.pendingOf.mockResolvedValueOnce(new Set([taskRef(USER, TASK_ID)]));
 
         await expect(service.create(ctx, { title: 'second' }, 'key-1')).resolves.toEqual({ task: asReserved, replayed: true, buffered: true });
         expect(buffer.add).not.toHaveBeenCalled();
+      });
+
+      it('takes the key over when its task is neither stored nor waiting anywhere (deleted while Redis could not hear of it)', async () => {
+        repository.findById.mockResolvedValueOnce(undefined);
+        coordination.pendingOf.mockResolvedValueOnce(new Set());
+        coordination.release.mockResolvedValueOnce(undefined);
+        positionsCreate(P3);
+        repository.insert.mockResolvedValueOnce(true);
+        coordination.confirm.mockResolvedValueOnce(undefined);
+
+        const { task, replayed, buffered } = await service.create(ctx, { title: 'second' }, 'key-1');
+        expect({ title: task.title, replayed, buffered }).toEqual({ title: 'second', replayed: false, buffered: false });
+        expect(coordination.release).toHaveBeenCalledWith(USER, 'key-1', TASK_ID);
+        expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', position: P3 });
       });
 
       it('answers the task as reserved without reading while PostgreSQL is down', async () => {

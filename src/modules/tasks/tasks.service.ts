@@ -144,7 +144,13 @@ export class TasksService {
         key,
         storedForm({ ...unpositioned, position: '0' }),
       );
-      if (held && held.id !== unpositioned.id) return this.answerReservation(ctx, userId, held);
+      if (held && held.id !== unpositioned.id) {
+        const answer = await this.answerReservation(ctx, userId, held);
+        if (answer) return answer;
+        // Its task is gone (deleted while Redis could not hear of it): the key is free again.
+        await this.coordination.release(userId, key!, held.id);
+        continue;
+      }
       const task: NewTask = { ...unpositioned, position };
       const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
       const outcome = await this.writes.execute(
@@ -428,16 +434,16 @@ export class TasksService {
     return { task: storedForm(op.payload), replayed: false, buffered: true };
   }
 
-  /** The answer for a key another create holds: the stored task once applied, else as reserved. */
-  private async answerReservation(
-    ctx: RequestContext,
-    userId: string,
-    held: KeyReservation,
-  ): Promise<CreatedTask> {
+  /**
+   * The answer for a key another create holds: the stored task once applied, else the task as
+   * reserved while its create waits in a buffer; undefined when it is neither (deleted).
+   */
+  private async answerReservation(ctx: RequestContext, userId: string, held: KeyReservation): Promise<CreatedTask | undefined> {
     if (this.writes.canWriteDirectly()) {
       try {
         const stored = await this.tasks.findById(ctx, userId, held.id);
         if (stored) return { task: stored, replayed: true, buffered: false };
+        if (!(await this.stillBeingCreated(userId, held.id))) return undefined;
       } catch (error) {
         if (!(await this.writes.isDatabaseUnreachable(error))) throw error;
       }
