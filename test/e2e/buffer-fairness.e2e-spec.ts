@@ -14,7 +14,8 @@
  *   built command in a child process with the server's environment and BUFFER_PATH) lists the
  *   set-aside writes, retries one (applied by the next drain once its task is back; a retried
  *   write that still cannot apply is set aside again), drops others, and refuses to retry an
- *   operation accepted longer ago than WRITE_RETENTION.
+ *   operation accepted longer ago than WRITE_RETENTION;
+ * - task tombstones older than WRITE_RETENTION are pruned, on an hourly schedule.
  *
  * The tests run in order on one server and its buffer: each starts from what the one before left.
  * Requests go over real HTTP.
@@ -25,6 +26,8 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { jest } from '@jest/globals';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { TaskTombstonePruner } from '../../src/modules/tasks/task-tombstone-pruner.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { SERVER_ENTRY } from '../support/server-process.js';
@@ -282,6 +285,30 @@ describe('a buffer one user cannot starve (e2e)', () => {
     const dropped = logs.filter((line) => line.msg === 'set-aside operation dropped: the set-aside store is at its bounds');
     expect(dropped.map((line) => line.key)).toEqual(oldest.slice(0, 6));
     for (const line of dropped) expect(line).toMatchObject({ userId: flooder.userId, kind: expect.stringMatching(/^task\.(update|delete)$/) });
+  });
+
+  it('prunes task tombstones older than WRITE_RETENTION, on an hourly schedule', async () => {
+    expect(t.app.get(SchedulerRegistry).doesExist('interval', 'task-tombstone-prune')).toBe(true);
+    const ids: string[] = [];
+    for (const title of ['deleted long ago', 'deleted just now']) {
+      const task = await send(other, 'POST', TASKS, { title });
+      expect(task.status).toBe(201);
+      ids.push(task.body.id as string);
+      expect((await send(other, 'DELETE', `${TASKS}/${ids.at(-1)}`)).status).toBe(204);
+    }
+    const [old, recent] = ids as [string, string];
+    const tombstones = () =>
+      withDatabase(t.databaseName, async (client) => {
+        const { rows } = await client.query<{ id: string }>('SELECT id FROM task_tombstones WHERE id = ANY($1) ORDER BY id', [ids]);
+        return rows.map((row) => row.id);
+      });
+    expect(await tombstones()).toEqual([...ids].sort());
+    await withDatabase(t.databaseName, (client) =>
+      client.query("UPDATE task_tombstones SET deleted_at = now() - interval '7 days 1 minute' WHERE id = $1", [old]),
+    );
+
+    await expect(t.app.get(TaskTombstonePruner).prune()).resolves.toBe(1);
+    expect(await tombstones()).toEqual([recent]);
   });
 
   it('lets an operator list, retry and drop set-aside writes on a buffer no server holds, and refuses a retry past WRITE_RETENTION', async () => {
