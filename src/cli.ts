@@ -222,10 +222,15 @@ async function main(argv: string[]): Promise<number> {
   return usage();
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`fatal: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  },
-);
+/**
+ * Exits once stdout has taken every line: a pipe is written asynchronously, and `process.exit`
+ * with lines still queued would cut a long listing short.
+ */
+function exitAfterOutput(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
+
+main(process.argv.slice(2)).then(exitAfterOutput, (error: unknown) => {
+  process.stderr.write(`fatal: ${error instanceof Error ? error.message : String(error)}\n`);
+  exitAfterOutput(1);
+});

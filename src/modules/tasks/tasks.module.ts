@@ -13,6 +13,7 @@ import { TaskCoordination } from './task-coordination.js';
 import { TaskCursorCodec } from './task-cursor.js';
 import { TaskEntity } from './task.entity.js';
 import { TaskTombstoneEntity } from './task-tombstone.entity.js';
+import { TaskTombstonePruner } from './task-tombstone-pruner.js';
 import { TaskOperations } from './task-operations.js';
 import { TasksController } from './tasks.controller.js';
 import { TasksRepository } from './tasks.repository.js';
@@ -26,6 +27,7 @@ import { TasksService } from './tasks.service.js';
     TasksRepository,
     TaskOperations,
     TaskCoordination,
+    TaskTombstonePruner,
     Clock,
     {
       provide: TaskCursorCodec,
