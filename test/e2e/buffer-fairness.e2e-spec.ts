@@ -22,7 +22,6 @@
  *
  * CI budget: 60 s
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { jest } from '@jest/globals';
@@ -30,7 +29,6 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { TaskTombstonePruner } from '../../src/modules/tasks/task-tombstone-pruner.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { SERVER_ENTRY } from '../support/server-process.js';
 import {
   databaseUrlFor,
   dropDatabase,
@@ -41,11 +39,11 @@ import {
   type TestApp,
 } from '../support/test-app.js';
 import { waitUntil } from '../support/wait.js';
+import { runOperatorCommand } from '../support/operator-command.js';
 
 jest.setTimeout(120_000);
 
 const TASKS = '/api/v1/tasks';
-const CLI = SERVER_ENTRY.replace(/main\.js$/, 'cli.js');
 
 /** The stated bound: 1,000 impossible writes set aside, from PostgreSQL's return (its detection included). */
 const DRAIN_BOUND_MS = 15_000;
@@ -324,7 +322,7 @@ describe('a buffer one user cannot starve (e2e)', () => {
       ...BUFFER_ENV,
       ...extra,
     });
-    const cli = (args: string[], extra?: Record<string, string>) => run(['buffer', ...args], env(extra));
+    const cli = (args: string[], extra?: Record<string, string>) => runOperatorCommand(['buffer', ...args], env(extra));
 
     const listed = await cli(['set-aside', 'list', '--limit', '2000']);
     expect(listed.code).toBe(0);
@@ -379,25 +377,3 @@ describe('a buffer one user cannot starve (e2e)', () => {
     expect(after.find((letter) => letter.key === stillBogus)?.opId).toBe(letters.find((letter) => letter.key === stillBogus)?.opId);
   });
 });
-
-/** Runs the built operator command; resolves with its exit code and its JSON lines. */
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; lines: Array<Record<string, unknown>> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      try {
-        resolve({ code, lines: out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) });
-      } catch {
-        reject(new Error(`unexpected output: ${out} ${err}`));
-      }
-    });
-  });
-}

@@ -13,19 +13,17 @@
  *
  * CI budget: 150 s
  */
-import { spawn } from 'node:child_process';
 import { jest } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { startRedis, type OwnRedis } from '../support/redis-server.js';
 import { Client, ReplicaSet, type Replica } from '../support/replicas.js';
-import { SERVER_ENTRY } from '../support/server-process.js';
+import { runOperatorCommand, type CommandRun } from '../support/operator-command.js';
 import { databaseUrlFor, REDIS_URL, withDatabase } from '../support/test-app.js';
 
 jest.setTimeout(120_000);
 
 const TASKS = '/api/v1/tasks';
-const CLI = SERVER_ENTRY.replace(/main\.js$/, 'cli.js');
 
 interface StoredTask {
   id: string;
@@ -50,33 +48,15 @@ async function idOf(response: { status: number; body: unknown }): Promise<string
 }
 
 /** Runs the operator command against a replica's volume, with the replica's environment. */
-function cli(set: ReplicaSet, replica: Replica, args: string[]): Promise<{ code: number | null; lines: Array<Record<string, unknown>> }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        NODE_ENV: 'test',
-        DATABASE_URL: databaseUrlFor(set.databaseName),
-        REDIS_URL,
-        REDIS_KEY_PREFIX: set.redisKeyPrefix,
-        BUFFER_PATH: replica.bufferPath,
-        JWT_SECRET: set.jwtSecret,
-        LOG_LEVEL: 'silent',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      try {
-        resolve({ code, lines: out.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>) });
-      } catch {
-        reject(new Error(`unexpected output: ${out} ${err}`));
-      }
-    });
+function cli(set: ReplicaSet, replica: Replica, args: string[]): Promise<CommandRun> {
+  return runOperatorCommand(args, {
+    NODE_ENV: 'test',
+    DATABASE_URL: databaseUrlFor(set.databaseName),
+    REDIS_URL,
+    REDIS_KEY_PREFIX: set.redisKeyPrefix,
+    BUFFER_PATH: replica.bufferPath,
+    JWT_SECRET: set.jwtSecret,
+    LOG_LEVEL: 'silent',
   });
 }
 
