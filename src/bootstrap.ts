@@ -133,7 +133,8 @@ function installRequestHooks(
   });
 }
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+// Not OPTIONS: the CORS plugin answers it on every path.
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /** The methods the router serves on the path of `url` (none for an unknown path). */
 function methodsServed(fastify: FastifyInstance, url: string): string[] {

@@ -39,6 +39,8 @@ const REQUIRED = 'is required';
  */
 class ScreeningValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // Every body the document declares is required: a request without one is not an empty object.
+    if (metadata.type === 'body' && value === undefined) throw new ValidationFailedError('a JSON body is required', [{ field: 'body', message: 'is required' }]);
     if (metadata.type !== 'custom') {
       const refusal = unknownKeysIn(value, metadata.metatype) ?? screen(value, MAX_NESTING_DEPTH);
       if (refusal) throw refusal;

@@ -5,11 +5,17 @@ import { EMAIL_DOC, EMAIL_RULE, NAME_RULE, NEW_PASSWORD_RULE, PASSWORD_RULE } fr
 
 /**
  * Absent fields stay as they are; neither can be null (both are required of a user). Changing
- * the email needs the current password, which nothing else uses: the document says so with an
- * `anyOf` (no `email`, or a `currentPassword` beside it).
+ * the email needs the current password, which nothing else uses: the document says so with a
+ * `oneOf` (no `email`, or `email` and `currentPassword`).
  */
 @RequestBodySchema({
-  anyOf: [{ properties: { email: { not: {} } } }, { required: ['currentPassword'] }],
+  oneOf: [
+    { not: { properties: { email: { type: 'string' } }, required: ['email'] } },
+    {
+      properties: { email: { type: 'string' }, currentPassword: { type: 'string' } },
+      required: ['email', 'currentPassword'],
+    },
+  ],
 })
 export class UpdateProfileDto {
   @TextField(NAME_RULE, {
