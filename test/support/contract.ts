@@ -165,6 +165,9 @@ export class ContractValidator {
   /** Whether the document allows `request`; undefined when the request was not observed in full. */
   private verdict(request: ObservedRequest, template: string, method: string, operation: Operation): RequestVerdict {
     if (!request.headers) return undefined;
+    // A body the operation does not declare: the document says nothing of it (the service
+    // ignores a JSON one and refuses another type with 415).
+    if (!operation.requestBody && request.body !== undefined && request.body !== '') return undefined;
     const headers = lowerCaseKeys(request.headers);
     const parameters = (operation.parameters ?? []).map((parameter) => this.resolveParameter(parameter));
     const reasons = [
@@ -183,9 +186,10 @@ export class ContractValidator {
   }
 
   private parameterPointer(template: string, method: string, parameter: ParameterObject): string {
-    const index = ((this.document.paths[template]![method] as Operation).parameters ?? []).findIndex(
-      (candidate) => this.resolveParameter(candidate) === parameter,
-    );
+    const declared = (this.document.paths[template]![method] as Operation).parameters ?? [];
+    const index = declared.findIndex((candidate) => this.resolveParameter(candidate) === parameter);
+    const entry = declared[index]!;
+    if ('$ref' in entry) return pointerOf(['components', 'parameters', entry.$ref.split('/').pop()!, 'schema']);
     return pointerOf(['paths', template, method, 'parameters', String(index), 'schema']);
   }
 
