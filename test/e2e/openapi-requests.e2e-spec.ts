@@ -302,6 +302,42 @@ describe('requests generated from the document (e2e)', () => {
     });
   }
 
+  it('takes JSON bodies only (415 otherwise, forms included) and body-less requests whatever their content type', async () => {
+    for (const [type, payload] of [
+      ['application/x-www-form-urlencoded', 'title=x'],
+      ['multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="title"\r\n\r\nx\r\n--x--'],
+      ['text/plain', '{"title":"x"}'],
+      ['application/merge-patch+json', '{"title":"x"}'],
+    ]) {
+      const res = await t.app.inject({ method: 'POST', url: '/api/v1/tasks', headers: { ...alice.auth, 'content-type': type! }, payload });
+      expect({ type, status: res.statusCode, code: res.json().code }).toEqual({ type, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+    }
+    const created = await t.app.inject({ method: 'POST', url: '/api/v1/tasks', headers: alice.auth, payload: { title: 'to delete' } });
+    for (const type of ['application/json', 'text/plain', 'nonsense']) {
+      const res = await t.app.inject({ method: 'GET', url: '/api/v1/tasks', headers: { ...alice.auth, 'content-type': type } });
+      expect({ type, status: res.statusCode }).toEqual({ type, status: 200 });
+    }
+    const deleted = await t.app.inject({
+      method: 'DELETE',
+      url: `/api/v1/tasks/${(created.json() as { id: string }).id}`,
+      headers: { ...alice.auth, 'content-type': 'application/json' },
+    });
+    expect(deleted.statusCode).toBe(204);
+  });
+
+  it('answers 405 with Allow on a known path, and WWW-Authenticate on 401', async () => {
+    const wrong = await t.app.inject({ method: 'PUT', url: '/api/v1/tasks' });
+    expect({ status: wrong.statusCode, allow: wrong.headers.allow, code: wrong.json().code }).toEqual({
+      status: 405,
+      allow: 'GET, HEAD, POST',
+      code: 'METHOD_NOT_ALLOWED',
+    });
+    const none = await t.app.inject({ method: 'GET', url: '/api/v1/profile' });
+    expect(none.headers['www-authenticate']).toBe('Bearer');
+    const refused = await t.app.inject({ method: 'GET', url: '/api/v1/profile', headers: { authorization: 'Bearer nope' } });
+    expect(refused.headers['www-authenticate']).toBe('Bearer error="invalid_token"');
+  });
+
   const operations = Object.entries(document.paths).flatMap(([path, item]) =>
     Object.entries(item).map(([method, operation]) => ({ path, method: method.toUpperCase(), operation })),
   );

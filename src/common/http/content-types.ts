@@ -12,6 +12,11 @@ export const JSON_CONTENT_TYPE = 'application/json';
 
 export function acceptJsonBodiesOnly(fastify: FastifyInstance, bodyLimit: number): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  // Nothing to parse: the content type it names, however malformed, is not looked at.
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    if (request.headers['content-type'] !== undefined && hasNoBody(request)) delete request.headers['content-type'];
+    done();
+  });
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser(JSON_CONTENT_TYPE, { parseAs: 'string', bodyLimit }, (request, body, done) => {
     if (body === '') {
