@@ -261,9 +261,7 @@ export class ContractValidator {
     if (!declared) return [];
     if (body === undefined || body === '') return declared.required ? ['a body is required'] : [];
     const type = mediaType(headers['content-type']);
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(String(headers['content-type'] ?? ''))?.[1];
     if (!type || !declared.content[type]) return [`content type ${type ?? 'none'} is not declared`];
-    if (charset !== undefined && charset.toLowerCase() !== 'utf-8') return [`charset ${charset} is not UTF-8`];
     let value: unknown;
     try {
       value = JSON.parse(body);
