@@ -177,7 +177,8 @@ function body(raw: Schema): fc.Arbitrary<Record<string, unknown>> {
     .map((values) =>
       Object.fromEntries(properties.flatMap(([field], i) => (values[i] === undefined ? [] : [[field, values[i]]]))),
     )
-    .map((generated) => withDependencies(generated, schema));
+    .map((generated) => withDependencies(generated, schema))
+    .filter((generated) => Object.keys(generated).length >= (schema.minProperties ?? 0));
 }
 
 /**
