@@ -41,7 +41,7 @@ const REQUEST_ID_PARAMETER: ParameterObject = {
   required: false,
   description:
     'Your id for this request, echoed in the `X-Request-Id` answer header, in error bodies and in every log line of the request when it is 1–128 characters of `[A-Za-z0-9._:-]`; any other value is replaced by a generated id (never refused).',
-  schema: { type: 'string', example: 'checkout-7f3a' },
+  schema: { type: 'string' },
 };
 
 const REQUEST_ID_RESPONSE_HEADER = {

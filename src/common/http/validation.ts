@@ -40,15 +40,13 @@ const REQUIRED = 'is required';
 class ScreeningValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     // Every body the document declares is required: a request without one is not an empty object.
-    if (metadata.type === 'body') {
-      if (value === undefined) throw ValidationFailedError.forField('body', 'is required');
-      if (typeof value !== 'object' || value === null || Array.isArray(value))
-        throw ValidationFailedError.forField('body', 'must be a JSON object');
-    }
+    if (metadata.type === 'body' && value === undefined) throw ValidationFailedError.forField('body', 'is required');
     if (metadata.type !== 'custom') {
       const refusal = unknownKeysIn(value, metadata.metatype) ?? screen(value, MAX_NESTING_DEPTH);
       if (refusal) throw refusal;
     }
+    if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value)))
+      throw ValidationFailedError.forField('body', 'must be a JSON object');
     const dto: unknown = await super.transform(value, metadata);
     trimFields(dto);
     return dto;

@@ -1,4 +1,5 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
+// No examples on the query: Swagger UI's "Try it out" would send them (a cursor from nowhere).
 import { Transform } from 'class-transformer';
 import { IsOptional, ValidateBy } from 'class-validator';
 import {
@@ -44,10 +45,10 @@ function IsIntegerBetween(min: number, max: number): PropertyDecorator {
  * Query of `GET /api/v1/tasks`. Unknown parameters are a 400, and so is a parameter given twice.
  */
 export class ListTasksQueryDto {
-  @EnumField(TASK_STATUSES, 'TaskStatus', { description: 'Only tasks with this status', example: 'todo' })
+  @EnumField(TASK_STATUSES, 'TaskStatus', { description: 'Only tasks with this status' })
   status?: TaskStatus;
 
-  @EnumField(TASK_PRIORITIES, 'TaskPriority', { description: 'Only tasks with this priority', example: 'high' })
+  @EnumField(TASK_PRIORITIES, 'TaskPriority', { description: 'Only tasks with this priority' })
   priority?: TaskPriority;
 
   @TextField(
@@ -56,7 +57,6 @@ export class ListTasksQueryDto {
       required: false,
       description:
         'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search. A text without three letters or digits in a row (`ab`, `50%`, `#`) is looked for in a bounded run of your tasks per page: such a page may hold fewer than `limit` tasks, even none, and still have a `nextCursor` that continues the search.',
-      example: 'report',
     },
   )
   @Transform(emptyToUndefined)
@@ -65,7 +65,6 @@ export class ListTasksQueryDto {
 
   @EnumField(TASK_SORTS, 'TaskSort', {
     description: `Sort key, \`-\` for descending; ties are broken by id in the same direction. Tasks without a due date come last in both \`dueAt\` and \`-dueAt\`. Default: \`${DEFAULT_TASK_SORT}\`.`,
-    example: 'dueAt',
   })
   sort?: TaskSort;
 
@@ -75,7 +74,6 @@ export class ListTasksQueryDto {
     minimum: 1,
     maximum: MAX_PAGE_SIZE,
     description: `Tasks per page (decimal digits). Default: ${DEFAULT_PAGE_SIZE}.`,
-    example: 50,
   })
   @Transform(toInteger)
   @IsOptional()
@@ -88,7 +86,6 @@ export class ListTasksQueryDto {
       required: false,
       description:
         "Opaque: the previous page's `nextCursor`, valid only with the same filters and sort. A cursor that was altered, or comes from another query, is a 400.",
-      example: 'WyIyMDI2LTAyLTIwVDA5OjE1OjAwLjAwMFoiXQ.3q2-7w',
     },
   )
   @IsOptional()

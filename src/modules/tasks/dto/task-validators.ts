@@ -49,7 +49,7 @@ export function DueAtField(): PropertyDecorator {
 export function EnumField(
   values: readonly string[],
   enumName: string,
-  options: { required?: boolean; description?: string; example: string },
+  options: { required?: boolean; description?: string; example?: string },
 ): PropertyDecorator {
   const { required = false, ...doc } = options;
   const schema = { enum: [...values], enumName, ...doc };
