@@ -5,16 +5,17 @@
  */
 import { NestFactory } from '@nestjs/core';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Logger as NestPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { AppModule } from './app.module.js';
 import { installJobLogging } from './common/context/background-job.js';
 import { RequestContext } from './common/context/request-context.js';
-import { RequestTimeoutError } from './common/errors/domain-errors.js';
+import { MethodNotAllowedError, RequestTimeoutError } from './common/errors/domain-errors.js';
 import { sendProblem } from './common/errors/send-problem.js';
 import { AnswerOnceFastifyAdapter } from './common/http/answer-once-fastify-adapter.js';
 import { ConnectionDrain } from './common/http/connection-drain.js';
+import { acceptJsonBodiesOnly } from './common/http/content-types.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { SecurityHeaders } from './common/http/security-headers.js';
 import type { AppConfig } from './config/app-config.js';
@@ -62,7 +63,8 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
   const app = await NestFactory.create<NestFastifyApplication>(
     AppModule.forRoot(config, logger),
     adapter,
-    { bufferLogs: true },
+    // Nest's own parsers would take form bodies; the app's are installed below (JSON only).
+    { bufferLogs: true, bodyParser: false },
   );
   app.useLogger(app.get(NestPinoLogger));
   app.get(ConnectionDrain).attach(app.getHttpServer());
@@ -82,7 +84,7 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
       done(null, payload);
     });
   }
-  setupSwagger(app);
+  setupSwagger(app, { publicUrl: config.http.publicUrl });
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return { app, logger };
@@ -105,9 +107,7 @@ function installRequestHooks(
   setStandardHeaders: (request: FastifyRequest, reply: FastifyReply) => unknown,
 ): void {
   const fastify = app.getHttpAdapter().getInstance();
-  // JSON only: Fastify's built-in text/plain parser would let a plain-text body through to
-  // validation (400) where a client must learn that the media type is wrong (415).
-  fastify.removeContentTypeParser('text/plain');
+  acceptJsonBodiesOnly(fastify, config.http.bodyLimit);
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
     // sendProblem leaves an answer already under way alone (a file still streaming to a slow
@@ -119,6 +119,12 @@ function installRequestHooks(
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
     });
+    const allowed = request.is404 ? methodsServed(fastify, request.url) : [];
+    if (allowed.length > 0) {
+      // A known path asked with another method: 405 with what it serves, not a 404.
+      sendProblem(new MethodNotAllowedError(request.method, allowed), request, reply, () => undefined);
+      return;
+    }
     // The rest of the request runs in a logging context of its own: Nest's Logger, wherever
     // it is called from during the request, writes under the request's id.
     logContext.runInContext(done, { bindings: { requestId: request.id } });
@@ -128,4 +134,13 @@ function installRequestHooks(
     request.ctx?.release();
     done();
   });
+}
+
+// Not OPTIONS: the CORS plugin answers it on every path.
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+/** The methods the router serves on the path of `url` (none for an unknown path). */
+function methodsServed(fastify: FastifyInstance, url: string): string[] {
+  const path = url.split('?', 1)[0]!;
+  return METHODS.filter((method) => fastify.findRoute({ method, url: path }) !== null);
 }

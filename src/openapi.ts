@@ -20,7 +20,7 @@ export async function buildOpenApiDocument(): Promise<OpenAPIObject> {
     { preview: true, logger: false, abortOnError: false },
   );
   try {
-    return createOpenApiDocument(app);
+    return createOpenApiDocument(app, { publicUrl: config.http.publicUrl });
   } finally {
     await app.close();
   }

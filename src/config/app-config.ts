@@ -19,6 +19,8 @@ export interface AppConfig {
     corsOrigins: string[] | '*';
     /** Whom to believe about the client's address: Fastify's `trustProxy` (env.schema.ts). */
     trustProxy: boolean | string[];
+    /** The API's base URL as clients reach it (the document's `servers`); none when unset. */
+    publicUrl: string | undefined;
   };
   database: { url: string; poolSize: number; connectTimeoutMs: number };
   redis: { url: string; keyPrefix: string };
@@ -100,6 +102,7 @@ function toAppConfig(env: Env): AppConfig {
       requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
       corsOrigins: parseOrigins(env.CORS_ORIGINS),
       trustProxy: env.TRUST_PROXY,
+      publicUrl: env.PUBLIC_URL,
     },
     database: {
       url: env.DATABASE_URL,

@@ -115,6 +115,12 @@ export const envSchema = z
     SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(25_000),
     BODY_LIMIT: int(1, 100 * 1024 * 1024).default(102_400),
     CORS_ORIGINS: z.string().trim().default(''),
+    PUBLIC_URL: z
+      .string()
+      .trim()
+      .refine(isPublicUrl, 'must be an absolute http(s) URL without query or fragment, such as https://tasks.example.com')
+      .transform((value) => value.replace(/\/+$/, ''))
+      .optional(),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -156,3 +162,10 @@ export const envSchema = z
   });
 
 export type Env = z.infer<typeof envSchema>;
+
+/** An absolute http(s) URL that can be a base of the API's paths. */
+function isPublicUrl(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.search === '' && url.hash === '' && !value.includes('#') && !value.includes('?');
+}

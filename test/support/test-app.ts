@@ -76,7 +76,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const logger = options.logDestination ? createLogger(config, options.logDestination) : pino({ level: config.logLevel });
   const { app } = await createApp(config, logger);
-  const contract = enforceContract(app);
+  const contract = enforceContract(app, config);
   let url = '';
   if (options.listen) {
     await app.listen({ port: 0, host: '127.0.0.1' });

@@ -42,6 +42,26 @@ const document: OpenApiDocument = {
       },
       delete: { operationId: 'deleteThing', responses: { '204': { description: 'Deleted' } } },
     },
+    '/api/v1/notes': {
+      post: {
+        operationId: 'createNote',
+        parameters: [{ name: 'Idempotency-Key', in: 'header', schema: { type: 'string', pattern: '^[!-~]+$' } }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['text'],
+                properties: { text: { type: 'string', minLength: 1, maxLength: 3 } },
+              },
+            },
+          },
+        },
+        responses: { '201': { description: 'Created' }, '400': problem, '415': problem },
+      },
+    },
     '/api/v1/things/mine': {
       get: {
         operationId: 'myThings',
@@ -176,7 +196,7 @@ describe('ContractValidator', () => {
       ),
     ).toEqual([]);
     expect(check('PUT', `/api/v1/things/${THING.id}`, json(200, THING))).toEqual([
-      expect.stringContaining('no operation'),
+      expect.stringContaining('yet the answer is not 405'),
     ]);
     expect(check('GET', '/nowhere', json(404, { error: 'Not Found' }))).toEqual([
       expect.stringContaining('must be application/problem+json'),
@@ -221,5 +241,47 @@ describe('ContractValidator', () => {
     ).toEqual([
       expect.stringContaining("the problem's requestId other is not the X-Request-Id r1"),
     ]);
+  });
+});
+
+describe('ContractValidator, requests', () => {
+  const post = (body: string | undefined, headers: Record<string, string> = { 'content-type': 'application/json' }) => ({
+    method: 'POST',
+    url: '/api/v1/notes',
+    headers,
+    body,
+  });
+  const created: ObservedResponse = { statusCode: 201, headers: { 'x-request-id': 'r1' }, body: '' };
+  const invalid = json(400, { status: 400, code: 'VALIDATION_FAILED', requestId: 'r1' }, 'application/problem+json');
+
+  it('judges a request by its body, content type and headers', () => {
+    expect(validator.judge(post('{"text":"abc"}'))).toEqual({ allowed: true });
+    expect(validator.judge(post('{"text":"\u{1F600}\u{1F600}\u{1F600}"}'))).toEqual({ allowed: true });
+    for (const request of [
+      post('{"text":"abcd"}'),
+      post('{"text":"a","extra":1}'),
+      post('{}'),
+      post(undefined),
+      post('{"text":"a"}', { 'content-type': 'application/x-www-form-urlencoded' }),
+      post('{"text":"a"}', { 'content-type': 'application/json', 'idempotency-key': ' ' }),
+    ]) {
+      expect({ request, verdict: validator.judge(request) }).toEqual({ request, verdict: { allowed: false, reasons: expect.any(Array) } });
+    }
+  });
+
+  it('rejects a refusal as invalid of a request the document allows, and a success of one it refuses', () => {
+    expect(validator.check(post('{"text":"abc"}'), invalid)).toEqual([expect.stringContaining('the document allows this request, yet it was refused as invalid')]);
+    expect(validator.check(post('{"text":"abcd"}'), created)).toEqual([expect.stringContaining('the document refuses this request')]);
+    expect(validator.check(post('{"text":"abcd"}'), invalid)).toEqual([]);
+    expect(validator.check(post('{"text":"abc"}'), created)).toEqual([]);
+  });
+
+  it('demands 405 with the documented methods in Allow on a described path', () => {
+    const refused = (allow: string) => ({
+      ...json(405, { status: 405, code: 'METHOD_NOT_ALLOWED', requestId: 'r1' }, 'application/problem+json'),
+      headers: { 'content-type': 'application/problem+json', 'x-request-id': 'r1', allow },
+    });
+    expect(check('PUT', '/api/v1/notes', refused('POST'))).toEqual([]);
+    expect(check('PUT', '/api/v1/notes', refused('GET, POST'))).toEqual([expect.stringContaining('Allow is')]);
   });
 });

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'INVALID_REFRESH_TOKEN'
   | 'INVALID_CURRENT_PASSWORD'
   | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
   | 'EMAIL_TAKEN'
   | 'PRECONDITION_FAILED'
   | 'PAYLOAD_TOO_LARGE'
@@ -59,6 +60,17 @@ export class UnauthenticatedError extends DomainError {
   readonly code = 'UNAUTHENTICATED';
   constructor(message = 'a valid access token is required') {
     super(message);
+  }
+}
+
+/** A known path asked with a method it does not serve; `allowed` are those it does. */
+export class MethodNotAllowedError extends DomainError {
+  readonly code = 'METHOD_NOT_ALLOWED';
+  constructor(
+    method: string,
+    readonly allowed: string[],
+  ) {
+    super(`${method} is not served on this path; it serves ${allowed.join(', ')}`);
   }
 }
 

@@ -22,5 +22,15 @@ export function sendProblem(
     requestId: request.id,
   });
   if (outline.headers) reply.headers(outline.headers);
+  if (outline.status === 401) void reply.header('www-authenticate', bearerChallenge(outline.code, request));
   void reply.status(outline.status).type(PROBLEM_CONTENT_TYPE).send(body);
+}
+
+/**
+ * RFC 6750 §3: every 401 names the Bearer scheme; when the access token sent was refused, the
+ * challenge says so, so that a client knows to refresh or log in again rather than add one.
+ */
+function bearerChallenge(code: string, request: FastifyRequest): string {
+  const sentBearer = /^bearer[ \t]/i.test(request.headers.authorization ?? '');
+  return code === 'UNAUTHENTICATED' && sentBearer ? 'Bearer error="invalid_token"' : 'Bearer';
 }

@@ -4,7 +4,7 @@
  * handler (for what fails before routing: body parsing, content type, size) go through it.
  */
 import { HttpException } from '@nestjs/common';
-import { DomainError, ValidationFailedError, type ErrorCode, type FieldError } from './domain-errors.js';
+import { DomainError, MethodNotAllowedError, ValidationFailedError, type ErrorCode, type FieldError } from './domain-errors.js';
 import { STATUS_BY_CODE } from './problem.js';
 
 export interface ProblemOutline {
@@ -23,6 +23,7 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = {
   401: 'UNAUTHENTICATED',
   403: 'UNAUTHENTICATED',
   404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
   408: 'TIMEOUT',
   412: 'PRECONDITION_FAILED',
   413: 'PAYLOAD_TOO_LARGE',
@@ -64,6 +65,7 @@ function fromDomainError(error: DomainError): ProblemOutline {
     outline.errors = error.errors;
     if (error.errorsOmitted > 0) outline.errorsOmitted = error.errorsOmitted;
   }
+  if (error instanceof MethodNotAllowedError) outline.headers = { allow: error.allowed.join(', ') };
   if ('retryAfterSeconds' in error && typeof error.retryAfterSeconds === 'number') {
     outline.headers = { 'retry-after': String(Math.max(1, Math.ceil(error.retryAfterSeconds))) };
   }

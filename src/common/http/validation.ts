@@ -1,11 +1,14 @@
 /**
  * The global validation pipe: DTOs are whitelisted (an unknown field is a 400, never stored),
  * transformed to their classes, and failures become `VALIDATION_FAILED` with one entry per field
- * (at most MAX_FIELD_ERRORS of them, the rest counted).
+ * (at most MAX_FIELD_ERRORS of them, the rest counted), whose message names the rule that
+ * failed: a missing field "is required", whatever else its validators check. Fields marked
+ * `Trimmed` are trimmed once valid (they are validated as sent, as the document states them).
  */
 import { ValidationPipe, type ArgumentMetadata, type ValidationError } from '@nestjs/common';
 import { getMetadataStorage } from 'class-validator';
 import { MAX_FIELD_ERRORS, ValidationFailedError, type FieldError } from '../errors/domain-errors.js';
+import { trimFields } from './text-validators.js';
 
 /**
  * Deeper than any DTO goes. class-transformer and class-validator recurse into whatever they
@@ -22,6 +25,7 @@ export const MAX_NESTING_DEPTH = 32;
 export const MAX_INPUT_VALUES = 1_000;
 
 const NOT_ALLOWED = 'is not an allowed field';
+const REQUIRED = 'is required';
 
 /**
  * Refuses, before class-transformer and class-validator see it, input they should not be given:
@@ -35,11 +39,17 @@ const NOT_ALLOWED = 'is not an allowed field';
  */
 class ScreeningValidationPipe extends ValidationPipe {
   override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // Every body the document declares is required: a request without one is not an empty object.
+    if (metadata.type === 'body' && value === undefined) throw ValidationFailedError.forField('body', 'is required');
     if (metadata.type !== 'custom') {
       const refusal = unknownKeysIn(value, metadata.metatype) ?? screen(value, MAX_NESTING_DEPTH);
       if (refusal) throw refusal;
     }
-    return super.transform(value, metadata);
+    if (metadata.type === 'body' && (typeof value !== 'object' || value === null || Array.isArray(value)))
+      throw ValidationFailedError.forField('body', 'must be a JSON object');
+    const dto: unknown = await super.transform(value, metadata);
+    trimFields(dto);
+    return dto;
   }
 }
 
@@ -50,7 +60,8 @@ export function createValidationPipe(): ValidationPipe {
     forbidUnknownValues: true,
     transform: true,
     stopAtFirstError: true,
-    validationError: { target: false, value: false },
+    // The value is kept for `flatten` to tell a missing field; it never reaches the answer.
+    validationError: { target: false, value: true },
     exceptionFactory: (errors) => {
       const fields = flatten(errors);
       const first = fields[0];
@@ -65,7 +76,9 @@ export function createValidationPipe(): ValidationPipe {
 function flatten(errors: ValidationError[], parent = ''): FieldError[] {
   return errors.flatMap((error) => {
     const field = parent ? `${parent}.${error.property}` : error.property;
-    const own = Object.values(error.constraints ?? {}).map((message) => ({
+    const messages = Object.values(error.constraints ?? {});
+    // A field that is validated at all while absent is a required one.
+    const own = (error.value === undefined && messages.length > 0 ? [REQUIRED] : messages).map((message) => ({
       field,
       message: withoutFieldName(message, error.property),
     }));

@@ -5,7 +5,7 @@ describe('ISO 8601 instants', () => {
   it('normalises date-times with an offset to UTC with milliseconds', () => {
     expect(normaliseIsoInstant('2026-03-01T17:00:00Z')).toBe('2026-03-01T17:00:00.000Z');
     expect(normaliseIsoInstant('2026-03-01T18:30:00.5+01:30')).toBe('2026-03-01T17:00:00.500Z');
-    expect(normaliseIsoInstant('2026-03-01t17:00z')).toBe('2026-03-01T17:00:00.000Z');
+    expect(normaliseIsoInstant('2026-03-01t17:00:00z')).toBe('2026-03-01T17:00:00.000Z');
     expect(normaliseIsoInstant('2026-03-01T17:00:00.123456789Z')).toBe('2026-03-01T17:00:00.123Z');
     expect(normaliseIsoInstant('2024-02-29T00:00:00-05:00')).toBe('2024-02-29T05:00:00.000Z');
   });
@@ -16,6 +16,13 @@ describe('ISO 8601 instants', () => {
 
   it('keeps years below 100 as they are', () => {
     expect(normaliseIsoInstant('0042-06-01T00:00:00Z')).toBe('0042-06-01T00:00:00.000Z');
+  });
+
+  it('takes the first and last days of the range with offsets that stay inside it', () => {
+    expect(normaliseIsoInstant('0001-01-01T10:00:00-01:00')).toBe('0001-01-01T11:00:00.000Z');
+    expect(normaliseIsoInstant('0001-01-01T10:00:00+00:00')).toBe('0001-01-01T10:00:00.000Z');
+    expect(normaliseIsoInstant('9999-12-31T10:00:00+01:00')).toBe('9999-12-31T09:00:00.000Z');
+    expect(normaliseIsoInstant('9999-12-31T10:00:00-00:00')).toBe('9999-12-31T10:00:00.000Z');
   });
 
   it('refuses impossible dates and times instead of rolling them over', () => {
@@ -31,6 +38,8 @@ describe('ISO 8601 instants', () => {
       '2026-01-01T00:00:00+24:00',
       '0000-01-01T00:00:00Z',
       '0001-01-01T00:00:00+01:00',
+      '0001-01-01T23:00:00+01:00',
+      '9999-12-31T00:00:00-01:00',
     ]) {
       expect(normaliseIsoInstant(bad)).toBeUndefined();
     }
@@ -39,6 +48,7 @@ describe('ISO 8601 instants', () => {
   it('refuses times without an offset and other formats', () => {
     for (const bad of [
       '2026-03-01T17:00:00',
+      '2026-03-01T17:00Z',
       '2026-03-01 17:00:00Z',
       'tomorrow',
       '',

@@ -1,16 +1,37 @@
 /**
  * Strict parsing of the times a client sends. `Date.parse` is too lenient for a contract: it
  * rolls 2025-02-30 over into March and reads a time without an offset in the server's zone.
- * Accepted: an ISO 8601 / RFC 3339 date-time with an explicit offset (`Z` or `±hh:mm`), seconds
- * and fractions optional, or a date alone (midnight UTC), in the years 0001–9999. Fractions
- * beyond milliseconds are truncated, the precision the service stores.
+ * Accepted: an RFC 3339 date-time (seconds required, fractions optional, an explicit offset `Z`
+ * or `±hh:mm`) or an RFC 3339 full date alone (midnight UTC), in the years 0001–9999, naming an
+ * instant in those years too. Fractions beyond milliseconds are truncated, the precision the
+ * service stores.
+ *
+ * The patterns are the OpenAPI document's (`format: date-time` / `format: date` plus
+ * `pattern`): what they and a real calendar day allow is exactly what is accepted.
  */
 
+const YEAR = '(?!0000)\\d{4}';
+const MONTH_DAY = '-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])';
+const TIME = '(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,9})?';
+const OFFSET = '(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)';
+/**
+ * On the first and last days of the range only offsets that keep the instant inside it: no
+ * positive offset on 0001-01-01 (the instant would fall in year 0), no negative one on
+ * 9999-12-31 (in year 10000).
+ */
+const IN_RANGE = '(?!0001-01-01[Tt][^+]*\\+(?!00:00))(?!9999-12-31[Tt]\\d{2}:\\d{2}:\\d{2}(?:\\.\\d+)?-(?!00:00))';
+
+export const DATE_TIME_PATTERN = `^${IN_RANGE}${YEAR}${MONTH_DAY}[Tt]${TIME}${OFFSET}$`;
+export const DATE_PATTERN = `^${YEAR}${MONTH_DAY}$`;
+
 const DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?([Zz]|[+-]\d{2}:\d{2}))?$/;
+  /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2}))?$/;
+const DATE_TIME_RULE = new RegExp(DATE_TIME_PATTERN, 'u');
+const DATE_RULE = new RegExp(DATE_PATTERN, 'u');
 
 /** The instant `value` denotes, or undefined when it is not a strict ISO 8601 date-time. */
 export function parseIsoInstant(value: string): Date | undefined {
+  if (!DATE_TIME_RULE.test(value) && !DATE_RULE.test(value)) return undefined;
   const match = DATE_TIME.exec(value);
   if (!match) return undefined;
   const [, y, mo, d, h = '00', mi = '00', s = '00', fraction = '', zone = 'Z'] = match;

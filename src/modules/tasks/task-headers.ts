@@ -13,8 +13,20 @@ import type { VersionCondition } from './task.js';
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 export const IDEMPOTENT_REPLAYED_HEADER = 'idempotent-replayed';
 
-/** 1–128 printable ASCII characters, no leading or trailing space. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?$/;
+/**
+ * The document's patterns of the headers the server refuses when malformed, and the server's
+ * own rules: one declaration for both.
+ */
+export const HEADER_PATTERNS = {
+  /** 1–128 printable ASCII characters, no leading or trailing space. */
+  idempotencyKey: '^[!-~](?:[ -~]{0,126}[!-~])?$',
+  /** `*`, or entity tags separated by commas (a trailing one allowed), as RFC 9110 §13.1.1 lists them. */
+  ifMatch:
+    '^\\s*(?:\\*|(?:W/)?"[!#-~\\u0080-\\u00FF]*"(?:[ \\t]*,[ \\t]*(?:W/)?"[!#-~\\u0080-\\u00FF]*")*(?:[ \\t]*,)?)\\s*$',
+} as const;
+
+const IDEMPOTENCY_KEY = new RegExp(HEADER_PATTERNS.idempotencyKey, 'u');
+const IF_MATCH = new RegExp(HEADER_PATTERNS.ifMatch, 'u');
 /** One entity tag and the comma that may follow it (RFC 9110 §8.8.3). */
 const ENTITY_TAG = /[ \t]*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)/y;
 const VERSION = /^[1-9]\d{0,9}$/;
@@ -42,7 +54,7 @@ export function parseIfMatch(header: HeaderValue): VersionCondition | undefined 
   if (header === undefined) return undefined;
   const value = joined(header).trim();
   if (value === '*') return '*';
-  const tags = parseEntityTags(value);
+  const tags = IF_MATCH.test(value) ? parseEntityTags(value) : undefined;
   if (!tags) {
     throw ValidationFailedError.forField(
       'If-Match',

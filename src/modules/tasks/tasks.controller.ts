@@ -49,6 +49,7 @@ import {
   IDEMPOTENT_REPLAYED_HEADER,
   ifNoneMatchHits,
   parseIdempotencyKey,
+  HEADER_PATTERNS,
   parseIfMatch,
 } from './task-headers.js';
 import { TasksService } from './tasks.service.js';
@@ -65,8 +66,8 @@ const IF_MATCH = {
   name: 'If-Match',
   required: false,
   description:
-    'Apply only if the task still has this version (its ETag, e.g. `"3"`), or `*` for any version; otherwise 412 PRECONDITION_FAILED.',
-  schema: { type: 'string', example: '"3"' },
+    'Apply only if the task still has one of these versions (its ETag, e.g. `"3"`; a list `"3", "4"`; weak tags never match), or `*` for any version; otherwise 412 PRECONDITION_FAILED. Needs PostgreSQL: while it is unavailable, 503 with `Retry-After` (never buffered). A malformed value is 400.',
+  schema: { type: 'string', pattern: HEADER_PATTERNS.ifMatch, example: '"3"' },
 };
 const LOCATION_HEADER = {
   Location: {
@@ -93,14 +94,20 @@ export class TasksController {
     operationId: 'createTask',
     summary: 'Create a task',
     description:
-      'With an `Idempotency-Key`, the first request with that key creates the task; any later request of the same user with the same key, concurrent or not and whatever its body, creates nothing and answers 201 with that same task as it is now, plus `Idempotent-Replayed: true`. Keys are per user. A key is free again once its task is deleted.\n\nWhile PostgreSQL is unavailable the task is accepted into the write buffer: 202 with `X-Write-Status: buffered`, `Location`, and the task as it will be stored (its id final). A retry with the same key while it waits answers 202 with that same task and `Idempotent-Replayed: true`; once applied, retries get the stored task with 201.',
+      'Only `title` is required; `status` defaults to `todo`, `priority` to `medium`, `description` and `dueAt` to null.\n\nWith an `Idempotency-Key`, the first request with that key creates the task; any later request of the same user with the same key, concurrent or not and whatever its body, creates nothing and answers with that same task as it is now, plus `Idempotent-Replayed: true`: 201 once it is stored, 202 while it waits in a write buffer. Keys are per user. A key is free again once its task is deleted.\n\nWhile PostgreSQL is unavailable the task is accepted into the write buffer: 202 with `X-Write-Status: buffered`, `Location`, and the task as it will be stored (its id final, `version` 1). The 202 is a promise: the task is on disk before the answer and is stored exactly once, in the order accepted, when PostgreSQL returns. During an outage the key is reserved in Redis, so a retry with the same key through another replica answers the same task while the reservation lives: ten minutes for a direct create, the retention period of the replicas for a buffered one. Tell a 202 from a 201 by the status (or `X-Write-Status`): the bodies have the same shape.',
   })
   @ApiHeader({
     name: 'Idempotency-Key',
     required: false,
     description:
-      '1–128 printable ASCII characters chosen by the client (a UUID, say), one per intended task',
-    schema: { type: 'string', maxLength: 128, example: 'c1f9a3c2-5d1e-4a3b-9a6f-0e2d4b7c8a91' },
+      '1–128 printable ASCII characters chosen by the client (a UUID, say), one per intended task; no leading or trailing space. Malformed: 400.',
+    schema: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 128,
+      pattern: HEADER_PATTERNS.idempotencyKey,
+      example: 'c1f9a3c2-5d1e-4a3b-9a6f-0e2d4b7c8a91',
+    },
   })
   @ApiBody({ type: CreateTaskDto })
   @ApiCreatedResponse({
@@ -147,12 +154,17 @@ export class TasksController {
   }
 
   @Get(':id')
-  @ApiOperation({ operationId: 'getTask', summary: 'One of your tasks' })
+  @ApiOperation({
+    operationId: 'getTask',
+    summary: 'One of your tasks',
+    description:
+      'Answers 304 Not Modified, with no body, when `If-None-Match` names the version the task has now (send the `ETag` of your copy to revalidate it); otherwise 200 with the task and its `ETag`.',
+  })
   @ApiHeader({
     name: 'If-None-Match',
     required: false,
     description:
-      'An ETag from an earlier answer: 304 with no body while the task still has that version',
+      'ETags from earlier answers (or `*`): 304 with no body, and the ETag, while the task still has one of those versions (weak comparison: `W/"3"` matches version 3). A malformed value is ignored: the task is answered in full.',
     schema: { type: 'string', example: '"3"' },
   })
   @ApiOkResponse({ type: TaskDto, headers: ETAG_HEADER, description: 'The task' })

@@ -1,51 +1,51 @@
 import { ApiProperty } from '@nestjs/swagger';
-import { Transform } from 'class-transformer';
-import { IsEmail, IsNotEmpty, IsString, MaxLength, MinLength } from 'class-validator';
 import { CanonicalUuid } from '../../../common/http/canonical-id.js';
-import { IsText } from '../../../common/http/text-validators.js';
+import { TextField, Trimmed, type TextRule } from '../../../common/http/text-validators.js';
 
-const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
+export const EMAIL_RULE: TextRule = { minLength: 1, maxLength: 254, pattern: 'email' };
+export const NAME_RULE: TextRule = { minLength: 1, maxLength: 100, pattern: 'notBlank' };
+export const NEW_PASSWORD_RULE: TextRule = { minLength: 8, maxLength: 128, pattern: 'any' };
+export const PASSWORD_RULE: TextRule = { minLength: 1, maxLength: 128, pattern: 'any' };
+
+export const EMAIL_DOC = {
+  description:
+    'An email address, internationalised ones included; up to 254 characters as sent. Leading and trailing whitespace is removed and the address lower-cased before it is stored or compared.',
+};
 
 export class RegisterDto {
-  @ApiProperty({ format: 'email', maxLength: 254, example: 'ada@example.com', description: 'Stored trimmed and lower-cased' })
-  @Transform(trim)
-  @IsEmail()
-  @IsText(1, 254)
+  @TextField(EMAIL_RULE, { ...EMAIL_DOC, example: 'ada@example.com' })
+  @Trimmed()
   email!: string;
 
-  @ApiProperty({ minLength: 8, maxLength: 128, example: 'correct horse battery staple', format: 'password' })
-  @IsString()
-  @MinLength(8)
-  @MaxLength(128)
+  @TextField(NEW_PASSWORD_RULE, {
+    format: 'password',
+    description: '8–128 characters (Unicode code points)',
+    example: 'correct horse battery staple',
+  })
   password!: string;
 
-  @ApiProperty({ minLength: 1, maxLength: 100, example: 'Ada Lovelace' })
-  @Transform(trim)
-  @IsString()
-  @IsNotEmpty()
-  @IsText(1, 100)
+  @TextField(NAME_RULE, {
+    description: '1–100 characters as sent, not all whitespace; stored without leading and trailing whitespace',
+    example: 'Ada Lovelace',
+  })
+  @Trimmed()
   name!: string;
 }
 
 export class LoginDto {
-  @ApiProperty({ format: 'email', example: 'ada@example.com' })
-  @Transform(trim)
-  @IsEmail()
-  @MaxLength(254)
+  @TextField(EMAIL_RULE, { ...EMAIL_DOC, example: 'ada@example.com' })
+  @Trimmed()
   email!: string;
 
-  @ApiProperty({ format: 'password', example: 'correct horse battery staple', maxLength: 128 })
-  @IsString()
-  @IsNotEmpty()
-  @MaxLength(128)
+  @TextField(PASSWORD_RULE, { format: 'password', example: 'correct horse battery staple' })
   password!: string;
 }
 
 export class RefreshDto {
-  @ApiProperty({ description: 'The refresh token of the last token pair', example: '01936f3e-8b1c-7def-8a12-3456789abcde.q3Jx…' })
-  @IsString()
-  @IsNotEmpty()
-  @MaxLength(200)
+  @TextField(
+    { minLength: 1, maxLength: 200, pattern: 'any' },
+    { description: 'The refresh token of the last token pair', example: '01936f3e-8b1c-7def-8a12-3456789abcde.q3Jx…' },
+  )
   refreshToken!: string;
 }
 

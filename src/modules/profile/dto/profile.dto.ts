@@ -1,54 +1,55 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Transform } from 'class-transformer';
-import { IsDefined, IsEmail, IsNotEmpty, IsString, MaxLength, MinLength, ValidateIf } from 'class-validator';
-import { IsText } from '../../../common/http/text-validators.js';
-
-const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
+import { ValidateIf } from 'class-validator';
+import { RequestBodySchema } from '../../../common/http/request-schema.js';
+import { TextField, Trimmed } from '../../../common/http/text-validators.js';
+import { EMAIL_DOC, EMAIL_RULE, NAME_RULE, NEW_PASSWORD_RULE, PASSWORD_RULE } from '../../auth/dto/auth.dto.js';
 
 /**
  * Absent fields stay as they are; neither can be null (both are required of a user). Changing
- * the email needs the current password, which nothing else uses.
+ * the email needs the current password, which nothing else uses: the document says so with a
+ * `oneOf` (no `email`, or `email` and `currentPassword`).
  */
+@RequestBodySchema({
+  oneOf: [
+    { not: { properties: { email: { type: 'string' } }, required: ['email'] } },
+    {
+      properties: { email: { type: 'string' }, currentPassword: { type: 'string' } },
+      required: ['email', 'currentPassword'],
+    },
+  ],
+})
 export class UpdateProfileDto {
-  @ApiPropertyOptional({ minLength: 1, maxLength: 100, example: 'Ada King' })
+  @TextField(NAME_RULE, {
+    required: false,
+    description: '1–100 characters as sent, not all whitespace; stored without leading and trailing whitespace',
+    example: 'Ada King',
+  })
   @ValidateIf((dto: UpdateProfileDto) => dto.name !== undefined)
-  @Transform(trim)
-  @IsString()
-  @IsNotEmpty()
-  @IsText(1, 100)
+  @Trimmed()
   name?: string;
 
-  @ApiPropertyOptional({ format: 'email', maxLength: 254, example: 'ada.king@example.com' })
+  @TextField(EMAIL_RULE, { ...EMAIL_DOC, required: false, example: 'ada.king@example.com' })
   @ValidateIf((dto: UpdateProfileDto) => dto.email !== undefined)
-  @Transform(trim)
-  @IsEmail()
-  @IsText(1, 254)
+  @Trimmed()
   email?: string;
 
-  @ApiPropertyOptional({
+  @TextField(PASSWORD_RULE, {
+    required: false,
     format: 'password',
-    maxLength: 128,
     example: 'correct horse battery staple',
     description: 'Required with `email` (a wrong one is 403 `INVALID_CURRENT_PASSWORD`); not used by a change of `name` alone',
   })
   @ValidateIf((dto: UpdateProfileDto) => dto.email !== undefined || dto.currentPassword !== undefined)
-  @IsDefined({ message: 'currentPassword is required to change the email' })
-  @IsString()
-  @IsNotEmpty()
-  @MaxLength(128)
   currentPassword?: string;
 }
 
 export class ChangePasswordDto {
-  @ApiProperty({ format: 'password', maxLength: 128, example: 'correct horse battery staple' })
-  @IsString()
-  @IsNotEmpty()
-  @MaxLength(128)
+  @TextField(PASSWORD_RULE, { format: 'password', example: 'correct horse battery staple' })
   currentPassword!: string;
 
-  @ApiProperty({ format: 'password', minLength: 8, maxLength: 128, example: 'a longer passphrase than before' })
-  @IsString()
-  @MinLength(8)
-  @MaxLength(128)
+  @TextField(NEW_PASSWORD_RULE, {
+    format: 'password',
+    description: '8–128 characters (Unicode code points)',
+    example: 'a longer passphrase than before',
+  })
   newPassword!: string;
 }

@@ -1,6 +1,7 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
+// No examples on the query: Swagger UI's "Try it out" would send them (a cursor from nowhere).
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { IsOptional, ValidateBy } from 'class-validator';
 import {
   DEFAULT_PAGE_SIZE,
   DEFAULT_TASK_SORT,
@@ -13,7 +14,7 @@ import {
   type TaskSort,
   type TaskStatus,
 } from '../task.js';
-import { IsText } from './task-validators.js';
+import { EnumField, TextField } from './task-validators.js';
 
 /** Only plain decimal digits become a number; anything else ("1e2", "", "abc") fails as it is. */
 const toInteger = ({ value }: { value: unknown }) =>
@@ -22,66 +23,71 @@ const toInteger = ({ value }: { value: unknown }) =>
 /** An empty search (`?q=`, as a search box sends it) means no search. */
 const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
 
-/** Query of `GET /api/v1/tasks`. Unknown parameters are a 400. */
+/** An integer from `min` to `max`, whose message names the rule that failed. */
+function IsIntegerBetween(min: number, max: number): PropertyDecorator {
+  const problem = (value: unknown) => {
+    if (typeof value !== 'number' || !Number.isInteger(value)) return 'must be an integer';
+    if (value < min) return `must not be less than ${min}`;
+    if (value > max) return `must not be greater than ${max}`;
+    return undefined;
+  };
+  return ValidateBy({
+    name: 'isIntegerBetween',
+    constraints: [min, max],
+    validator: {
+      validate: (value: unknown) => problem(value) === undefined,
+      defaultMessage: (args) => `${args?.property ?? 'value'} ${problem(args?.value) ?? 'is invalid'}`,
+    },
+  });
+}
+
+/**
+ * Query of `GET /api/v1/tasks`. Unknown parameters are a 400, and so is a parameter given twice.
+ */
 export class ListTasksQueryDto {
-  @ApiPropertyOptional({
-    enum: TASK_STATUSES,
-    enumName: 'TaskStatus',
-    description: 'Only tasks with this status',
-  })
-  @IsOptional()
-  @IsIn(TASK_STATUSES)
+  @EnumField(TASK_STATUSES, 'TaskStatus', { description: 'Only tasks with this status' })
   status?: TaskStatus;
 
-  @ApiPropertyOptional({
-    enum: TASK_PRIORITIES,
-    enumName: 'TaskPriority',
-    description: 'Only tasks with this priority',
-  })
-  @IsOptional()
-  @IsIn(TASK_PRIORITIES)
+  @EnumField(TASK_PRIORITIES, 'TaskPriority', { description: 'Only tasks with this priority' })
   priority?: TaskPriority;
 
-  @ApiPropertyOptional({
-    description:
-      'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search. A text without three letters or digits in a row (`ab`, `50%`, `#`) is looked for in a bounded run of your tasks per page: such a page may hold fewer than `limit` tasks, even none, and still have a `nextCursor` that continues the search.',
-    maxLength: TITLE_MAX_LENGTH,
-  })
+  @TextField(
+    { minLength: 0, maxLength: TITLE_MAX_LENGTH, pattern: 'storable' },
+    {
+      required: false,
+      description:
+        'Only tasks whose title contains this text, ignoring case. Every character is literal, `%`, `_` and `\\` included (`50%` finds "50% done"). Empty means no search. A text without three letters or digits in a row (`ab`, `50%`, `#`) is looked for in a bounded run of your tasks per page: such a page may hold fewer than `limit` tasks, even none, and still have a `nextCursor` that continues the search.',
+    },
+  )
   @Transform(emptyToUndefined)
   @IsOptional()
-  @IsText(1, TITLE_MAX_LENGTH)
   q?: string;
 
-  @ApiPropertyOptional({
-    enum: TASK_SORTS,
-    default: DEFAULT_TASK_SORT,
-    description:
-      'Sort key, `-` for descending; ties are broken by id in the same direction. Tasks without a due date come last in both `dueAt` and `-dueAt`.',
+  @EnumField(TASK_SORTS, 'TaskSort', {
+    description: `Sort key, \`-\` for descending; ties are broken by id in the same direction. Tasks without a due date come last in both \`dueAt\` and \`-dueAt\`. Default: \`${DEFAULT_TASK_SORT}\`.`,
   })
-  @IsOptional()
-  @IsIn(TASK_SORTS)
   sort?: TaskSort;
 
+  // No `default` in the schema, as for every optional request field: the default is told.
   @ApiPropertyOptional({
     type: 'integer',
     minimum: 1,
     maximum: MAX_PAGE_SIZE,
-    default: DEFAULT_PAGE_SIZE,
+    description: `Tasks per page (decimal digits). Default: ${DEFAULT_PAGE_SIZE}.`,
   })
   @Transform(toInteger)
   @IsOptional()
-  @IsInt()
-  @Min(1)
-  @Max(MAX_PAGE_SIZE)
+  @IsIntegerBetween(1, MAX_PAGE_SIZE)
   limit?: number;
 
-  @ApiPropertyOptional({
-    description:
-      "Opaque: the previous page's `nextCursor`, valid only with the same filters and sort. A cursor that was altered, or comes from another query, is a 400.",
-    maxLength: 512,
-  })
+  @TextField(
+    { minLength: 0, maxLength: 512, pattern: 'any' },
+    {
+      required: false,
+      description:
+        "Opaque: the previous page's `nextCursor`, valid only with the same filters and sort. A cursor that was altered, or comes from another query, is a 400.",
+    },
+  )
   @IsOptional()
-  @IsString()
-  @MaxLength(512)
   cursor?: string;
 }

@@ -66,7 +66,9 @@ describe('task DTOs', () => {
     });
 
     it.each([
-      [{}, 'title', 'must be a string'],
+      [{}, 'title', 'is required'],
+      [{ title: ' '.repeat(3) + 'x'.repeat(198) }, 'title', 'must be shorter than or equal to 200 characters'],
+      [{ title: 'x', dueAt: '2026-03-01T17:00Z' }, 'dueAt', expect.stringContaining('with seconds')],
       [{ title: '' }, 'title', 'must not be empty'],
       [{ title: '   ' }, 'title', 'must not be empty'],
       [{ title: 'x'.repeat(201) }, 'title', 'must be shorter than or equal to 200 characters'],
@@ -106,6 +108,16 @@ describe('task DTOs', () => {
   });
 
   describe('UpdateTaskDto', () => {
+    it('validates a title as sent and trims it afterwards', async () => {
+      await expect(run(UpdateTaskDto, { title: `${'x'.repeat(199)} ` })).resolves.toMatchObject({ title: 'x'.repeat(199) });
+      const error = await failure(UpdateTaskDto, { title: ` ${'x'.repeat(200)}` });
+      expect(error.errors).toEqual([{ field: 'title', message: 'must be shorter than or equal to 200 characters' }]);
+    });
+
+    it('accepts a date alone as dueAt', async () => {
+      await expect(run(UpdateTaskDto, { dueAt: '2026-04-01' })).resolves.toMatchObject({ dueAt: '2026-04-01' });
+    });
+
     it('accepts any subset of fields, null clearing description and dueAt', async () => {
       await expect(run(UpdateTaskDto, { description: null, dueAt: null })).resolves.toMatchObject({
         description: null,
@@ -138,6 +150,18 @@ describe('task DTOs', () => {
       });
     });
 
+    it('names the rule that failed: an integer first, then its bounds', async () => {
+      for (const [limit, message] of [
+        ['abc', 'must be an integer'],
+        ['2.5', 'must be an integer'],
+        ['0', 'must not be less than 1'],
+        ['101', 'must not be greater than 100'],
+      ]) {
+        const error = await failure(ListTasksQueryDto, { limit }, 'query');
+        expect({ limit, errors: error.errors }).toEqual({ limit, errors: [{ field: 'limit', message }] });
+      }
+    });
+
     it('treats an empty search as none', async () => {
       const dto = (await run(ListTasksQueryDto, { q: '' }, 'query')) as ListTasksQueryDto;
       expect(dto.q).toBeUndefined();
@@ -150,6 +174,7 @@ describe('task DTOs', () => {
       [{ limit: '1.5' }, 'limit'],
       [{ limit: '1e1' }, 'limit'],
       [{ limit: 'ten' }, 'limit'],
+      [{ cursor: 7 }, 'cursor'],
       [{ sort: 'title' }, 'sort'],
       [{ sort: ['dueAt', 'priority'] }, 'sort'],
       [{ status: 'archived' }, 'status'],

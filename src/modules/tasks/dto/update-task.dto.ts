@@ -1,44 +1,31 @@
-import { ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsOptional, ValidateIf } from 'class-validator';
-import {
-  DESCRIPTION_MAX_LENGTH,
-  TASK_PRIORITIES,
-  TASK_STATUSES,
-  TITLE_MAX_LENGTH,
-  type TaskPriority,
-  type TaskStatus,
-} from '../task.js';
-import { DESCRIPTION_DOC, DUE_AT_DOC, TITLE_DOC } from './create-task.dto.js';
-import { IsIsoDateTime, IsText, Trim } from './task-validators.js';
+import { IsOptional, ValidateIf } from 'class-validator';
+import { RequestBodySchema } from '../../../common/http/request-schema.js';
+import { TASK_PRIORITIES, TASK_STATUSES, type TaskPriority, type TaskStatus } from '../task.js';
+import { DESCRIPTION_DOC, DESCRIPTION_RULE, TITLE_DOC, TITLE_RULE } from './create-task.dto.js';
+import { DueAtField, EnumField, TextField, Trimmed } from './task-validators.js';
 
 /**
- * Body of `PATCH /api/v1/tasks/{id}`: the fields to change, at least one. An absent field is
- * left as it is; `description` and `dueAt` are cleared with null, the others cannot be null.
+ * Body of `PATCH /api/v1/tasks/{id}`: the fields to change, at least one (`minProperties: 1` in
+ * the document). An absent field is left as it is; `description` and `dueAt` are cleared with
+ * null, the others cannot be null.
  */
+@RequestBodySchema({ minProperties: 1 })
 export class UpdateTaskDto {
-  @ApiPropertyOptional(TITLE_DOC)
+  @TextField(TITLE_RULE, { ...TITLE_DOC, required: false })
   @ValidateIf((dto: UpdateTaskDto) => dto.title !== undefined)
-  @Trim()
-  @IsText(1, TITLE_MAX_LENGTH)
+  @Trimmed()
   title?: string;
 
-  @ApiPropertyOptional(DESCRIPTION_DOC)
+  @TextField(DESCRIPTION_RULE, { ...DESCRIPTION_DOC, required: false })
   @IsOptional()
-  @IsText(0, DESCRIPTION_MAX_LENGTH)
   description?: string | null;
 
-  @ApiPropertyOptional({ enum: TASK_STATUSES, enumName: 'TaskStatus', example: 'in_progress' })
-  @ValidateIf((dto: UpdateTaskDto) => dto.status !== undefined)
-  @IsIn(TASK_STATUSES)
+  @EnumField(TASK_STATUSES, 'TaskStatus', { example: 'in_progress' })
   status?: TaskStatus;
 
-  @ApiPropertyOptional({ enum: TASK_PRIORITIES, enumName: 'TaskPriority', example: 'high' })
-  @ValidateIf((dto: UpdateTaskDto) => dto.priority !== undefined)
-  @IsIn(TASK_PRIORITIES)
+  @EnumField(TASK_PRIORITIES, 'TaskPriority', { example: 'high' })
   priority?: TaskPriority;
 
-  @ApiPropertyOptional(DUE_AT_DOC)
-  @IsOptional()
-  @IsIsoDateTime()
+  @DueAtField()
   dueAt?: string | null;
 }
