@@ -19,7 +19,7 @@ export const WRITE_STATUS_HEADER_DOC = {
 
 /** What every 202 description says, after what its body shows. */
 export const BUFFERED_DESCRIPTION =
-  'Accepted into the durable write buffer while PostgreSQL is unavailable. A promise: the write is on disk before this answer and is applied exactly once, in the order accepted (across replicas too), when PostgreSQL returns; a change to a task that is gone by then is set aside, not applied. Reads answer 503 with Retry-After until then. Tell this answer from a direct one by its status or `X-Write-Status: buffered`.';
+  'Accepted into the durable write buffer while PostgreSQL is unavailable. A promise: the write is on disk before this answer and is applied exactly once, in the order accepted (across replicas too), when PostgreSQL returns; a change to a task that is gone by then is set aside, not applied. Reads answer 503 with Retry-After until then. Tell this answer from a direct one by its status or `X-Write-Status: buffered`. Each user holds a share of the buffer: past it, a write answers 429 `RATE_LIMITED` with Retry-After (others still get 202).';
 
 /** Turns the answer into a 202 of a buffered write. */
 export function markBuffered(reply: FastifyReply): void {

@@ -120,7 +120,7 @@ export class TasksController {
     description: `The task as it will be stored. ${BUFFERED_DESCRIPTION} No ETag: the task has no stored version yet.`,
     headers: { ...LOCATION_HEADER, ...WRITE_STATUS_HEADER_DOC, ...IDEMPOTENT_REPLAYED_HEADER_DOC },
   })
-  @ApiProblems(400, 401, 413, 415, 503)
+  @ApiProblems(400, 401, 413, 415, 429, 503)
   async create(
     @Ctx() ctx: RequestContext,
     @Body() body: CreateTaskDto,
@@ -203,7 +203,7 @@ export class TasksController {
     headers: WRITE_STATUS_HEADER_DOC,
     description: `The id, the fields the update will set and the resulting updatedAt. ${BUFFERED_DESCRIPTION}`,
   })
-  @ApiProblems(400, 401, 404, 412, 413, 415, 503)
+  @ApiProblems(400, 401, 404, 412, 413, 415, 429, 503)
   async update(
     @Ctx() ctx: RequestContext,
     @Param() params: TaskIdParams,
@@ -231,7 +231,7 @@ export class TasksController {
   @ApiHeader(IF_MATCH)
   @ApiNoContentResponse({ description: 'Deleted' })
   @ApiAcceptedResponse({ headers: WRITE_STATUS_HEADER_DOC, description: BUFFERED_DESCRIPTION })
-  @ApiProblems(400, 401, 404, 412, 503)
+  @ApiProblems(400, 401, 404, 412, 429, 503)
   async delete(
     @Ctx() ctx: RequestContext,
     @Param() params: TaskIdParams,
