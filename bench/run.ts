@@ -419,10 +419,17 @@ async function main(): Promise<void> {
   // Buffered writes: a second instance (same database, buffer and key prefix, so the same access
   // token holds) reaches PostgreSQL through the proxy, which is then cut; every POST answers 202.
   // Room for everything the load can send: a full buffer answers 503, which is not what this
-  // phase measures (the default bound, 100,000 entries, fills within 10 s).
+  // phase measures (the default bound, 100,000 entries, fills within 10 s); nor is the per-user
+  // share (429 past 2,000 entries by default), and the load is one user's.
   const offline = await startServer(
     SERVICE_COMMAND,
-    { ...serviceEnv(viaProxy), BUFFER_MAX_ENTRIES: '1000000', BUFFER_MAX_BYTES: String(1024 * 1024 * 1024) },
+    {
+      ...serviceEnv(viaProxy),
+      BUFFER_MAX_ENTRIES: '1000000',
+      BUFFER_MAX_BYTES: String(1024 * 1024 * 1024),
+      BUFFER_USER_MAX_ENTRIES: '1000000',
+      BUFFER_USER_MAX_BYTES: String(1024 * 1024 * 1024),
+    },
     '/health/ready',
   );
   await waitForPostgres(offline.url, 'up');

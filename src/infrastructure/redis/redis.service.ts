@@ -26,7 +26,9 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
   private readonly subscribers: Redis[] = [];
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
-    this.client = this.connect('main');
+    // Commands issued in the same tick go out in one write (each request's position, its
+    // pending record, …): fewer system calls under load, the same answers.
+    this.client = this.connect('main', { enableAutoPipelining: true });
   }
 
   /** Waits briefly for the first connection; the service starts without Redis all the same. */
