@@ -1,7 +1,7 @@
 /**
- * Request bodies are `application/json` only (the OpenAPI document says so). Every other content type, form encodings
- * included, is 415 `UNSUPPORTED_MEDIA_TYPE`: besides keeping one format, this stops a
- * cross-site HTML form from posting to the API without a CORS preflight. A request that has no
+ * Request bodies are `application/json` only, as the OpenAPI document says. Every other content
+ * type, form encodings included, is 415 `UNSUPPORTED_MEDIA_TYPE`: besides keeping one format,
+ * this stops a cross-site HTML form from posting to the API without a CORS preflight. A request that has no
  * body is accepted whatever `Content-Type` it names, since there is nothing to parse: clients
  * that set `Content-Type: application/json` on every request may call `POST /auth/logout` or
  * `DELETE /tasks/{id}` with it.
