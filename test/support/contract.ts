@@ -261,7 +261,8 @@ export class ContractValidator {
     if (!declared) return [];
     if (body === undefined || body === '') return declared.required ? ['a body is required'] : [];
     const type = mediaType(headers['content-type']);
-    if (!type || !declared.content[type]) return [`content type ${type ?? 'none'} is not declared`];
+    // Own keys only: a client may name any content type, `__proto__` included.
+    if (!type || !Object.hasOwn(declared.content, type)) return [`content type ${type ?? 'none'} is not declared`];
     let value: unknown;
     try {
       value = JSON.parse(body);
@@ -314,7 +315,7 @@ export class ContractValidator {
         return [`${name}: declared without content, yet has a body (${type ?? 'no content type'})`];
       return [];
     }
-    if (!type || !content[type]) {
+    if (!type || !Object.hasOwn(content, type)) {
       return [
         `${name}: content type ${type ?? 'none'} is not declared (declared: ${declaredTypes.join(', ')})`,
       ];
