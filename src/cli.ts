@@ -40,7 +40,12 @@ const EXIT_USAGE = 64;
 const EXIT_WRITES_REMAIN = 2;
 
 /** Stdout carries the command's JSON lines only: every log line goes to stderr. */
-function stderrLogger(config: AppConfig): { logger: ReturnType<typeof createLogger>; nest: LoggerService } {
+interface StderrLogger {
+  logger: ReturnType<typeof createLogger>;
+  nest: LoggerService;
+}
+
+function stderrLogger(config: AppConfig): StderrLogger {
   const logger = createLogger(config, pino.destination({ fd: 2, sync: true }));
   const at = (level: 'info' | 'error' | 'warn' | 'debug' | 'trace') => (message: unknown, ...rest: unknown[]) => {
     const context = rest.at(-1);
@@ -158,10 +163,9 @@ function allKeys(buffer: LmdbBuffer): number[] {
   }
 }
 
-async function drain(config: AppConfig, args: string[]): Promise<number> {
+async function drain(config: AppConfig, args: string[], { logger, nest }: StderrLogger): Promise<number> {
   const { values } = parseArgs({ args, options: { 'timeout-seconds': { type: 'string', default: '600' } } });
   const deadline = Date.now() + Number(values['timeout-seconds']) * 1000;
-  const { logger, nest } = stderrLogger(config);
   const app = await NestFactory.createApplicationContext(AppModule.forRoot(config, logger), { logger: nest });
   try {
     const postgres = app.get(PostgresAvailability);
@@ -212,9 +216,10 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  Logger.overrideLogger(stderrLogger(config).nest);
+  const log = stderrLogger(config);
+  Logger.overrideLogger(log.nest);
   if (command === 'status') return status(config);
-  if (command === 'drain') return drain(config, rest);
+  if (command === 'drain') return drain(config, rest, log);
   if (command === 'set-aside') {
     const [action, ...args] = rest;
     return action === undefined ? usage() : setAside(config, action, args);

@@ -25,6 +25,7 @@ import pg from 'pg';
 import type { LightMyRequestResponse } from 'fastify';
 import { buildOpenApiDocument } from '../../src/openapi.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
+import type { SchemaObject } from '../support/contract.js';
 import { databaseUrlFor, REDIS_URL, startTestApp, type TestApp } from '../support/test-app.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
@@ -32,20 +33,6 @@ const SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.en
 jest.setTimeout(Math.max(120_000, RUNS * 1_000));
 
 // ------------------------------------------------------------------ the operations
-
-interface SchemaObject {
-  type?: string;
-  format?: string;
-  enum?: unknown[];
-  minLength?: number;
-  maxLength?: number;
-  minimum?: number;
-  maximum?: number;
-  nullable?: boolean;
-  properties?: Record<string, SchemaObject>;
-  $ref?: string;
-  allOf?: SchemaObject[];
-}
 
 interface Parameter {
   name: string;

@@ -21,53 +21,34 @@ import type { LightMyRequestResponse } from 'fastify';
 import { buildOpenApiDocument } from '../../src/openapi.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { codePointLength } from '../../src/common/http/text-validators.js';
-import { ContractValidator, requestOf, type OpenApiDocument } from '../support/contract.js';
+import { ContractValidator, requestOf, type OpenApiDocument, type SchemaObject } from '../support/contract.js';
 import { startTestApp, type TestApp } from '../support/test-app.js';
 
 const RUNS = Number(process.env.REQUEST_RUNS ?? 25);
 const SEED = process.env.REQUEST_SEED === undefined ? undefined : Number(process.env.REQUEST_SEED);
 jest.setTimeout(120_000);
 
-interface Schema {
-  type?: string;
-  format?: string;
-  pattern?: string;
-  enum?: unknown[];
-  minLength?: number;
-  maxLength?: number;
-  minimum?: number;
-  maximum?: number;
-  nullable?: boolean;
-  properties?: Record<string, Schema>;
-  required?: string[];
-  minProperties?: number;
-  anyOf?: Schema[];
-  oneOf?: Schema[];
-  allOf?: Schema[];
-  $ref?: string;
-}
-
 interface Parameter {
   name: string;
   in: 'path' | 'query' | 'header';
   required?: boolean;
-  schema: Schema;
+  schema: SchemaObject;
 }
 
 interface Operation {
   operationId: string;
   security?: Record<string, string[]>[];
   parameters?: (Parameter | { $ref: string })[];
-  requestBody?: { content: Record<string, { schema: Schema }> };
+  requestBody?: { content: Record<string, { schema: SchemaObject }> };
 }
 
 const document = (await buildOpenApiDocument()) as unknown as {
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, Schema>; parameters: Record<string, Parameter> };
+  components: { schemas: Record<string, SchemaObject>; parameters: Record<string, Parameter> };
 };
 const validator = new ContractValidator(document as unknown as OpenApiDocument);
 
-function resolve(schema: Schema): Schema {
+function resolve(schema: SchemaObject): SchemaObject {
   if (schema.$ref) return resolve(document.components.schemas[schema.$ref.split('/').pop()!]!);
   if (schema.allOf?.length === 1) return { ...resolve(schema.allOf[0]!), ...schema, allOf: undefined };
   return schema;
@@ -97,7 +78,7 @@ const textUnit = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }) },
 );
 
-function text(schema: Schema): fc.Arbitrary<string> {
+function text(schema: SchemaObject): fc.Arbitrary<string> {
   const min = schema.minLength ?? 0;
   const max = schema.maxLength ?? 100;
   const rule = new RegExp(schema.pattern ?? '', 'u');
@@ -142,13 +123,13 @@ const dateTime = fc
 
 const uuid = fc.uuid().chain((id) => fc.constantFrom(id, id.toUpperCase()));
 
-function value(raw: Schema, field: string): fc.Arbitrary<unknown> {
+function value(raw: SchemaObject, field: string): fc.Arbitrary<unknown> {
   const schema = resolve(raw);
   const nonNull = nonNullValue(schema, field);
   return schema.nullable ? fc.oneof({ weight: 4, arbitrary: nonNull }, { weight: 1, arbitrary: fc.constant(null) }) : nonNull;
 }
 
-function nonNullValue(schema: Schema, field: string): fc.Arbitrary<unknown> {
+function nonNullValue(schema: SchemaObject, field: string): fc.Arbitrary<unknown> {
   if (schema.enum) return fc.constantFrom(...schema.enum);
   if (schema.anyOf) return fc.oneof(...schema.anyOf.map((branch) => value(branch, field)));
   if (schema.type === 'integer') return fc.integer({ min: schema.minimum ?? 0, max: schema.maximum ?? 1_000 });
@@ -164,7 +145,7 @@ function nonNullValue(schema: Schema, field: string): fc.Arbitrary<unknown> {
   return text(schema);
 }
 
-function body(raw: Schema): fc.Arbitrary<Record<string, unknown>> {
+function body(raw: SchemaObject): fc.Arbitrary<Record<string, unknown>> {
   const schema = resolve(raw);
   const properties = Object.entries(schema.properties ?? {});
   const required = new Set(schema.required ?? []);
@@ -185,7 +166,7 @@ function body(raw: Schema): fc.Arbitrary<Record<string, unknown>> {
  * A body whose schema makes some fields go together (`oneOf` a branch requiring them all, as
  * `email` with `currentPassword`): a partial group is dropped, so that the body stays valid.
  */
-function withDependencies(generated: Record<string, unknown>, schema: Schema): Record<string, unknown> {
+function withDependencies(generated: Record<string, unknown>, schema: SchemaObject): Record<string, unknown> {
   for (const branch of schema.oneOf ?? []) {
     const group = branch.required ?? [];
     const present = group.filter((field) => field in generated);

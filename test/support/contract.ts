@@ -22,6 +22,26 @@ import { parse as parseQuery } from 'fast-querystring';
 import type { AppConfig } from '../../src/config/app-config.js';
 import { createOpenApiDocument } from '../../src/swagger.js';
 
+/** A schema object of the document, as the suites that generate requests from it read one. */
+export interface SchemaObject {
+  type?: string;
+  format?: string;
+  pattern?: string;
+  enum?: unknown[];
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  nullable?: boolean;
+  properties?: Record<string, SchemaObject>;
+  required?: string[];
+  minProperties?: number;
+  anyOf?: SchemaObject[];
+  oneOf?: SchemaObject[];
+  allOf?: SchemaObject[];
+  $ref?: string;
+}
+
 export interface OpenApiDocument {
   paths: Record<string, Record<string, unknown>>;
   components?: { schemas?: Record<string, unknown> };
