@@ -378,8 +378,8 @@ async function main(): Promise<void> {
   // already running. The flood has more connections than the queue has places and sends
   // REGISTRATION_FLOOD_RATE a second, several times what argon2 can hash here. Then the same
   // flood unpaced, each connection sending again as soon as it is answered: that one also
-  // measures how far the event loop, busy answering thousands of 503s a second, slows
-  // everything else on two shared cores.
+  // measures how far its refusals slow everything else on two shared cores (each is answered
+  // after REGISTER_REFUSAL_PAUSE_MS; answered at once they were thousands a second).
   const loginUrl = `${app.url}/api/v1/auth/login`;
   const loginLoad = { method: 'POST', body: loginBody, connections: LOGIN_UNDER_FLOOD_CONNECTIONS } as const;
   const flood = (rate?: number) =>

@@ -70,6 +70,8 @@ export interface AppConfig {
     passwordHashConcurrency: number;
     /** Password hashes that may wait for a slot; past it, 503. */
     passwordHashQueueMax: number;
+    /** How long a refused registration (429, 503) waits before it is answered. */
+    registerRefusalPauseMs: number;
   };
   shutdown: { drainMs: number; timeoutMs: number };
   logLevel: Env['LOG_LEVEL'];
@@ -145,6 +147,7 @@ function toAppConfig(env: Env): AppConfig {
       registerWindowSeconds: env.REGISTER_WINDOW_SECONDS,
       passwordHashConcurrency: env.PASSWORD_HASH_CONCURRENCY ?? Math.max(1, availableParallelism() - 1),
       passwordHashQueueMax: env.PASSWORD_HASH_QUEUE_MAX,
+      registerRefusalPauseMs: env.REGISTER_REFUSAL_PAUSE_MS,
     },
     shutdown: {
       drainMs: env.SHUTDOWN_DRAIN_MS ?? (isProduction ? 5000 : 0),

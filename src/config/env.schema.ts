@@ -108,6 +108,7 @@ export const envSchema = z
     REGISTER_WINDOW_SECONDS: int(1, 86_400).default(3600),
     PASSWORD_HASH_CONCURRENCY: int(1, 64).optional(),
     PASSWORD_HASH_QUEUE_MAX: int(0, 100_000).default(64),
+    REGISTER_REFUSAL_PAUSE_MS: int(0, 10_000).default(250),
     SESSION_MAX_PER_USER: int(1, 100_000).default(100),
 
     REQUEST_TIMEOUT_MS: int(1, 600_000).default(10_000),

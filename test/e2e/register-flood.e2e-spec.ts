@@ -2,7 +2,8 @@
  * Registration under abuse. Registrations are throttled per client IP (429 with Retry-After,
  * every attempt counted, a 409 included: the throttle is what bounds how fast accounts can be
  * enumerated). Behind it, the password-hash queue is bounded: past it a registration is refused
- * at once (503 with Retry-After), a login waiting to be checked is served before waiting
+ * without waiting for a hash (503 with Retry-After), every refusal answered after a pause that
+ * keeps a client resending at once from turning refusals into the load, a login waiting to be checked is served before waiting
  * registrations, and no hash is computed for a request that has passed its deadline or whose
  * client has gone (argon2's calls are counted to see it).
  *
@@ -51,12 +52,49 @@ describe('registration throttled per IP (e2e)', () => {
   });
 });
 
+describe('a refused registration is answered after the pause (e2e)', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      env: { REGISTER_REFUSAL_PAUSE_MS: '400', REGISTER_MAX_PER_IP: '1', PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE_MAX: '0' },
+    });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const timed = async (payload: object, remoteAddress: string) => {
+    const started = performance.now();
+    const res = await t.app.inject({ method: 'POST', url: '/api/v1/auth/register', payload, remoteAddress });
+    return { status: res.statusCode, code: res.json().code as string | undefined, ms: performance.now() - started };
+  };
+
+  it('pauses a 429 past the per-IP limit and a 503 past the hash queue, never a 201', async () => {
+    // The queue holds the hash running and none waiting: of two at once, one is refused.
+    const [a, b] = await Promise.all([timed(registration(300), '10.24.0.1'), timed(registration(301), '10.24.0.2')]);
+    const [created, full] = a.status === 201 ? [a, b] : [b, a];
+    expect([created.status, full.status, full.code]).toEqual([201, 503, 'SERVICE_UNAVAILABLE']);
+    expect(full.ms).toBeGreaterThanOrEqual(390);
+    const limited = await timed(registration(302), '10.24.0.1');
+    expect([limited.status, limited.code]).toEqual([429, 'RATE_LIMITED']);
+    expect(limited.ms).toBeGreaterThanOrEqual(390);
+    const alone = await timed(registration(303), '10.24.0.3');
+    expect(alone.status).toBe(201);
+    expect(alone.ms).toBeLessThan(390);
+    const stored = await withDatabase(t.databaseName, (c) => c.query("SELECT count(*)::int AS n FROM users WHERE name = 'Flood'"));
+    expect(stored.rows[0].n).toBe(2);
+  });
+});
+
 describe('the password-hash queue under a registration flood (e2e)', () => {
   let t: TestApp;
 
   beforeAll(async () => {
     t = await startTestApp({
-      env: { REGISTER_MAX_PER_IP: '100000', PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE_MAX: '4' },
+      // Refusals answered at once: the first one tells the test the queue is full.
+      env: { REGISTER_MAX_PER_IP: '100000', PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE_MAX: '4', REGISTER_REFUSAL_PAUSE_MS: '0' },
     });
   });
 

@@ -1,6 +1,7 @@
 import { jest } from '@jest/globals';
 import { InvalidCredentialsError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { RequestContext } from '../../common/context/request-context.js';
+import type { AppConfig } from '../../config/app-config.js';
 import type { User } from '../users/user.js';
 import type { UsersRepository } from '../users/users.repository.js';
 import { AuthService } from './auth.service.js';
@@ -16,7 +17,7 @@ const user: User = {
 const client = { ip: '10.0.0.1', userAgent: 'ua' };
 const attempt = { id: 'attempt-1' } as LoginAttempt;
 
-function setup() {
+function setup(refusalPauseMs = 0) {
   const users = {
     findByEmail: jest.fn<UsersRepository['findByEmail']>(),
     insert: jest.fn<UsersRepository['insert']>().mockResolvedValue(undefined),
@@ -48,6 +49,7 @@ function setup() {
     throttle as unknown as LoginThrottle,
     sessions as unknown as SessionsService,
     registrations as unknown as RegistrationThrottle,
+    { auth: { registerRefusalPauseMs: refusalPauseMs } } as AppConfig,
   );
   return { service, users, hasher, throttle, sessions, registrations, ctx: RequestContext.start('t', 5_000) };
 }
@@ -163,6 +165,42 @@ describe('AuthService.register', () => {
     expect(hasher.assertRoomFor).toHaveBeenCalledWith('registration');
     expect(registrations.take).not.toHaveBeenCalled();
     expect(users.insert).not.toHaveBeenCalled();
+  });
+
+  it('answers a refusal (full queue, per-IP limit) only after the pause', async () => {
+    jest.useFakeTimers();
+    try {
+      const { service, hasher, registrations, ctx } = setup(250);
+      const input = { email: 'a@example.com', password: 'password-1', name: 'A' };
+      hasher.assertRoomFor.mockImplementationOnce(() => {
+        throw new ServiceUnavailableError('busy', 1);
+      });
+      registrations.take.mockRejectedValueOnce(new RateLimitedError(60));
+      for (const refused of [ServiceUnavailableError, RateLimitedError]) {
+        let settled = false;
+        const answer = service.register(ctx, input, client).finally(() => (settled = true));
+        answer.catch(() => undefined);
+        await jest.advanceTimersByTimeAsync(249);
+        expect(settled).toBe(false);
+        await jest.advanceTimersByTimeAsync(1);
+        await expect(answer).rejects.toBeInstanceOf(refused);
+      }
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('ends the pause when the client goes, and never pauses a created account', async () => {
+    const { service, hasher, ctx } = setup(60_000);
+    hasher.assertRoomFor.mockImplementationOnce(() => {
+      throw new ServiceUnavailableError('busy', 1);
+    });
+    const answer = service.register(ctx, { email: 'a@example.com', password: 'password-1', name: 'A' }, client);
+    ctx.abort('client-closed');
+    await expect(answer).rejects.toBeInstanceOf(ServiceUnavailableError);
+    const started = Date.now();
+    await service.register(RequestContext.start('t2', 5_000), { email: 'b@example.com', password: 'password-1', name: 'B' }, client);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   it('computes no hash and stores nothing past the per-IP limit', async () => {

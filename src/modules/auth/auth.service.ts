@@ -1,12 +1,14 @@
 /**
  * Registration and login. Registration is throttled per IP and its hash waits behind every
- * password check. Login is throttled per email and per IP (LoginThrottle), answers the same way
+ * password check; a refused registration (throttle, full hash queue) is answered after a pause,
+ * so that clients resending as soon as they are answered cannot turn refusals into the load. Login is throttled per email and per IP (LoginThrottle), answers the same way
  * for an unknown email and a wrong password (and spends the same time on both), and upgrades a
  * hash made with older argon2 parameters.
  */
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';
-import { InvalidCredentialsError } from '../../common/errors/domain-errors.js';
+import { InvalidCredentialsError, RateLimitedError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
+import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { normaliseEmail, toPublicUser, type PublicUser, type User } from '../users/user.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { LoginThrottle } from './login-throttle.js';
@@ -25,6 +27,7 @@ export interface Registration {
 @Injectable()
 export class AuthService {
   private readonly logger = new Logger(AuthService.name);
+  private readonly refusalPauseMs: number;
 
   constructor(
     private readonly users: UsersRepository,
@@ -32,13 +35,24 @@ export class AuthService {
     private readonly throttle: LoginThrottle,
     private readonly sessions: SessionsService,
     private readonly registrations: RegistrationThrottle,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.refusalPauseMs = config.auth.registerRefusalPauseMs;
+  }
 
   async register(ctx: RequestContext, input: Registration, client: ClientInfo): Promise<PublicUser> {
-    // A flood is refused while the hash queue is full before it costs even a throttle round trip.
-    this.hasher.assertRoomFor('registration');
-    await this.registrations.take(client.ip);
-    const passwordHash = await this.hasher.hash(input.password, ctx, 'registration');
+    let passwordHash: string;
+    try {
+      // A flood is refused while the hash queue is full before it costs even a throttle round trip.
+      this.hasher.assertRoomFor('registration');
+      await this.registrations.take(client.ip);
+      passwordHash = await this.hasher.hash(input.password, ctx, 'registration');
+    } catch (error) {
+      // Answered at once, a refusal is what a client resending at once turns into its load: the
+      // event loop answering thousands of them a second delays every login beside them.
+      if (error instanceof ServiceUnavailableError || error instanceof RateLimitedError) await pause(ctx, this.refusalPauseMs);
+      throw error;
+    }
     const now = new Date();
     const user: User = {
       id: newId(),
@@ -99,4 +113,20 @@ export class AuthService {
       return user.passwordHash;
     }
   }
+}
+
+/** Waits `ms`, or less if the request's deadline comes first or its client goes. */
+function pause(ctx: RequestContext, ms: number): Promise<void> {
+  const wait = Math.min(ms, ctx.remainingMs());
+  if (wait <= 0 || ctx.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const stop = ctx.onAbort(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    const timer = setTimeout(() => {
+      stop();
+      resolve();
+    }, wait);
+  });
 }

@@ -3,9 +3,10 @@
  * pool) and at most `maxWaiting` wait for a slot. Password checks (a login, the current password
  * of a change) are served before the hashes of new registrations, so that a flood of sign-ups
  * cannot delay logins: when the queue is full, a registration waiting at its back gives its
- * place to a check. A request that finds no place is refused at once (503 with Retry-After)
- * rather than left to run into its deadline, and the work of a request that has passed its
- * deadline, or whose client has gone, is dropped without being computed.
+ * place to a check. A request that finds no place is refused at once (503 with Retry-After;
+ * AuthService holds a registration's answer for a pause) rather than left to run into its
+ * deadline, and the work of a request that has passed its deadline, or whose client has gone,
+ * is dropped without being computed.
  */
 import type { RequestContext } from '../../common/context/request-context.js';
 import { RequestTimeoutError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
