@@ -12,6 +12,7 @@ import { classifyReplayFailure } from '../../modules/buffer/buffer.errors.js';
 import { InvalidDataError, isDataException, sqlState } from './connection-errors.js';
 import { Database } from './database.js';
 import type { PostgresAvailability } from './postgres-availability.js';
+import type { PgDriver } from './pg-driver.js';
 
 function pgError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code, severity: 'ERROR' });
@@ -20,7 +21,7 @@ function pgError(code: string, message: string): Error {
 /** PostgreSQL up, and a statement that fails with `error`. */
 function failingWith(error: Error): { database: Database; error: Error } {
   const availability = { isUp: () => true, suspect: async () => true } as unknown as PostgresAvailability;
-  return { database: new Database({} as DataSource, availability), error };
+  return { database: new Database({} as DataSource, availability, {} as PgDriver), error };
 }
 
 async function refusal({ database, error }: { database: Database; error: Error }): Promise<unknown> {

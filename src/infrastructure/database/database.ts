@@ -10,13 +10,19 @@
  *   (SQLSTATE class 22) becomes a 400. Everything else propagates as it is.
  *
  * A connection whose ROLLBACK failed is closed by the driver itself (pg-driver.ts).
+ *
+ * Autocommit statements (`read`, and `manager.query()`, which the repositories' apply
+ * statements use for a direct write) run on the pool TypeORM created without a query runner
+ * each: the runner's bookkeeping (its logger and broadcaster calls, a result object, a longer
+ * promise chain) was a tenth of a list's or a create's CPU (docs/performance.md). Transactions,
+ * and everything else TypeORM's manager does (find, save, builders), go through TypeORM.
  */
 import { Injectable } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, EntityManager, QueryFailedError, type ObjectLiteral } from 'typeorm';
 import type { RequestContext } from '../../common/context/request-context.js';
 import { RequestTimeoutError, ServiceUnavailableError } from '../../common/errors/domain-errors.js';
 import { InvalidDataError, isConnectionError, isDataException, sqlState } from './connection-errors.js';
-import { PoolCheckoutTimeoutError, runWithDeadline } from './pg-driver.js';
+import { PgDriver, PoolCheckoutTimeoutError, runWithDeadline } from './pg-driver.js';
 import { PostgresAvailability } from './postgres-availability.js';
 
 const QUERY_CANCELED = '57014';
@@ -30,16 +36,37 @@ export class DatabaseUnavailableError extends ServiceUnavailableError {
   }
 }
 
+/**
+ * TypeORM's manager, whose `query()` runs each statement on a pooled connection without a query
+ * runner, and answers as TypeORM's runner does (rows; `[rows, count]` for UPDATE and DELETE;
+ * failures as `QueryFailedError`).
+ */
+class AutocommitManager extends EntityManager {
+  constructor(
+    dataSource: DataSource,
+    private readonly driver: PgDriver,
+  ) {
+    super(dataSource);
+  }
+
+  override async query<T = unknown>(query: string, parameters?: unknown[] | ObjectLiteral): Promise<T> {
+    if (parameters !== undefined && !Array.isArray(parameters)) return super.query<T>(query, parameters);
+    const result = await this.driver.query(query, parameters ?? [], (error) => new QueryFailedError(query, parameters, error as Error));
+    return (result.command === 'UPDATE' || result.command === 'DELETE' ? [result.rows, result.rowCount] : result.rows) as T;
+  }
+}
+
 @Injectable()
 export class Database {
+  /** The manager of autocommit statements: each runs on its own pooled connection. */
+  readonly manager: EntityManager;
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly availability: PostgresAvailability,
-  ) {}
-
-  /** The manager of autocommit statements: each runs on its own pooled connection. */
-  get manager(): EntityManager {
-    return this.dataSource.manager;
+    private readonly driver: PgDriver,
+  ) {
+    this.manager = new AutocommitManager(dataSource, driver);
   }
 
   isUp(): boolean {
@@ -63,6 +90,11 @@ export class Database {
     } catch (error) {
       throw this.translate(error);
     }
+  }
+
+  /** Runs one read statement (`manager.query()`, see the header) under the rules of `run`. */
+  read<Row>(ctx: RequestContext, sql: string, params: unknown[]): Promise<Row[]> {
+    return this.run(ctx, () => this.manager.query<Row[]>(sql, params));
   }
 
   /**

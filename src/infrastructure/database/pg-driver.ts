@@ -132,32 +132,62 @@ export class PgDriver {
     this.statementNames.delete(text);
   }
 
+  /**
+   * Runs one statement on a connection of the pool TypeORM created, as TypeORM's query runner
+   * would (the same checkout, client and prepared statements) without the runner: for the hot
+   * paths, where the runner's bookkeeping was a tenth of the request (docs/performance.md,
+   * "What TypeORM costs a request"). Resolves with the result; a failure of the statement itself
+   * (not of the checkout) is passed through `statementFailure`, as the runner wraps it.
+   */
+  async query(text: string, values: readonly unknown[], statementFailure = (error: unknown): unknown => error): Promise<pg.QueryResult> {
+    const pool = this.current;
+    if (!pool) throw new Error('PostgreSQL has not been connected yet');
+    const client = await pool.connect();
+    // As TypeORM's runner does: a connection that fails while checked out is not pooled again
+    // (and its error event, unheard, would end the process).
+    let broken: Error | undefined;
+    const onError = (error: Error) => (broken = error);
+    client.on('error', onError);
+    try {
+      return await client.query(text, values as unknown[]);
+    } catch (error) {
+      throw statementFailure(error);
+    } finally {
+      client.removeListener('error', onError);
+      client.release(broken);
+    }
+  }
+
   /** A checkout, bounded by the deadline of the work that asked, whose release closes unsafe clients. */
-  async checkout(connect: () => Promise<pg.PoolClient>): Promise<pg.PoolClient> {
+  async checkout(pool: pg.Pool, connect: () => Promise<pg.PoolClient>): Promise<pg.PoolClient> {
     const ctx = deadlines.getStore();
     const waitMs = ctx ? ctx.remainingMs() : this.settings.maxCheckoutWaitMs;
     if (ctx?.aborted || waitMs <= 0) throw new RequestTimeoutError();
-    const pending = connect();
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(ctx ? new RequestTimeoutError() : new PoolCheckoutTimeoutError(waitMs)), waitMs);
-    });
-    let client: pg.PoolClient;
-    try {
-      client = await Promise.race([pending, expired]);
-    } catch (error) {
-      // A connection that arrives after the wait gave up goes straight back.
-      void pending.then((late) => late.release(), () => undefined);
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    // An idle connection is handed over at once, with no wait to bound (the common case, and
+    // a timer less per statement).
+    const client = pool.idleCount > pool.waitingCount ? await connect() : await boundedWait(connect(), ctx, waitMs);
     const release = client.release.bind(client) as Release;
     client.release = ((error?: Error | boolean) => {
       const unsafe = (client as unknown as TaskdClientState).unsafeToReuse;
       release(error || (unsafe ? new Error('the connection may still be inside a transaction') : undefined));
     }) as pg.PoolClient['release'];
     return client;
+  }
+}
+
+/** The checkout `pending`, or a timeout error once `waitMs` has passed (its connection then goes straight back). */
+async function boundedWait(pending: Promise<pg.PoolClient>, ctx: RequestContext | undefined, waitMs: number): Promise<pg.PoolClient> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(ctx ? new RequestTimeoutError() : new PoolCheckoutTimeoutError(waitMs)), waitMs);
+  });
+  try {
+    return await Promise.race([pending, expired]);
+  } catch (error) {
+    void pending.then((late) => late.release(), () => undefined);
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -172,7 +202,7 @@ function poolClassFor(driver: PgDriver, Client: typeof pg.Client): typeof pg.Poo
     override connect(): Promise<pg.PoolClient>;
     override connect(callback: ConnectCallback): void;
     override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
-      const checkout = driver.checkout(super.connect.bind(this) as () => Promise<pg.PoolClient>);
+      const checkout = driver.checkout(this, super.connect.bind(this) as () => Promise<pg.PoolClient>);
       if (!callback) return checkout;
       checkout.then(
         (client) => callback(undefined, client, client.release.bind(client)),
@@ -203,21 +233,19 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
     }
 
     private async run(text: string, values: unknown[] | undefined): Promise<pg.QueryResult> {
-      // pg takes a query's own `query_timeout` over the connection's; the largest timer value is "none".
-      const bound = this.unboundedQueries ? { query_timeout: UNBOUNDED_MS } : {};
-      const plain = (): Promise<pg.QueryResult> => super.query({ text, values, ...bound } as pg.QueryConfig);
-      const control = transactionControl(text);
+      // BEGIN, COMMIT and ROLLBACK take no parameters: a statement with some is none of them.
+      const parameterised = values !== undefined && values.length > 0;
+      const control = parameterised ? undefined : transactionControl(text);
       if (control === 'begin') this.inTransaction = true;
       try {
-        if (this.inTransaction || !values || values.length === 0) return await plain();
-        const name = driver.statementName(text);
-        if (name === undefined) return await plain();
+        const name = parameterised && !this.inTransaction ? driver.statementName(text) : undefined;
+        if (name === undefined) return await this.send({ text, values });
         try {
-          return await super.query({ name, text, values, ...bound } as pg.QueryConfig);
+          return await this.send({ name, text, values });
         } catch (error) {
           if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
           driver.forgetStatement(text);
-          return await plain();
+          return await this.send({ text, values });
         }
       } catch (error) {
         if (control === 'rollback') this.unsafeToReuse = true;
@@ -226,6 +254,12 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
         if (control === 'end') this.inTransaction = false;
         if (control === 'rollback' && !this.unsafeToReuse) this.inTransaction = false;
       }
+    }
+
+    private send(config: pg.QueryConfig & { query_timeout?: number }): Promise<pg.QueryResult> {
+      // pg takes a query's own `query_timeout` over the connection's; the largest timer value is "none".
+      if (this.unboundedQueries) config.query_timeout = UNBOUNDED_MS;
+      return super.query(config);
     }
   } as unknown as typeof pg.Client;
 }
@@ -237,11 +271,10 @@ interface TaskdClientState {
   unboundedQueries: boolean;
 }
 
+const TRANSACTION_CONTROL = /^\s*(?:(START TRANSACTION|BEGIN)|ROLLBACK TO|(ROLLBACK)|(COMMIT|END))/i;
+
 function transactionControl(text: string): 'begin' | 'rollback' | 'end' | undefined {
-  const head = text.trimStart().slice(0, 20).toUpperCase();
-  if (head.startsWith('START TRANSACTION') || head.startsWith('BEGIN')) return 'begin';
-  if (head.startsWith('ROLLBACK TO')) return undefined;
-  if (head.startsWith('ROLLBACK')) return 'rollback';
-  if (head.startsWith('COMMIT') || head.startsWith('END')) return 'end';
-  return undefined;
+  const match = TRANSACTION_CONTROL.exec(text);
+  if (!match) return undefined;
+  return match[1] ? 'begin' : match[2] ? 'rollback' : match[3] ? 'end' : undefined;
 }
