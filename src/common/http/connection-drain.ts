@@ -139,7 +139,8 @@ export class ConnectionDrain {
     if (this.draining) markLast(response);
     if (!connection) return;
     connection.answers.add(response);
-    response.once('close', () => {
+    // An answer closes once: `on` spares the wrapper `once` makes for every request.
+    response.on('close', () => {
       connection.answers.delete(response);
       connection.idleSince = Date.now();
       if (response.getHeader('connection') === 'close') this.lastClosingAnswerAt = connection.idleSince;

@@ -12,7 +12,7 @@ import { HealthCheck, type HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { Public } from '../../common/http/public.decorator.js';
 import { HealthCheckResultDto } from './health.dto.js';
-import { HealthIndicators, summarise } from './health-indicators.js';
+import { HealthIndicators } from './health-indicators.js';
 import { ReadinessService } from './readiness.service.js';
 
 @ApiTags('health')
@@ -29,7 +29,8 @@ export class HealthController {
   @ApiOperation({ operationId: 'liveness', summary: 'The process is alive and answering' })
   @ApiOkResponse({ description: 'Alive', type: HealthCheckResultDto })
   live(): HealthCheckResult {
-    return summarise('ok', [this.indicators.process()]);
+    const process = this.indicators.process();
+    return { status: 'ok', info: process, error: {}, details: process };
   }
 
   @Get('ready')
