@@ -40,7 +40,7 @@ export class AuthController {
     operationId: 'register',
     summary: 'Create an account',
     description:
-      'Throttled per client IP (every registration counts, whatever its answer): past the limit, 429 with Retry-After. 503 with Retry-After when too many password hashes are already waiting. An address already in use answers 409 `EMAIL_TAKEN`.',
+      'Throttled per client IP (every registration counts, whatever its answer): past the limit, 429 with Retry-After. 503 with Retry-After when too many password hashes are already waiting. Either refusal is answered after a short pause (REGISTER_REFUSAL_PAUSE_MS, 250 ms by default). An address already in use answers 409 `EMAIL_TAKEN`.',
     security: [],
   })
   @ApiBody({ type: RegisterDto })
