@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import autocannon from 'autocannon';
 
 export interface Figures {
@@ -63,8 +64,8 @@ export async function until(
  * The production command line (`npm run start:prod`, which the Dockerfile's ENV and CMD repeat):
  * the environment it sets, node's V8 flags and the entry file.
  */
-export function productionCommand(): { env: Record<string, string>; args: string[] } {
-  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
+export function productionCommand(dir = '.'): { env: Record<string, string>; args: string[] } {
+  const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as {
     scripts: Record<string, string>;
   };
   const words = pkg.scripts['start:prod']!.split(/\s+/);
@@ -79,11 +80,16 @@ export function productionCommand(): { env: Record<string, string>; args: string
   return { env, args };
 }
 
-/** Starts the built server with its production command line; resolves once PostgreSQL is up for it. */
-export async function startServer(env: Record<string, string>): Promise<Server> {
-  const production = productionCommand();
+/**
+ * Starts the built server with its production command line; resolves once PostgreSQL is up for
+ * it. `dir`: another checkout's, run by its own Node from its lockfile.
+ */
+export async function startServer(env: Record<string, string>, dir?: string): Promise<Server> {
+  const production = productionCommand(dir);
   const port = await freePort();
-  const child = spawn(process.execPath, production.args, {
+  const node = dir ? path.resolve(dir, 'node_modules/.bin/node') : process.execPath;
+  const child = spawn(node, production.args, {
+    ...(dir ? { cwd: dir } : {}),
     env: {
       PATH: process.env.PATH ?? '',
       ...production.env,
