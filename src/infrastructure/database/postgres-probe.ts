@@ -3,7 +3,9 @@
  * The answer must not depend on how busy the pool is: with every pooled connection running a
  * slow query, a checkout waits, yet PostgreSQL is up; a round trip on a connection of its own
  * says so. A connection that fails or times out is closed, and the next check opens a new one,
- * so that each check also proves a connection can be opened.
+ * so that each check also proves a connection can be opened. Checks that overlap (the
+ * heartbeat, a readiness request, a suspicion) share one round trip: a connection runs one
+ * statement at a time, and pg refuses (for now: warns) a query sent while another is running.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import pg from 'pg';
@@ -16,6 +18,7 @@ export type ProbeResult = { ok: true } | { ok: false; error: Error };
 export class PostgresProbe {
   private client: pg.Client | undefined;
   private connecting: Promise<pg.Client> | undefined;
+  private inFlight: Promise<void> | undefined;
   private closed = false;
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
@@ -45,9 +48,17 @@ export class PostgresProbe {
     await client?.end().catch(() => undefined);
   }
 
-  private async roundTrip(): Promise<void> {
-    const client = await this.connected();
-    await client.query('SELECT 1');
+  private roundTrip(): Promise<void> {
+    if (this.inFlight) return this.inFlight;
+    const trip = this.connected()
+      .then((client) => client.query('SELECT 1'))
+      .then(() => undefined);
+    this.inFlight = trip;
+    const settled = () => {
+      if (this.inFlight === trip) this.inFlight = undefined;
+    };
+    trip.then(settled, settled);
+    return trip;
   }
 
   private connected(): Promise<pg.Client> {
@@ -87,6 +98,8 @@ export class PostgresProbe {
   private discard(): void {
     const client = this.client;
     this.client = undefined;
+    // The next check starts a round trip of its own, on a new connection.
+    this.inFlight = undefined;
     // With a query in flight (a check that timed out) `end` destroys the socket at once.
     void client?.end().catch(() => undefined);
   }
