@@ -64,7 +64,7 @@ export class Database {
   constructor(
     private readonly dataSource: DataSource,
     private readonly availability: PostgresAvailability,
-    private readonly driver: PgDriver,
+    driver: PgDriver,
   ) {
     this.manager = new AutocommitManager(dataSource, driver);
   }

@@ -26,6 +26,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { RequestContext } from '../../common/context/request-context.js';
+import { within } from '../../common/util/within.js';
 import { RequestTimeoutError } from '../../common/errors/domain-errors.js';
 
 /** "cached plan must not change result type", "prepared statement does not exist". */
@@ -176,19 +177,12 @@ export class PgDriver {
 }
 
 /** The checkout `pending`, or a timeout error once `waitMs` has passed (its connection then goes straight back). */
-async function boundedWait(pending: Promise<pg.PoolClient>, ctx: RequestContext | undefined, waitMs: number): Promise<pg.PoolClient> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(ctx ? new RequestTimeoutError() : new PoolCheckoutTimeoutError(waitMs)), waitMs);
-  });
-  try {
-    return await Promise.race([pending, expired]);
-  } catch (error) {
+function boundedWait(pending: Promise<pg.PoolClient>, ctx: RequestContext | undefined, waitMs: number): Promise<pg.PoolClient> {
+  const expired = () => (ctx ? new RequestTimeoutError() : new PoolCheckoutTimeoutError(waitMs));
+  return within(pending, waitMs, expired).catch((error: unknown) => {
     void pending.then((late) => late.release(), () => undefined);
     throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+  });
 }
 
 function poolClassFor(driver: PgDriver, Client: typeof pg.Client): typeof pg.Pool {

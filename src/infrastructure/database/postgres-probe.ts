@@ -9,6 +9,7 @@
  */
 import { Inject, Injectable } from '@nestjs/common';
 import pg from 'pg';
+import { within } from '../../common/util/within.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { SESSION_OPTIONS } from './pg-types.js';
 
@@ -26,18 +27,12 @@ export class PostgresProbe {
   /** One `SELECT 1`, connecting first if need be, within `timeoutMs` in all. */
   async check(timeoutMs: number): Promise<ProbeResult> {
     if (this.closed) return { ok: false, error: new Error('the probe is closed') };
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    });
     try {
-      await Promise.race([this.roundTrip(), timeout]);
+      await within(this.roundTrip(), timeoutMs);
       return { ok: true };
     } catch (error) {
       this.discard();
       return { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
-    } finally {
-      clearTimeout(timer);
     }
   }
 

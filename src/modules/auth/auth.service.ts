@@ -1,9 +1,10 @@
 /**
  * Registration and login. Registration is throttled per IP and its hash waits behind every
  * password check; a refused registration (throttle, full hash queue) is answered after a pause,
- * so that clients resending as soon as they are answered cannot turn refusals into the load. Login is throttled per email and per IP (LoginThrottle), answers the same way
- * for an unknown email and a wrong password (and spends the same time on both), and upgrades a
- * hash made with older argon2 parameters.
+ * so that clients resending as soon as they are answered cannot turn refusals into the load.
+ * Login is throttled per email and per IP (LoginThrottle), answers the same way for an unknown
+ * email and a wrong password (and spends the same time on both), and upgrades a hash made with
+ * older argon2 parameters.
  */
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { RequestContext } from '../../common/context/request-context.js';

@@ -12,7 +12,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { Inject, Injectable } from '@nestjs/common';
-import { DiskHealthIndicator, HealthIndicatorService, type HealthCheckResult, type HealthIndicatorResult } from '@nestjs/terminus';
+import { DiskHealthIndicator, HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { PostgresAvailability } from '../../infrastructure/database/postgres-availability.js';
 import { LmdbService } from '../../infrastructure/lmdb/lmdb.service.js';
@@ -89,16 +89,4 @@ export class HealthIndicators {
     const check = this.indicators.check('revocations');
     return this.revocationService.hasLoaded() ? check.up() : check.down({ state: 'loading' });
   }
-}
-
-/**
- * Terminus's body for indicators' entries: those down under `error`, the others under `info`,
- * all under `details`, and the status the caller's rule decided.
- */
-export function summarise(status: HealthCheckResult['status'], entries: HealthIndicatorResult[]): HealthCheckResult {
-  const details: HealthIndicatorResult = Object.assign({}, ...entries);
-  const info: HealthIndicatorResult = {};
-  const error: HealthIndicatorResult = {};
-  for (const [key, value] of Object.entries(details)) (value.status === 'down' ? error : info)[key] = value;
-  return { status, info, error, details };
 }

@@ -10,7 +10,7 @@
  */
 import { Injectable } from '@nestjs/common';
 import type { HealthCheckResult, HealthIndicatorResult } from '@nestjs/terminus';
-import { HealthIndicators, summarise } from './health-indicators.js';
+import { HealthIndicators } from './health-indicators.js';
 import { LifecycleService } from './lifecycle.service.js';
 
 @Injectable()
@@ -36,4 +36,12 @@ export class ReadinessService {
     const status = phase === 'shutting_down' ? 'shutting_down' : ready ? 'ok' : 'error';
     return { ready, result: summarise(status, [postgres, redis, buffer, bufferDisk, revocations]) };
   }
+}
+
+function summarise(status: HealthCheckResult['status'], entries: HealthIndicatorResult[]): HealthCheckResult {
+  const details: HealthIndicatorResult = Object.assign({}, ...entries);
+  const info: HealthIndicatorResult = {};
+  const error: HealthIndicatorResult = {};
+  for (const [key, value] of Object.entries(details)) (value.status === 'down' ? error : info)[key] = value;
+  return { status, info, error, details };
 }
