@@ -142,7 +142,9 @@ export class PgDriver {
    */
   async query(text: string, values: readonly unknown[], statementFailure = (error: unknown): unknown => error): Promise<pg.QueryResult> {
     const pool = this.current;
-    if (!pool) throw new Error('PostgreSQL has not been connected yet');
+    // Before TypeORM has created its pool (a replica starting while the probe already answers):
+    // a connection error, as TypeORM's own "Driver not Connected" is, so the write is buffered.
+    if (!pool) throw new Error('the database is not connected');
     const client = await pool.connect();
     // As TypeORM's runner does: a connection that fails while checked out is not pooled again
     // (and its error event, unheard, would end the process).
