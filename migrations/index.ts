@@ -10,6 +10,7 @@ import { CreateTaskAliases1764400000000 } from './1764400000000-create-task-alia
 import { ReplicaPositions1765000000000 } from './1765000000000-replica-positions.js';
 import { TaskTitleSearchIndex1765900000000 } from './1765900000000-task-title-search-index.js';
 import { TaskStatusPriorityIndex1765900100000 } from './1765900100000-task-status-priority-index.js';
+import { TaskCreatedAtCoveringIndex1766000000000 } from './1766000000000-task-created-at-covering-index.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
@@ -20,4 +21,5 @@ export const MIGRATIONS = [
   ReplicaPositions1765000000000,
   TaskTitleSearchIndex1765900000000,
   TaskStatusPriorityIndex1765900100000,
+  TaskCreatedAtCoveringIndex1766000000000,
 ];

@@ -34,7 +34,7 @@ const EXPECTED_INDEXES: Record<string, string[]> = {
   ],
   tasks: [
     'CREATE UNIQUE INDEX tasks_pkey ON public.tasks USING btree (id)',
-    'CREATE INDEX tasks_user_created_at ON public.tasks USING btree (user_id, created_at, id)',
+    'CREATE INDEX tasks_user_created_at ON public.tasks USING btree (user_id, created_at, id) INCLUDE (title, status, priority)',
     "CREATE INDEX tasks_user_due_at_nulls_last_asc ON public.tasks USING btree (user_id, COALESCE(due_at, 'infinity'::timestamp with time zone), id)",
     "CREATE INDEX tasks_user_due_at_nulls_last_desc ON public.tasks USING btree (user_id, COALESCE(due_at, '-infinity'::timestamp with time zone), id)",
     'CREATE UNIQUE INDEX tasks_user_idempotency_key ON public.tasks USING btree (user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)',

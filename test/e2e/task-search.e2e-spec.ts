@@ -336,6 +336,37 @@ describe('task search and filters at the index (e2e)', () => {
       },
     );
 
+    it.each(['force_custom_plan', 'force_generic_plan'])(
+      'probes the default order from its index alone, never the heap, once vacuumed (%s)',
+      async (mode) => {
+        // Without the covering index the probe read each of its 2,100 rows from the heap, where
+        // at scale the caller's rows lie among every other user's.
+        const { sql, params } = listStatement(HEAVY, {
+          filter: { q: 'zqx' },
+          sort: '-createdAt',
+          after: null,
+          limit: 21,
+        });
+        const probe = await withDatabase(t.databaseName, async (client) => {
+          await client.query('VACUUM tasks');
+          await client.query(`SET plan_cache_mode = ${mode}`);
+          await client.query(`PREPARE list AS ${sql}`);
+          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
+          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
+          );
+          return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan).find(
+            (node) => node['Index Name'] === 'tasks_user_created_at',
+          );
+        });
+        expect(probe).toMatchObject({
+          'Node Type': 'Index Only Scan',
+          'Actual Rows': 2_100,
+          'Heap Fetches': 0,
+        });
+      },
+    );
+
     it('fetches only the page’s rows when one user holds the whole table, in a generic plan', async () => {
       // With few users the generic plan expects a user to have most rows, and once joined the
       // page's few ids to all of them (a hash join over the user's rows).
@@ -516,6 +547,67 @@ describe('task search and filters at the index (e2e)', () => {
       } finally {
         await slow.close();
       }
+    });
+
+    describe('the default order’s covering index', () => {
+      const COVERING_MIGRATION = 'TaskCreatedAtCoveringIndex1766000000000';
+      const PLAIN = 'ON tasks (user_id, created_at, id)';
+
+      async function createdAtIndexes(): Promise<
+        Array<{ name: string; definition: string; valid: boolean }>
+      > {
+        return db(async (client) => {
+          const { rows: found } = await client.query<{
+            name: string;
+            definition: string;
+            valid: boolean;
+          }>(
+            `SELECT x.indexname AS name, x.indexdef AS definition, i.indisvalid AS valid
+               FROM pg_indexes x JOIN pg_index i ON i.indexrelid = to_regclass(x.indexname)
+              WHERE x.tablename = 'tasks' AND x.indexname LIKE 'tasks_user_created_at%'
+              ORDER BY x.indexname`,
+          );
+          return found;
+        });
+      }
+
+      const covering = [
+        {
+          name: 'tasks_user_created_at',
+          definition: expect.stringMatching(
+            /USING btree \(user_id, created_at, id\) INCLUDE \(title, status, priority\)$/,
+          ),
+          valid: true,
+        },
+      ];
+
+      it('replaces the plain index of an older database, under the same name', async () => {
+        await db(async (client) => {
+          await client.query('DROP INDEX tasks_user_created_at');
+          await client.query(`CREATE INDEX tasks_user_created_at ${PLAIN}`);
+          await client.query('DELETE FROM migrations WHERE name = $1', [COVERING_MIGRATION]);
+        });
+
+        await t.app.get(SchemaMigrator).migrate();
+
+        expect(await createdAtIndexes()).toEqual(covering);
+        const { ids } = await listAll({ q: 'walrus', sort: '-createdAt' });
+        expect(ids).toEqual([497, 240, 3].map((i) => rows[i]!.id));
+      });
+
+      it('finishes a replacement stopped between the drop and the rename', async () => {
+        await db(async (client) => {
+          await client.query('DROP INDEX tasks_user_created_at');
+          await client.query(
+            `CREATE INDEX tasks_user_created_at_next ${PLAIN} INCLUDE (title, status, priority)`,
+          );
+          await client.query('DELETE FROM migrations WHERE name = $1', [COVERING_MIGRATION]);
+        });
+
+        await t.app.get(SchemaMigrator).migrate();
+
+        expect(await createdAtIndexes()).toEqual(covering);
+      });
     });
 
     it('rebuilds an index a failed concurrent build left invalid', async () => {
