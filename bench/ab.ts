@@ -3,10 +3,13 @@
  * at the same time: both built servers run with their production command lines, each on a
  * database of its own, and are loaded in turn by autocannon on the same routes, one warm-up
  * load each, then in rounds that alternate which goes first. Prints every load and the medians
- * of req/s, p99, CPU per request (from /proc) and peak RSS (VmHWM) per route and server.
+ * of req/s, p99, CPU per request (from /proc) and peak RSS (VmHWM) per route and server. Then
+ * start-up: each server started again `--startups` times, alternating, on its migrated database,
+ * timed from the spawn to ready with PostgreSQL connected (polled every 20 ms).
  *
  *   git worktree add ../taskd-before <commit> && (cd ../taskd-before && npm ci && npm run build)
  *   npm run bench:ab -- --against ../taskd-before [--rounds 5] [--duration 10] [--routes live,list,create]
+ *     [--startups 5]
  *
  * Run to run, one build's figures move by ±5–8% on a two-core machine: compare medians of
  * several rounds, and CPU per request more than req/s.
@@ -28,12 +31,14 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '5' },
     duration: { type: 'string', default: '10' },
     routes: { type: 'string', default: 'live,list,create' },
+    startups: { type: 'string', default: '5' },
   },
 });
 if (!args.against) throw new Error('--against <directory of another built checkout> is required');
 const ROUNDS = Number(args.rounds);
 const DURATION = Number(args.duration);
 const ROUTES = args.routes.split(',') as Route[];
+const STARTUPS = Number(args.startups);
 
 type Route = 'live' | 'list' | 'create';
 
@@ -41,6 +46,8 @@ interface Subject {
   name: string;
   server: Server;
   token: string;
+  index: number;
+  dir: string | undefined;
 }
 
 interface Sample extends Figures {
@@ -48,27 +55,27 @@ interface Sample extends Figures {
   peakRssMb: number;
 }
 
+function environment(index: number): Record<string, string> {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/taskd_bench_ab_${index}`;
+  return {
+    NODE_ENV: 'development',
+    DATABASE_URL: url.toString(),
+    REDIS_URL,
+    REDIS_KEY_PREFIX: `taskd-bench-ab-${index}:`,
+    BUFFER_PATH: mkdtempSync(path.join(tmpdir(), `taskd-bench-ab-${index}-`)),
+    JWT_SECRET: 'bench-ab-secret-'.padEnd(48, 'x'),
+    LOG_LEVEL: 'info',
+    REGISTER_MAX_PER_IP: '1000',
+  };
+}
+
 async function start(name: string, index: number, dir?: string): Promise<Subject> {
-  const database = `taskd_bench_ab_${index}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await admin.query(`DROP DATABASE IF EXISTS taskd_bench_ab_${index} WITH (FORCE)`);
   await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${database}`;
-  const server = await startServer(
-    {
-      NODE_ENV: 'development',
-      DATABASE_URL: url.toString(),
-      REDIS_URL,
-      REDIS_KEY_PREFIX: `taskd-bench-ab-${index}:`,
-      BUFFER_PATH: mkdtempSync(path.join(tmpdir(), `taskd-bench-ab-${index}-`)),
-      JWT_SECRET: 'bench-ab-secret-'.padEnd(48, 'x'),
-      LOG_LEVEL: 'info',
-      REGISTER_MAX_PER_IP: '1000',
-    },
-    dir,
-  );
+  const server = await startServer(environment(index), dir);
   const email = `bench-ab-${Date.now()}@example.com`;
   const password = 'bench-password-1';
   await api(server.url, 'POST', '/api/v1/auth/register', { email, password, name: 'Bench' });
@@ -79,7 +86,16 @@ async function start(name: string, index: number, dir?: string): Promise<Subject
     const task = { title: `Seeded task ${i}`, description: 'x'.repeat(120), priority: ['low', 'medium', 'high'][i % 3] };
     await api(server.url, 'POST', '/api/v1/tasks', task, token);
   }
-  return { name, server, token };
+  return { name, server, token, index, dir };
+}
+
+/** Milliseconds from the spawn of another process of `subject`'s to its readiness, PostgreSQL connected. */
+async function startupMs(subject: Subject): Promise<number> {
+  const started = performance.now();
+  const server = await startServer(environment(subject.index), subject.dir);
+  const elapsed = performance.now() - started;
+  await server.stop();
+  return Math.round(elapsed);
 }
 
 async function measure(subject: Subject, route: Route): Promise<Sample> {
@@ -136,6 +152,17 @@ async function main(): Promise<void> {
     );
   }
   await Promise.all(subjects.map((subject) => subject.server.stop()));
+  if (STARTUPS === 0) return;
+  const startups = new Map<string, number[]>(subjects.map((subject) => [subject.name, []]));
+  for (let round = 0; round < STARTUPS; round++) {
+    for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
+      startups.get(subject.name)!.push(await startupMs(subject));
+    }
+  }
+  process.stdout.write(`\nstart-up to ready, PostgreSQL connected (${STARTUPS} alternating starts each):\n`);
+  for (const [name, times] of startups) {
+    process.stdout.write(`${name.slice(-27).padEnd(28)} median ${median(times)} ms (${times.join(', ')})\n`);
+  }
 }
 
 main().catch((error: unknown) => {
