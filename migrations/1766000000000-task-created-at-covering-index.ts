@@ -16,6 +16,15 @@ const NAME = 'tasks_user_created_at';
 const NEXT = 'tasks_user_created_at_next';
 
 async function replace(runner: QueryRunner, definition: string): Promise<void> {
+  // A NEXT left by the other direction, stopped part-way, is not the one wanted here.
+  const covering = definition.includes(' INCLUDE ');
+  const left: Array<{ indexdef: string }> = await runner.query(
+    'SELECT indexdef FROM pg_indexes WHERE indexname = $1',
+    [NEXT],
+  );
+  if (left.some((index) => index.indexdef.includes(' INCLUDE ') !== covering)) {
+    await dropIndexConcurrently(runner, NEXT);
+  }
   await createIndexConcurrently(runner, NEXT, definition);
   await dropIndexConcurrently(runner, NAME);
   await runner.query(`ALTER INDEX IF EXISTS ${NEXT} RENAME TO ${NAME}`);

@@ -595,6 +595,19 @@ describe('task search and filters at the index (e2e)', () => {
         expect(ids).toEqual([497, 240, 3].map((i) => rows[i]!.id));
       });
 
+      it('does not take a plain index left by an interrupted revert for the covering one', async () => {
+        await db(async (client) => {
+          await client.query('DROP INDEX tasks_user_created_at');
+          await client.query(`CREATE INDEX tasks_user_created_at ${PLAIN}`);
+          await client.query(`CREATE INDEX tasks_user_created_at_next ${PLAIN}`);
+          await client.query('DELETE FROM migrations WHERE name = $1', [COVERING_MIGRATION]);
+        });
+
+        await t.app.get(SchemaMigrator).migrate();
+
+        expect(await createdAtIndexes()).toEqual(covering);
+      });
+
       it('finishes a replacement stopped between the drop and the rename', async () => {
         await db(async (client) => {
           await client.query('DROP INDEX tasks_user_created_at');
