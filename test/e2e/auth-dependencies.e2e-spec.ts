@@ -1,7 +1,8 @@
 /**
  * While PostgreSQL is down (docs/architecture.md, "Dependencies down"): what needs only Redis (refresh,
  * logout, sessions) and only the token (authentication) keeps working. And with Redis down,
- * authentication still works (in-memory), while login answers 503 with Retry-After.
+ * authentication still works (in-memory), while login answers 503 with Retry-After, also when a
+ * command was in flight as Redis went away.
  */
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
@@ -86,6 +87,24 @@ describe('auth routes with a dependency down (e2e)', () => {
       register: 201,
       refresh: [503, 'SERVICE_UNAVAILABLE', true],
     });
+    redisProxy.pass();
+    expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+  });
+
+  it('with a Redis command in flight when Redis goes away behind a proxy: login is still a prompt 503', async () => {
+    const user = await registerAndLogin(t.app);
+    const redis = t.app.get(RedisService);
+    // A command sent and unanswered when the connection drops, as a background job's may be.
+    redisProxy.blackhole();
+    const inFlight = redis.client.get('in-flight').then(() => 'answered', () => 'failed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Reconnects now reach the proxy, which closes them at once: the command is never resent,
+    // and without a command timeout every later command waited behind it (504 at the deadline).
+    redisProxy.cut();
+    expect(await waitFor(() => !redis.isUp(), 5_000)).toBe(true);
+    const login = await t.app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { email: user.email, password: user.password } });
+    expect([login.statusCode, login.json().code, login.headers['retry-after'] !== undefined]).toEqual([503, 'SERVICE_UNAVAILABLE', true]);
+    expect(await inFlight).toBe('failed');
     redisProxy.pass();
     expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
   });

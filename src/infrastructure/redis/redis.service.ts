@@ -15,6 +15,14 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 
 const CONNECT_WAIT_MS = 2_000;
+/**
+ * How long one command may wait for its answer. A command in flight when the connection drops is
+ * kept for resending after a reconnect; when reconnects keep reaching a socket that then closes
+ * (a proxy or load balancer with Redis gone behind it), ioredis's retry count starts again at
+ * each one and the command would wait forever, and with auto-pipelining every later command
+ * queues behind it: requests then hang until their deadline instead of failing fast (503).
+ */
+const COMMAND_TIMEOUT_MS = 2_000;
 
 /** Runs a script with its keys and arguments; resolves with its reply. */
 export type RedisScript = (keys: string[], args: (string | number)[]) => Promise<unknown>;
@@ -28,7 +36,7 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
     // Commands issued in the same tick go out in one write (each request's position, its
     // pending record, …): fewer system calls under load, the same answers.
-    this.client = this.connect('main', { enableAutoPipelining: true });
+    this.client = this.connect('main', { enableAutoPipelining: true, commandTimeout: COMMAND_TIMEOUT_MS });
   }
 
   /** Waits briefly for the first connection; the service starts without Redis all the same. */
