@@ -14,7 +14,7 @@
  * Run to run, one build's figures move by ±5–8% on a two-core machine: compare medians of
  * several rounds, and CPU per request more than req/s.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,6 +48,7 @@ interface Subject {
   token: string;
   index: number;
   dir: string | undefined;
+  bufferPath: string;
 }
 
 interface Sample extends Figures {
@@ -75,7 +76,8 @@ async function start(name: string, index: number, dir?: string): Promise<Subject
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS taskd_bench_ab_${index} WITH (FORCE)`);
   await admin.end();
-  const server = await startServer(environment(index), dir);
+  const env = environment(index);
+  const server = await startServer(env, dir);
   const email = `bench-ab-${Date.now()}@example.com`;
   const password = 'bench-password-1';
   await api(server.url, 'POST', '/api/v1/auth/register', { email, password, name: 'Bench' });
@@ -86,15 +88,17 @@ async function start(name: string, index: number, dir?: string): Promise<Subject
     const task = { title: `Seeded task ${i}`, description: 'x'.repeat(120), priority: ['low', 'medium', 'high'][i % 3] };
     await api(server.url, 'POST', '/api/v1/tasks', task, token);
   }
-  return { name, server, token, index, dir };
+  return { name, server, token, index, dir, bufferPath: env.BUFFER_PATH! };
 }
 
 /** Milliseconds from the spawn of another process of `subject`'s to its readiness, PostgreSQL connected. */
 async function startupMs(subject: Subject): Promise<number> {
+  const env = environment(subject.index);
   const started = performance.now();
-  const server = await startServer(environment(subject.index), subject.dir);
+  const server = await startServer(env, subject.dir);
   const elapsed = performance.now() - started;
   await server.stop();
+  rmSync(env.BUFFER_PATH!, { recursive: true, force: true });
   return Math.round(elapsed);
 }
 
@@ -152,6 +156,7 @@ async function main(): Promise<void> {
     );
   }
   await Promise.all(subjects.map((subject) => subject.server.stop()));
+  for (const subject of subjects) rmSync(subject.bufferPath, { recursive: true, force: true });
   if (STARTUPS === 0) return;
   const startups = new Map<string, number[]>(subjects.map((subject) => [subject.name, []]));
   for (let round = 0; round < STARTUPS; round++) {
