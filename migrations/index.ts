@@ -11,6 +11,7 @@ import { ReplicaPositions1765000000000 } from './1765000000000-replica-positions
 import { TaskTitleSearchIndex1765900000000 } from './1765900000000-task-title-search-index.js';
 import { TaskStatusPriorityIndex1765900100000 } from './1765900100000-task-status-priority-index.js';
 import { TaskCreatedAtCoveringIndex1766000000000 } from './1766000000000-task-created-at-covering-index.js';
+import { TaskTitleTrigramByOwner1766100000000 } from './1766100000000-task-title-trigram-by-owner.js';
 
 export const MIGRATIONS = [
   CreateUsers1764000000000,
@@ -22,4 +23,5 @@ export const MIGRATIONS = [
   TaskTitleSearchIndex1765900000000,
   TaskStatusPriorityIndex1765900100000,
   TaskCreatedAtCoveringIndex1766000000000,
+  TaskTitleTrigramByOwner1766100000000,
 ];

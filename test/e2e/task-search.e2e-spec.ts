@@ -11,9 +11,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { DataSource } from 'typeorm';
+import { TaskTitleTrigramByOwner1766100000000 } from '../../migrations/1766100000000-task-title-trigram-by-owner.js';
 import { SchemaMigrator } from '../../src/infrastructure/database/schema-migrator.js';
 import type { TaskFilter, TaskSort } from '../../src/modules/tasks/task.js';
 import { listStatement } from '../../src/modules/tasks/tasks.repository.js';
+import {
+  TITLE_SEARCH_BUCKETS,
+  TITLE_SEARCH_INDEXES,
+  titleSearchBucket,
+  titleSearchIndexName,
+} from '../../src/modules/tasks/title-search.js';
 import { registerAndLogin, type TestUser } from '../support/auth.js';
 import { databaseUrlFor, startTestApp, withDatabase, type TestApp } from '../support/test-app.js';
 
@@ -73,6 +81,14 @@ function seededRows(): Seeded[] {
   }));
 }
 
+/** A fresh user id whose owner falls in the given part of the trigram index. */
+function userIdIn(bucket: number): string {
+  for (;;) {
+    const id = randomUUID();
+    if (titleSearchBucket(id) === bucket) return id;
+  }
+}
+
 /** What the list promises, computed from the rows themselves. */
 function expected(rows: Seeded[], sort: TaskSort, filter: TaskFilter): string[] {
   const q = filter.q?.toLowerCase();
@@ -114,11 +130,12 @@ describe('task search and filters at the index (e2e)', () => {
       // Another user's titles hold every term searched for: none of them may show.
       await insert(client, bob.userId, seededRows().slice(0, 60));
       // Many other users with many tasks, so that the planner has a real choice to make; the
-      // rare term is common among them.
+      // rare term is common among them. Half share Alice's part of the trigram index.
       await client.query(
         `INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
-         SELECT gen_random_uuid(), 'seed-' || g || '@example.test', 'Seed', 'x', now(), now()
-           FROM generate_series(1, 40) g`,
+         SELECT id, 'seed-' || g || '@example.test', 'Seed', 'x', now(), now()
+           FROM unnest($1::uuid[]) WITH ORDINALITY AS s(id, g)`,
+        [Array.from({ length: 40 }, (_, g) => userIdIn(g % 2 === 0 ? titleSearchBucket(alice.userId) : g % 8))],
       );
       await client.query(
         `INSERT INTO tasks (id, user_id, title, status, priority, due_at, created_at, updated_at)
@@ -327,11 +344,20 @@ describe('task search and filters at the index (e2e)', () => {
         );
         expect(scans.length).toBeGreaterThan(0);
         for (const scan of scans) {
+          if (TITLE_SEARCH_INDEXES.includes(String(scan['Index Name']))) {
+            // The trigram index's part that holds the caller's titles, and no other.
+            expect(scan['Index Name']).toBe(titleSearchIndexName(titleSearchBucket(HEAVY)));
+            continue;
+          }
           // The page's own rows are fetched by id at the end, the owner checked again on each.
           const lookup =
             scan['Index Name'] === 'tasks_pkey' &&
             /^\(id = .+\.id\)$/.test(String(scan['Index Cond']));
           expect(String(scan[lookup ? 'Filter' : 'Index Cond'])).toContain('user_id =');
+        }
+        // What the trigram index finds is kept only where the caller owns it.
+        for (const heap of nodes.filter((node) => node['Node Type'] === 'Bitmap Heap Scan')) {
+          expect(`${String(heap['Recheck Cond'])} ${String(heap['Filter'])}`).toContain('user_id =');
         }
       },
     );
@@ -364,6 +390,64 @@ describe('task search and filters at the index (e2e)', () => {
           'Actual Rows': 2_100,
           'Heap Fetches': 0,
         });
+      },
+    );
+
+    it.each(['force_custom_plan', 'force_generic_plan'])(
+      'looks a rare term up in the part of the trigram index that holds the caller’s titles (%s)',
+      async (mode) => {
+        const bucket = titleSearchBucket(HEAVY);
+        // A term of its own per run: the index keeps a deleted row's entries until VACUUM.
+        const term = mode === 'force_custom_plan' ? 'narwhal' : 'axolotl';
+        const { sql, params } = listStatement(HEAVY, {
+          filter: { q: term },
+          sort: '-createdAt',
+          after: null,
+          limit: 21,
+        });
+        const found = await withDatabase(t.databaseName, async (client) => {
+          // The caller's two matches lie past the probe; three users in each part hold ten each.
+          await client.query(
+            `INSERT INTO tasks (id, user_id, title, status, priority, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, 'old ' || $2 || ' ' || g, 'todo', 2, now() - interval '1 year', now()
+               FROM generate_series(1, 2) g`,
+            [HEAVY, term],
+          );
+          const others = Array.from({ length: TITLE_SEARCH_BUCKETS * 3 }, (_, i) =>
+            userIdIn(i % TITLE_SEARCH_BUCKETS),
+          );
+          await client.query(
+            `INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
+             SELECT id, id || '@example.test', 'Other', 'x', now(), now() FROM unnest($1::uuid[]) id`,
+            [others],
+          );
+          await client.query(
+            `INSERT INTO tasks (id, user_id, title, status, priority, created_at, updated_at)
+             SELECT gen_random_uuid(), u, $2 || ' ' || g, 'todo', 2, now(), now()
+               FROM unnest($1::uuid[]) u CROSS JOIN generate_series(1, 10) g`,
+            [others, term],
+          );
+          await client.query(`SET plan_cache_mode = ${mode}`);
+          await client.query(`PREPARE list AS ${sql}`);
+          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
+          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
+          );
+          const { rows: page } = await client.query<{ id: string }>(`EXECUTE list(${literals})`);
+          await client.query('DELETE FROM tasks WHERE title LIKE $1', [`%${term}%`]);
+          await client.query('DELETE FROM users WHERE id = ANY($1::uuid[])', [others]);
+          return { nodes: nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan), page: page.length };
+        });
+        const lookup = found.nodes.find((node) => node['Node Type'] === 'Bitmap Index Scan');
+        // The caller's 2 and the 30 of the three others in their part: not the 210 elsewhere.
+        expect(lookup).toMatchObject({
+          'Index Name': titleSearchIndexName(bucket),
+          'Actual Rows': 32,
+        });
+        expect(
+          found.nodes.find((node) => node['Node Type'] === 'Bitmap Heap Scan'),
+        ).toMatchObject({ 'Actual Rows': 2, 'Rows Removed by Filter': 30 });
+        expect(found.page).toBe(2);
       },
     );
 
@@ -422,34 +506,43 @@ describe('task search and filters at the index (e2e)', () => {
   // ---------------------------------------------------------------- migrations
 
   describe('the index migrations', () => {
-    const SEARCH_MIGRATION = 'TaskTitleSearchIndex1765900000000';
+    const SEARCH_MIGRATION = 'TaskTitleTrigramByOwner1766100000000';
+    const OLD_SEARCH_INDEX = 'tasks_user_title_trgm';
 
     function db<T>(work: (client: pg.Client) => Promise<T>, name = t.databaseName): Promise<T> {
       return withDatabase(name, work);
     }
 
-    /** Makes the search index's migration pending again, as on a database that predates it. */
+    /**
+     * Makes the search index's latest migration pending again, as on a database that predates
+     * it: the single trigram index led by `user_id` instead of the parts by owner.
+     */
     async function unapplySearchMigration(name = t.databaseName): Promise<void> {
       await db(async (client) => {
-        await client.query('DROP INDEX IF EXISTS tasks_user_title_trgm');
+        for (const index of TITLE_SEARCH_INDEXES) await client.query(`DROP INDEX IF EXISTS ${index}`);
+        await client.query(
+          `CREATE INDEX IF NOT EXISTS ${OLD_SEARCH_INDEX} ON tasks USING gin (user_id, title gin_trgm_ops)`,
+        );
         await client.query('DELETE FROM migrations WHERE name = $1', [SEARCH_MIGRATION]);
       }, name);
     }
 
-    async function searchIndex(
-      name = t.databaseName,
-    ): Promise<{ valid: boolean; definition: string } | undefined> {
+    /** The trigram indexes there are, by name, and whether each is valid. */
+    async function searchIndexes(name = t.databaseName): Promise<Record<string, boolean>> {
       return db(async (client) => {
-        const { rows: found } = await client.query<{ valid: boolean; definition: string }>(
-          `SELECT i.indisvalid AS valid, x.indexdef AS definition
+        const { rows: found } = await client.query<{ name: string; valid: boolean }>(
+          `SELECT x.indexname AS name, i.indisvalid AS valid
              FROM pg_indexes x JOIN pg_index i ON i.indexrelid = to_regclass(x.indexname)
-            WHERE x.tablename = 'tasks' AND x.indexname = 'tasks_user_title_trgm'`,
+            WHERE x.tablename = 'tasks' AND x.indexdef LIKE '%gin_trgm_ops%'`,
         );
-        return found[0];
+        return Object.fromEntries(found.map((index) => [index.name, index.valid]));
       }, name);
     }
 
-    it('leaves both indexes valid after the migrations, with their extensions', async () => {
+    /** Every part of the trigram index by owner, valid, and nothing else. */
+    const ALL_PARTS_VALID = Object.fromEntries(TITLE_SEARCH_INDEXES.map((index) => [index, true]));
+
+    it('leaves the search indexes valid after the migrations, with their extensions', async () => {
       const found = await db(async (client) => {
         const { rows: indexes } = await client.query<{
           indexname: string;
@@ -458,7 +551,8 @@ describe('task search and filters at the index (e2e)', () => {
         }>(
           `SELECT x.indexname, x.indexdef, i.indisvalid AS valid
              FROM pg_indexes x JOIN pg_index i ON i.indexrelid = to_regclass(x.indexname)
-            WHERE x.tablename = 'tasks' AND x.indexname IN ('tasks_user_title_trgm', 'tasks_user_status_priority')
+            WHERE x.tablename = 'tasks'
+              AND (x.indexname LIKE 'tasks_title_trgm_%' OR x.indexname IN ('tasks_user_title_trgm', 'tasks_user_status_priority'))
             ORDER BY x.indexname`,
         );
         const { rows: extensions } = await client.query<{ extname: string }>(
@@ -475,20 +569,58 @@ describe('task search and filters at the index (e2e)', () => {
       });
       expect(found).toEqual({
         indexes: [
+          ...TITLE_SEARCH_INDEXES.map((indexname, bucket) => ({
+            indexname,
+            indexdef: expect.stringContaining(
+              `USING gin (title gin_trgm_ops) WHERE ((get_byte(uuid_send(user_id), 15) & 7) = ${bucket})`,
+            ),
+            valid: true,
+          })),
           {
             indexname: 'tasks_user_status_priority',
             indexdef: expect.stringContaining('USING btree (user_id, status, priority)'),
-            valid: true,
-          },
-          {
-            indexname: 'tasks_user_title_trgm',
-            indexdef: expect.stringContaining('USING gin (user_id, title gin_trgm_ops)'),
             valid: true,
           },
         ],
         extensions: ['btree_gin', 'pg_trgm'],
         statistics: 1,
       });
+    });
+
+    it('replaces the single trigram index of an older database with the parts by owner, and reverts', async () => {
+      await unapplySearchMigration();
+      expect(await searchIndexes()).toEqual({ [OLD_SEARCH_INDEX]: true });
+
+      await t.app.get(SchemaMigrator).migrate();
+      expect(await searchIndexes()).toEqual(ALL_PARTS_VALID);
+      const { ids } = await listAll({ q: 'walrus', sort: 'createdAt' });
+      expect(ids).toEqual([3, 240, 497].map((i) => rows[i]!.id));
+
+      // Reverted, as `migration:revert` would: the single index again, and no part left.
+      const runner = t.app.get(DataSource).createQueryRunner();
+      try {
+        await new TaskTitleTrigramByOwner1766100000000().down(runner);
+      } finally {
+        await runner.release();
+      }
+      await db((client) => client.query('DELETE FROM migrations WHERE name = $1', [SEARCH_MIGRATION]));
+      expect(await searchIndexes()).toEqual({ [OLD_SEARCH_INDEX]: true });
+      expect((await listAll({ q: 'walrus', sort: 'createdAt' })).ids).toEqual(ids);
+      await t.app.get(SchemaMigrator).migrate();
+      expect(await searchIndexes()).toEqual(ALL_PARTS_VALID);
+    });
+
+    it('finishes a replacement stopped part-way: some parts built, the old index still there', async () => {
+      await unapplySearchMigration();
+      await db(async (client) => {
+        await client.query(
+          `CREATE INDEX ${TITLE_SEARCH_INDEXES[0]} ON tasks USING gin (title gin_trgm_ops) WHERE ((get_byte(uuid_send(user_id), 15) & 7) = 0)`,
+        );
+      });
+
+      await t.app.get(SchemaMigrator).migrate();
+
+      expect(await searchIndexes()).toEqual(ALL_PARTS_VALID);
     });
 
     it('builds the index concurrently while another replica waits for the migrations lock, with no deadlock', async () => {
@@ -525,7 +657,7 @@ describe('task search and filters at the index (e2e)', () => {
       // The statistics of the server process that reports a deadlock reach the view shortly after.
       await new Promise((resolve) => setTimeout(resolve, 1_200));
       expect(await deadlocks()).toBe(before);
-      expect(await searchIndex()).toMatchObject({ valid: true });
+      expect(await searchIndexes()).toEqual(ALL_PARTS_VALID);
     });
 
     it('waits as long as the build takes, past the requests’ query timeout', async () => {
@@ -543,7 +675,7 @@ describe('task search and filters at the index (e2e)', () => {
         await writer.query('COMMIT');
         await writer.end();
         await expect(migrating).resolves.toBeUndefined();
-        expect(await searchIndex(slow.databaseName)).toMatchObject({ valid: true });
+        expect(await searchIndexes(slow.databaseName)).toEqual(ALL_PARTS_VALID);
       } finally {
         await slow.close();
       }
@@ -624,17 +756,18 @@ describe('task search and filters at the index (e2e)', () => {
     });
 
     it('rebuilds an index a failed concurrent build left invalid', async () => {
+      const part = TITLE_SEARCH_INDEXES[titleSearchBucket(alice.userId)]!;
       await db(async (client) => {
         await client.query(
-          "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'tasks_user_title_trgm'::regclass",
+          `UPDATE pg_index SET indisvalid = false WHERE indexrelid = '${part}'::regclass`,
         );
         await client.query('DELETE FROM migrations WHERE name = $1', [SEARCH_MIGRATION]);
       });
-      expect(await searchIndex()).toMatchObject({ valid: false });
+      expect(await searchIndexes()).toMatchObject({ [part]: false });
 
       await t.app.get(SchemaMigrator).migrate();
 
-      expect(await searchIndex()).toMatchObject({ valid: true });
+      expect(await searchIndexes()).toEqual(ALL_PARTS_VALID);
       const { ids } = await listAll({ q: 'walrus', sort: 'createdAt' });
       expect(ids).toEqual([3, 240, 497].map((i) => rows[i]!.id));
     });

@@ -2,8 +2,9 @@
  * The stored task. The migrations are the source of truth (a test checks that this entity
  * describes exactly the table they build); the repository's hot paths read rows with their own
  * SQL, so that they skip entity hydration. The expression indexes behind the `dueAt` sorts, the
- * trigram index behind `q` and the default order's covering index (INCLUDE, which TypeORM does
- * not describe) are named here only, so that schema tools leave them alone.
+ * trigram indexes behind `q` (partial, by owner) and the default order's covering index
+ * (INCLUDE, which TypeORM does not describe) are named here only, so that schema tools leave
+ * them alone.
  *
  * Each field a client can change has the position of its last write beside it (`*Pos`, a
  * bigint as a decimal string; NULL: older than any position): replay merges writes by position
@@ -11,6 +12,12 @@
  */
 import { Check, Column, Entity, ForeignKey, Index, PrimaryColumn } from 'typeorm';
 import { UserEntity } from '../users/user.entity.js';
+import { TITLE_SEARCH_INDEXES } from './title-search.js';
+
+/** The trigram index behind `q`, partial indexes by owner (see `title-search.ts`). */
+function titleSearchIndexes(target: object): void {
+  for (const name of TITLE_SEARCH_INDEXES) Index(name, { synchronize: false })(target as never);
+}
 
 @Entity({ name: 'tasks' })
 @Index('tasks_user_idempotency_key', ['userId', 'idempotencyKey'], {
@@ -22,7 +29,7 @@ import { UserEntity } from '../users/user.entity.js';
 @Index('tasks_user_due_at_nulls_last_asc', { synchronize: false })
 @Index('tasks_user_due_at_nulls_last_desc', { synchronize: false })
 @Index('tasks_user_status_priority', ['userId', 'status', 'priority'])
-@Index('tasks_user_title_trgm', { synchronize: false })
+@titleSearchIndexes
 @Check('tasks_title_not_empty', 'char_length(title) >= 1')
 @Check('tasks_status_known', "status IN ('todo', 'in_progress', 'done')")
 @Check('tasks_priority_rank', 'priority BETWEEN 1 AND 3')

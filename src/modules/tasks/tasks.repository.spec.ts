@@ -4,11 +4,17 @@
  * section 2): inserts guarded by tombstones, merges field by field with both ways the version
  * grows and an optional version guard, deletes that leave tombstones, aliases for merged creates.
  * Every field of TASK_FIELDS must appear in the statements that write fields, and no value is
- * ever written into the SQL text. The e2e suites run the same statements against PostgreSQL.
+ * ever written into the SQL text (the one constant derived from one, the title search's part of
+ * the index, is a number from 0 to 7). The e2e suites run the same statements against PostgreSQL.
  */
 import { describe, expect, it } from '@jest/globals';
 import { timeOfPosition } from '../buffer/write-order.js';
 import { TASK_FIELD_NAMES, TASK_FIELDS, type NewTask, type TaskDeletion, type TaskFields, type TaskUpdate } from './task.js';
+import {
+  TITLE_SEARCH_BUCKETS,
+  TITLE_SEARCH_BUCKET_SQL,
+  titleSearchBucket,
+} from './title-search.js';
 import {
   deleteManyStatement,
   deleteStatement,
@@ -133,8 +139,9 @@ describe('task statements', () => {
     expect(text).toContain(
       'SELECT id, sort_key, true FROM hits WHERE (SELECT count(*) FROM hits) = $5 OR (SELECT count(*) FROM probe) < $6',
     );
+    // The trigram index's part that holds the caller's titles, named by a constant.
     expect(text).toContain(
-      `SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND ${residual} OFFSET 0`,
+      `SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND (get_byte(uuid_send(user_id), 15) & 7) = 1 AND ${residual} OFFSET 0`,
     );
     expect(text).toContain(
       'WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT $5',
@@ -159,6 +166,18 @@ describe('task statements', () => {
       'SELECT id, sort_key, false FROM probe WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT 1',
     );
     expect(params).toEqual([USER, '%ab%', 'infinity', ID, 6, 6 * SCAN_ROWS_PER_PAGE_ROW]);
+  });
+
+  it('names the part of the trigram index by the owner id’s last byte, as PostgreSQL computes it', () => {
+    expect(titleSearchBucket('0193a000-0000-7000-8000-0000000000ff')).toBe(7);
+    expect(titleSearchBucket('0193a000-0000-7000-8000-0000000000F8')).toBe(0);
+    expect(titleSearchBucket('0193a000-0000-7000-8000-0000000000a3')).toBe(3);
+    expect(TITLE_SEARCH_BUCKET_SQL).toBe(`(get_byte(uuid_send(user_id), 15) & ${TITLE_SEARCH_BUCKETS - 1})`);
+    // Only a search the index serves names it: a status alone does not, nor a short term.
+    for (const filter of [{ status: 'todo' as const }, { q: 'ab' }]) {
+      const { sql } = listStatement(USER, { filter, sort: '-createdAt', after: null, limit: 21 });
+      expect(sql).not.toContain('get_byte');
+    }
   });
 
   it('counts a trigram only in three letters or digits in a row, in any script', () => {

@@ -23,6 +23,7 @@ import type { RequestContext } from '../../common/context/request-context.js';
 import { Database } from '../../infrastructure/database/database.js';
 import { timeOfPosition } from '../buffer/write-order.js';
 import { TaskEntity } from './task.entity.js';
+import { TITLE_SEARCH_BUCKET_SQL, titleSearchBucket } from './title-search.js';
 import {
   priorityOfRank,
   priorityRank,
@@ -502,8 +503,8 @@ export const SCAN_ROWS_PER_PAGE_ROW = 100;
  * term no title holds). So such a page first reads a bounded run of rows in order (the probe,
  * `SCAN_ROWS_PER_PAGE_ROW` per row asked for); when the probe neither fills the page nor
  * reaches the user's last row, the filter is rare, and the page is taken from the rows an index
- * on the filter finds (the trigram index for `q`, `(user_id, status, priority)` for the
- * others), sorted. A common filter thus costs a short read in order, a rare one the probe
+ * on the filter finds (the caller's part of the trigram index for `q`, see `title-search.ts`;
+ * `(user_id, status, priority)` for the others), sorted. A common filter thus costs a short read in order, a rare one the probe
  * plus its few matches, whatever the number of the user's rows. Plans: docs/performance.md.
  *
  * A `q` with no three letters or digits in a row has no trigram to look up: its page is only
@@ -543,13 +544,20 @@ export function listStatement(userId: string, options: TaskListOptions): Stateme
   }
   const probeRows = bind(options.limit * SCAN_ROWS_PER_PAGE_ROW);
   const bounded = q !== undefined && !hasTrigram(q);
-  return { sql: probedPage(spec, { scan, residual, limit, probeRows, bounded }), params };
+  // The trigram index is split by owner: naming the caller's bucket lets the lookup read its part.
+  const lookup =
+    q !== undefined && !bounded
+      ? [`${TITLE_SEARCH_BUCKET_SQL} = ${titleSearchBucket(userId)}`]
+      : [];
+  return { sql: probedPage(spec, { scan, residual, lookup, limit, probeRows, bounded }), params };
 }
 
 interface ProbedPage {
   /** Conditions the sort's index applies, and those checked on each row read. */
   scan: string[];
   residual: string[];
+  /** Conditions only the filter's index needs (constants: the title search's bucket). */
+  lookup: string[];
   /** Placeholders: the rows asked for, and the probe's length. */
   limit: string;
   probeRows: string;
@@ -574,7 +582,7 @@ function probedPage(spec: SortSpec, page: ProbedPage): string {
       // it fetches them all through the filter's own index, then sorts the few there are.
       `SELECT id, sort_key, true FROM (
          SELECT id, ${spec.key} AS sort_key FROM tasks
-          WHERE ${[...scan, ...residual].join(' AND ')}
+          WHERE ${[...scan, ...page.lookup, ...residual].join(' AND ')}
          OFFSET 0
        ) matching
         WHERE ${unsettled}
