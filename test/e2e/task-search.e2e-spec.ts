@@ -315,7 +315,7 @@ describe('task search and filters at the index (e2e)', () => {
         await client.query(`PREPARE list AS ${sql}`);
         const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
         const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-          `EXPLAIN (FORMAT JSON) EXECUTE list(${literals})`,
+          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
         );
         return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan);
       });
@@ -345,8 +345,11 @@ describe('task search and filters at the index (e2e)', () => {
         expect(scans.length).toBeGreaterThan(0);
         for (const scan of scans) {
           if (TITLE_SEARCH_INDEXES.includes(String(scan['Index Name']))) {
-            // The trigram index's part that holds the caller's titles, and no other.
-            expect(scan['Index Name']).toBe(titleSearchIndexName(titleSearchBucket(HEAVY)));
+            // The trigram index's part that holds the caller's titles; a generic plan holds a
+            // lookup for each part, and only the caller's ever runs.
+            if (scan['Index Name'] !== titleSearchIndexName(titleSearchBucket(HEAVY))) {
+              expect(scan['Actual Loops']).toBe(0);
+            }
             continue;
           }
           // The page's own rows are fetched by id at the end, the owner checked again on each.
@@ -438,15 +441,14 @@ describe('task search and filters at the index (e2e)', () => {
           await client.query('DELETE FROM users WHERE id = ANY($1::uuid[])', [others]);
           return { nodes: nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan), page: page.length };
         });
-        const lookup = found.nodes.find((node) => node['Node Type'] === 'Bitmap Index Scan');
+        const ran = found.nodes.filter((node) => Number(node['Actual Loops']) > 0);
         // The caller's 2 and the 30 of the three others in their part: not the 210 elsewhere.
-        expect(lookup).toMatchObject({
-          'Index Name': titleSearchIndexName(bucket),
-          'Actual Rows': 32,
-        });
-        expect(
-          found.nodes.find((node) => node['Node Type'] === 'Bitmap Heap Scan'),
-        ).toMatchObject({ 'Actual Rows': 2, 'Rows Removed by Filter': 30 });
+        expect(ran.filter((node) => node['Node Type'] === 'Bitmap Index Scan')).toEqual([
+          expect.objectContaining({ 'Index Name': titleSearchIndexName(bucket), 'Actual Rows': 32 }),
+        ]);
+        expect(ran.filter((node) => node['Node Type'] === 'Bitmap Heap Scan')).toEqual([
+          expect.objectContaining({ 'Actual Rows': 2, 'Rows Removed by Filter': 30 }),
+        ]);
         expect(found.page).toBe(2);
       },
     );

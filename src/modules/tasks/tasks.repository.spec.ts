@@ -4,8 +4,7 @@
  * section 2): inserts guarded by tombstones, merges field by field with both ways the version
  * grows and an optional version guard, deletes that leave tombstones, aliases for merged creates.
  * Every field of TASK_FIELDS must appear in the statements that write fields, and no value is
- * ever written into the SQL text (the one constant derived from one, the title search's part of
- * the index, is a number from 0 to 7). The e2e suites run the same statements against PostgreSQL.
+ * ever written into the SQL text. The e2e suites run the same statements against PostgreSQL.
  */
 import { describe, expect, it } from '@jest/globals';
 import { timeOfPosition } from '../buffer/write-order.js';
@@ -139,9 +138,15 @@ describe('task statements', () => {
     expect(text).toContain(
       'SELECT id, sort_key, true FROM hits WHERE (SELECT count(*) FROM hits) = $5 OR (SELECT count(*) FROM probe) < $6',
     );
-    // The trigram index's part that holds the caller's titles, named by a constant.
-    expect(text).toContain(
-      `SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND (get_byte(uuid_send(user_id), 15) & 7) = 1 AND ${residual} OFFSET 0`,
+    // One lookup per part of the trigram index, each naming its part's predicate; the caller's
+    // part ($7) switches its own on.
+    for (let part = 0; part < TITLE_SEARCH_BUCKETS; part++) {
+      expect(text).toContain(
+        `( SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND $7::int = ${part} AND (get_byte(uuid_send(user_id), 15) & 7) = ${part} AND ${residual} OFFSET 0 )`,
+      );
+    }
+    expect(text.match(/ UNION ALL \( SELECT id, created_at AS sort_key FROM tasks/g)).toHaveLength(
+      TITLE_SEARCH_BUCKETS - 1,
     );
     expect(text).toContain(
       'WHERE (SELECT count(*) FROM hits) < $5 AND (SELECT count(*) FROM probe) = $6 ORDER BY sort_key DESC, id DESC LIMIT $5',
@@ -149,7 +154,7 @@ describe('task statements', () => {
     expect(text).toMatch(
       /FROM page CROSS JOIN LATERAL \( SELECT id, .* FROM tasks WHERE tasks.id = page.id AND tasks.user_id = \$1 OFFSET 0 \) task ORDER BY page.sort_key DESC, page.id DESC$/,
     );
-    expect(params).toEqual([USER, 3, 'todo', "%a\\%'bcd%", 21, 21 * SCAN_ROWS_PER_PAGE_ROW]);
+    expect(params).toEqual([USER, 3, 'todo', "%a\\%'bcd%", 21, 21 * SCAN_ROWS_PER_PAGE_ROW, titleSearchBucket(USER)]);
   });
 
   it('answers a search without a trigram from the bounded run alone, saying where it stopped', () => {

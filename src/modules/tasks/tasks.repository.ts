@@ -23,7 +23,7 @@ import type { RequestContext } from '../../common/context/request-context.js';
 import { Database } from '../../infrastructure/database/database.js';
 import { timeOfPosition } from '../buffer/write-order.js';
 import { TaskEntity } from './task.entity.js';
-import { TITLE_SEARCH_BUCKET_SQL, titleSearchBucket } from './title-search.js';
+import { TITLE_SEARCH_BUCKET_SQL, TITLE_SEARCH_BUCKETS, titleSearchBucket } from './title-search.js';
 import {
   priorityOfRank,
   priorityRank,
@@ -544,20 +544,39 @@ export function listStatement(userId: string, options: TaskListOptions): Stateme
   }
   const probeRows = bind(options.limit * SCAN_ROWS_PER_PAGE_ROW);
   const bounded = q !== undefined && !hasTrigram(q);
-  // The trigram index is split by owner: naming the caller's bucket lets the lookup read its part.
-  const lookup =
-    q !== undefined && !bounded
-      ? [`${TITLE_SEARCH_BUCKET_SQL} = ${titleSearchBucket(userId)}`]
-      : [];
-  return { sql: probedPage(spec, { scan, residual, lookup, limit, probeRows, bounded }), params };
+  return {
+    sql: probedPage(spec, {
+      scan,
+      residual,
+      lookups: q !== undefined && !bounded ? titleLookups(bind(titleSearchBucket(userId))) : [[]],
+      limit,
+      probeRows,
+      bounded,
+    }),
+    params,
+  };
+}
+
+/**
+ * The trigram index is split by owner (`title-search.ts`): one lookup per part, each naming its
+ * index's predicate as a constant (PostgreSQL uses a partial index only for a statement that
+ * contains its predicate), and switched on by the caller's part, a parameter: the others are a
+ * one-time filter that is false, and never run. So the statement's text is the same for every
+ * caller (one prepared statement, not one per part).
+ */
+function titleLookups(bucket: string): string[][] {
+  return Array.from({ length: TITLE_SEARCH_BUCKETS }, (_, part) => [
+    `${bucket}::int = ${part}`,
+    `${TITLE_SEARCH_BUCKET_SQL} = ${part}`,
+  ]);
 }
 
 interface ProbedPage {
   /** Conditions the sort's index applies, and those checked on each row read. */
   scan: string[];
   residual: string[];
-  /** Conditions only the filter's index needs (constants: the title search's bucket). */
-  lookup: string[];
+  /** The filter's index lookups, their results joined: one per part of the trigram index. */
+  lookups: string[][];
   /** Placeholders: the rows asked for, and the probe's length. */
   limit: string;
   probeRows: string;
@@ -580,11 +599,15 @@ function probedPage(spec: SortSpec, page: ProbedPage): string {
         LIMIT 1`
     : // OFFSET 0 keeps the planner from reading these in sort order through the sort's index:
       // it fetches them all through the filter's own index, then sorts the few there are.
-      `SELECT id, sort_key, true FROM (
+      `SELECT id, sort_key, true FROM (${page.lookups
+        .map(
+          (lookup) => `(
          SELECT id, ${spec.key} AS sort_key FROM tasks
-          WHERE ${[...scan, ...page.lookup, ...residual].join(' AND ')}
+          WHERE ${[...scan, ...lookup, ...residual].join(' AND ')}
          OFFSET 0
-       ) matching
+       )`,
+        )
+        .join(' UNION ALL ')}) matching
         WHERE ${unsettled}
         ORDER BY ${orderBy('sort_key', 'id', spec.direction)}
         LIMIT ${limit}`;

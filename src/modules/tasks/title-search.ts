@@ -11,8 +11,9 @@
  * (docs/performance.md, "Search: the trigram index split by owner").
  *
  * The predicate's text is the one the migration gave each index: PostgreSQL uses a partial
- * index only for a statement whose conditions contain its predicate, so the statement carries
- * the bucket as a constant (one prepared statement per bucket), never as a parameter.
+ * index only for a statement whose conditions contain its predicate, so the search has one
+ * lookup per part, each naming its part as a constant, and the caller's part (a parameter)
+ * switches its own on (`titleLookups` in `tasks.repository.ts`).
  */
 
 /** How many partial indexes; a power of two, for the mask. */
