@@ -140,12 +140,13 @@ describe('task statements', () => {
     );
     // One lookup per part of the trigram index, each naming its part's predicate; the caller's
     // part ($7) switches its own on.
+    // Every other condition is checked on the part's matches, outside the lookup.
     for (let part = 0; part < TITLE_SEARCH_BUCKETS; part++) {
       expect(text).toContain(
-        `( SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND $7::int = ${part} AND (get_byte(uuid_send(user_id), 15) & 7) = ${part} AND ${residual} OFFSET 0 )`,
+        `( SELECT id, created_at AS sort_key FROM ( SELECT id, user_id, status, priority, created_at, due_at FROM tasks WHERE $7::int = ${part} AND (get_byte(uuid_send(user_id), 15) & 7) = ${part} AND title ILIKE $4 ESCAPE '\\' OFFSET 0 ) part WHERE user_id = $1 AND priority = $2 AND status = $3 )`,
       );
     }
-    expect(text.match(/ UNION ALL \( SELECT id, created_at AS sort_key FROM tasks/g)).toHaveLength(
+    expect(text.match(/ UNION ALL \( SELECT id, created_at AS sort_key FROM \( SELECT/g)).toHaveLength(
       TITLE_SEARCH_BUCKETS - 1,
     );
     expect(text).toContain(
@@ -183,6 +184,8 @@ describe('task statements', () => {
       const { sql } = listStatement(USER, { filter, sort: '-createdAt', after: null, limit: 21 });
       expect(sql).not.toContain('get_byte');
     }
+    const { sql } = listStatement(USER, { filter: { status: 'todo' }, sort: '-createdAt', after: null, limit: 21 });
+    expect(squash(sql)).toContain('SELECT id, created_at AS sort_key FROM tasks WHERE user_id = $1 AND status = $2 OFFSET 0');
   });
 
   it('counts a trigram only in three letters or digits in a row, in any script', () => {
