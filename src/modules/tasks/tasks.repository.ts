@@ -504,8 +504,9 @@ export const SCAN_ROWS_PER_PAGE_ROW = 100;
  * `SCAN_ROWS_PER_PAGE_ROW` per row asked for); when the probe neither fills the page nor
  * reaches the user's last row, the filter is rare, and the page is taken from the rows an index
  * on the filter finds (the caller's part of the trigram index for `q`, see `title-search.ts`;
- * `(user_id, status, priority)` for the others), sorted. A common filter thus costs a short read in order, a rare one the probe
- * plus its few matches, whatever the number of the user's rows. Plans: docs/performance.md.
+ * `(user_id, status, priority)` for the others), sorted. A common filter thus costs a short
+ * read in order, a rare one the probe plus its few matches, whatever the number of the user's
+ * rows. Plans: docs/performance.md.
  *
  * A `q` with no three letters or digits in a row has no trigram to look up: its page is only
  * the matches among the probe's rows, and when the probe stopped short of the user's last row,
