@@ -2,7 +2,8 @@
  * While PostgreSQL is down (docs/architecture.md, "Dependencies down"): what needs only Redis (refresh,
  * logout, sessions) and only the token (authentication) keeps working. And with Redis down,
  * authentication still works (in-memory), while login answers 503 with Retry-After, also when a
- * command was in flight as Redis went away.
+ * command was in flight as Redis went away. A command in flight when the connection drops fails
+ * at once and is not resent; a reply no command waits for resets the connection, not the process.
  */
 import { registerAndLogin } from '../support/auth.js';
 import { FaultProxy } from '../support/fault-proxy.js';
@@ -89,6 +90,40 @@ describe('auth routes with a dependency down (e2e)', () => {
     });
     redisProxy.pass();
     expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+  });
+
+  it('with a Redis command in flight when the connection drops: it fails at once, is not resent, and later commands get their own replies', async () => {
+    const redis = t.app.get(RedisService);
+    expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+    // Blocks in Redis (for 1 s) until the connection drops.
+    const blocked = redis.client.blpop('in-flight:nothing', 1).then(
+      (reply) => ({ reply }),
+      (error: Error) => ({ error: error.message }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    redisProxy.reset();
+    // Not resent after the reconnect (it would then answer after its second second): a command
+    // whose reply was lost may have run already.
+    expect(await blocked).toMatchObject({ error: expect.any(String) });
+    expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+    const key = `in-flight:${Date.now()}`;
+    expect(await redis.client.set(key, 'mine')).toBe('OK');
+    expect(await redis.client.get(key)).toBe('mine');
+    await redis.client.del(key);
+  });
+
+  it('with a Redis reply no command waits for: the connection is dropped and made again, the process goes on', async () => {
+    const redis = t.app.get(RedisService);
+    expect(await waitFor(() => redis.isUp(), 10_000)).toBe(true);
+    const before = redisProxy.accepted.pass;
+    // A GET of a missing key written past the client: a nil reply with no command waiting, which
+    // ioredis turned into an uncaught TypeError.
+    redis.client.stream.write('*2\r\n$3\r\nGET\r\n$21\r\nin-flight:nobody-asked\r\n');
+    expect(await waitFor(() => redisProxy.accepted.pass > before && redis.isUp(), 10_000)).toBe(true);
+    const key = `in-flight:${Date.now()}`;
+    expect(await redis.client.set(key, 'mine')).toBe('OK');
+    expect(await redis.client.get(key)).toBe('mine');
+    await redis.client.del(key);
   });
 
   it('with a Redis command in flight when Redis goes away behind a proxy: login is still a prompt 503', async () => {

@@ -13,6 +13,7 @@ import {
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
+import { dropConnectionsOnUnexpectedReplies, UnexpectedReplyError } from './unexpected-replies.js';
 
 const CONNECT_WAIT_MS = 2_000;
 /**
@@ -34,9 +35,18 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
   private readonly subscribers: Redis[] = [];
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    dropConnectionsOnUnexpectedReplies();
     // Commands issued in the same tick go out in one write (each request's position, its
     // pending record, …): fewer system calls under load, the same answers.
-    this.client = this.connect('main', { enableAutoPipelining: true, commandTimeout: COMMAND_TIMEOUT_MS });
+    // A command in flight when the connection drops fails at once and is never resent: a command
+    // whose reply was lost may have run already (resent, an INCR or a script would apply twice).
+    // Callers answer 503 or retry as their operation allows.
+    this.client = this.connect('main', {
+      enableAutoPipelining: true,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+    });
   }
 
   /** Waits briefly for the first connection; the service starts without Redis all the same. */
@@ -112,6 +122,10 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
       ...overrides,
     });
     connection.on('error', (error: Error) => {
+      if (error instanceof UnexpectedReplyError) {
+        this.logger.warn({ connection: name }, error.message);
+        return;
+      }
       this.logger.debug({ err: { message: error.message }, connection: name }, 'Redis connection error');
     });
     return connection;
