@@ -89,6 +89,28 @@ function userIdIn(bucket: number): string {
   }
 }
 
+type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
+const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
+
+/**
+ * Prepares `statement` as `list` on the client and runs it once under EXPLAIN ANALYZE, planned
+ * as `mode` says (for its values, or once for any): every node of the plan, and the parameters
+ * as literals for a further `EXECUTE list(…)`.
+ */
+async function analyzePrepared(
+  client: pg.Client,
+  { sql, params }: { sql: string; params: unknown[] },
+  mode: string,
+): Promise<{ nodes: PlanNode[]; literals: string }> {
+  await client.query(`SET plan_cache_mode = ${mode}`);
+  await client.query(`PREPARE list AS ${sql}`);
+  const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
+  const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
+    `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
+  );
+  return { nodes: nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan), literals };
+}
+
 /** What the list promises, computed from the rows themselves. */
 function expected(rows: Seeded[], sort: TaskSort, filter: TaskFilter): string[] {
   const q = filter.q?.toLowerCase();
@@ -283,8 +305,6 @@ describe('task search and filters at the index (e2e)', () => {
   // ---------------------------------------------------------------- plans
 
   describe('plans', () => {
-    type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
-    const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
 
     // A user with many tasks, of which three are in progress and none holds the term: for a
     // user with few, reading all of them is as cheap as any index. Their titles share a part of
@@ -314,15 +334,10 @@ describe('task search and filters at the index (e2e)', () => {
     });
 
     async function planOf(sort: TaskSort, filter: TaskFilter, mode: string): Promise<PlanNode[]> {
-      const { sql, params } = listStatement(HEAVY, { filter, sort, after: null, limit: 21 });
+      const statement = listStatement(HEAVY, { filter, sort, after: null, limit: 21 });
       return withDatabase(t.databaseName, async (client) => {
-        await client.query(`SET plan_cache_mode = ${mode}`);
-        await client.query(`PREPARE list AS ${sql}`);
-        const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
-        const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
-        );
-        return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan);
+        const { nodes } = await analyzePrepared(client, statement, mode);
+        return nodes;
       });
     }
 
@@ -388,7 +403,7 @@ describe('task search and filters at the index (e2e)', () => {
       async (mode) => {
         // Without the covering index the probe read each of its 2,100 rows from the heap, where
         // at scale the caller's rows lie among every other user's.
-        const { sql, params } = listStatement(HEAVY, {
+        const statement = listStatement(HEAVY, {
           filter: { q: 'zqx' },
           sort: '-createdAt',
           after: null,
@@ -396,13 +411,8 @@ describe('task search and filters at the index (e2e)', () => {
         });
         const probe = await withDatabase(t.databaseName, async (client) => {
           await client.query('VACUUM tasks');
-          await client.query(`SET plan_cache_mode = ${mode}`);
-          await client.query(`PREPARE list AS ${sql}`);
-          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
-          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
-          );
-          return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan).find(
+          const { nodes } = await analyzePrepared(client, statement, mode);
+          return nodes.find(
             (node) => node['Index Name'] === 'tasks_user_created_at',
           );
         });
@@ -420,7 +430,7 @@ describe('task search and filters at the index (e2e)', () => {
         const bucket = titleSearchBucket(HEAVY);
         // A term of its own per run: the index keeps a deleted row's entries until VACUUM.
         const term = mode === 'force_custom_plan' ? 'narwhal' : 'axolotl';
-        const { sql, params } = listStatement(HEAVY, {
+        const statement = listStatement(HEAVY, {
           filter: { q: term },
           sort: '-createdAt',
           after: null,
@@ -452,18 +462,13 @@ describe('task search and filters at the index (e2e)', () => {
           // once added the caller's every row from the `(user_id, …)` btree to the lookup.
           await client.query('ALTER TABLE tasks ALTER COLUMN user_id SET (n_distinct = 1000)');
           await client.query('ANALYZE tasks');
-          await client.query(`SET plan_cache_mode = ${mode}`);
-          await client.query(`PREPARE list AS ${sql}`);
-          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
-          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
-          );
+          const { nodes, literals } = await analyzePrepared(client, statement, mode);
           const { rows: page } = await client.query<{ id: string }>(`EXECUTE list(${literals})`);
           await client.query('DELETE FROM tasks WHERE title LIKE $1', [`%${term}%`]);
           await client.query('DELETE FROM users WHERE id = ANY($1::uuid[])', [others]);
           await client.query('ALTER TABLE tasks ALTER COLUMN user_id RESET (n_distinct)');
           await client.query('ANALYZE tasks');
-          return { nodes: nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan), page: page.length };
+          return { nodes: nodes, page: page.length };
         });
         const ran = found.nodes.filter((node) => Number(node['Actual Loops']) > 0);
         // The caller's 2 and the 30 of the three others in their part: not the 210 elsewhere.
@@ -506,19 +511,14 @@ describe('task search and filters at the index (e2e)', () => {
             [owner],
           );
           await client.query('ANALYZE tasks');
-          const { sql, params } = listStatement(owner, {
+          const statement = listStatement(owner, {
             filter: { status: 'todo' },
             sort: 'dueAt',
             after: null,
             limit: 21,
           });
-          await client.query('SET plan_cache_mode = force_generic_plan');
-          await client.query(`PREPARE list AS ${sql}`);
-          const literals = params.map((value) => client.escapeLiteral(String(value))).join(', ');
-          const { rows: plans } = await client.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(
-            `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE list(${literals})`,
-          );
-          return nodesOf(plans[0]!['QUERY PLAN'][0]!.Plan)
+          const { nodes } = await analyzePrepared(client, statement, 'force_generic_plan');
+          return nodes
             .filter((node) =>
               /^(Index|Index Only|Bitmap Heap|Seq) Scan$/.test(String(node['Node Type'])),
             )
