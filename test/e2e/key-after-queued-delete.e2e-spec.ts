@@ -3,6 +3,8 @@
  * deleted the task (202, queued); it is back, but the queue has not been replayed yet when the
  * client creates a task with the same key. The key is about to be freed: the create must be
  * queued behind the delete and get the key after it, not be answered with the task going away.
+ * Likewise when the first create is itself still queued: its delete sets the key free in the
+ * buffer, so the next create with that key is a new task, and a retry of it answers that one.
  */
 import { jest } from '@jest/globals';
 import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
@@ -71,5 +73,42 @@ describe('a key whose task has a delete queued (e2e)', () => {
     // A retry of the second create now finds it.
     const retry = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'second' } });
     expect([retry.statusCode, retry.json<{ id: string }>().id]).toEqual([201, secondId]);
+  });
+
+  it('while the first create and its delete both wait in the buffer: the next create with the key is a new task', async () => {
+    const user = await registerAndLogin(t.app);
+    const headers = { ...user.auth, 'idempotency-key': 'daily-standup' };
+    const buffer = t.app.get(LmdbBuffer);
+    proxy.cut();
+    try {
+      const first = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'first' } });
+      expect([first.statusCode, first.headers['x-write-status']]).toEqual([202, 'buffered']);
+      const firstId = first.json<{ id: string }>().id;
+      const deleted = await t.app.inject({ method: 'DELETE', url: `${TASKS}/${firstId}`, headers: user.auth });
+      expect([deleted.statusCode, deleted.headers['x-write-status']]).toEqual([202, 'buffered']);
+
+      const second = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'second' } });
+      expect([second.statusCode, second.headers['idempotent-replayed']]).toEqual([202, undefined]);
+      const secondId = second.json<{ id: string }>().id;
+      expect(second.json()).toMatchObject({ title: 'second', version: 1 });
+      expect(secondId).not.toBe(firstId);
+
+      const retry = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'third?' } });
+      expect([retry.statusCode, retry.headers['idempotent-replayed']]).toEqual([202, 'true']);
+      expect(retry.json()).toEqual(second.json());
+      expect(buffer.depth).toBe(3);
+
+      proxy.pass();
+      // PostgreSQL's return starts the replay.
+      await waitUntil('the buffer is replayed', () => buffer.depth === 0);
+      const rows = await withDatabase(t.databaseName, async (client) =>
+        (await client.query('SELECT id, title FROM tasks WHERE user_id = $1', [user.userId])).rows,
+      );
+      expect(rows).toEqual([{ id: secondId, title: 'second' }]);
+      const stored = await t.app.inject({ method: 'POST', url: TASKS, headers, payload: { title: 'fourth?' } });
+      expect([stored.statusCode, stored.json<{ id: string }>().id]).toEqual([201, secondId]);
+    } finally {
+      proxy.pass();
+    }
   });
 });

@@ -243,6 +243,27 @@ describe('LmdbBuffer', () => {
       expect((await buffer.add(op(5), { dedupeKey: 'k2' })).duplicate).toBe(false);
     });
 
+    it('sets free the dedupe key of the entry under a released tag, once the releasing entry is added', async () => {
+      const buffer = new LmdbBuffer(root, ROOMY);
+      await buffer.add(op(1), { dedupeKey: 'key', tags: ['task-1'] });
+      const parkedCreate = await buffer.add(op(2), { dedupeKey: 'parked-key', tags: ['task-2'] });
+      await buffer.park([{ key: parkedCreate.entry.key, reason: 'r' }]);
+
+      const deletion = await buffer.add(op(3), { dedupeKey: 'delete-1', releases: ['task-1', 'task-2', 'no-such-tag'] });
+      expect(deletion.duplicate).toBe(false);
+      // The released entries stay queued (and found by their tags); only their keys went free.
+      expect([buffer.isQueuedUnder('task-1'), buffer.isQueuedUnder('task-2')]).toEqual([true, true]);
+      expect([buffer.isQueuedUnder('key'), buffer.isQueuedUnder('parked-key')]).toEqual([false, false]);
+
+      const next = await buffer.add(op(4), { dedupeKey: 'key', tags: ['task-4'] });
+      expect(next.duplicate).toBe(false);
+      expect(await buffer.add(op(5), { dedupeKey: 'key' })).toEqual({ duplicate: true, entry: next.entry });
+      // A repeated release of the old entry leaves the key with the entry that took it since.
+      expect((await buffer.add(op(6), { dedupeKey: 'delete-1', releases: ['task-1'] })).duplicate).toBe(true);
+      expect(buffer.queuedKeyOf('key')).toBe(next.entry.key);
+      expect(buffer.depth).toBe(3);
+    });
+
     it('resolves add only after the commit is flushed to disk, and counts it as not empty meanwhile', async () => {
       const buffer = new LmdbBuffer(root, ROOMY);
       let release!: () => void;

@@ -80,6 +80,12 @@ export interface AddOptions {
   tags?: string[];
   /** Not counted against the user's share (an entry handed over by another replica). */
   exemptFromShare?: boolean;
+  /**
+   * Look-up keys (tags) of queued entries whose dedupe keys this entry sets free, in the same
+   * transaction: a delete frees its task's idempotency key, so a create queued after it with
+   * that key is a new create, not a retry of the deleted one.
+   */
+  releases?: string[];
 }
 
 /** What setting entries aside did: how many it moved, and the older ones it dropped to stay in bounds. */
@@ -217,7 +223,12 @@ export class LmdbBuffer {
     const value = Buffer.from(JSON.stringify(stored));
     this.pendingAdds += 1;
     try {
-      const decision = await this.write(() => this.decideAdd(value, stored, options.exemptFromShare ?? false));
+      const decision = await this.write(() => {
+        const decided = this.decideAdd(value, stored, options.exemptFromShare ?? false);
+        if (decided.status === 'added' || decided.status === 'duplicate')
+          this.releaseDedupeKeys(options.releases ?? []);
+        return decided;
+      });
       if (decision.status === 'full') throw new BufferFullError(decision.limit);
       if (decision.status === 'user-full') throw new UserShareExceededError();
       // A duplicate's original may be committed but not yet flushed: wait for it as well.
@@ -485,6 +496,17 @@ export class LmdbBuffer {
     this.adjustShare(stored.op.userId, 1, value.length);
     this.setCounters({ ...this.counters, depth: depth + 1, bytes: this.counters.bytes + value.length });
     return { status: 'added', entry: { key, bytes: value.length, ...withoutParking(stored) } };
+  }
+
+  /** Inside a write transaction: the dedupe keys of the entries found under `lookups` go free. */
+  private releaseDedupeKeys(lookups: string[]): void {
+    for (const lookup of lookups) {
+      const seq = this.dedupe.get(lookup);
+      if (seq === undefined) continue;
+      const raw = this.queue.get(seq) ?? this.parked.get(seq);
+      const dedupeKey = raw && decodeEntry(seq, raw).dedupeKey;
+      if (dedupeKey !== undefined && this.dedupe.get(dedupeKey) === seq) void this.dedupe.remove(dedupeKey);
+    }
   }
 
   private shareAllows(userId: string, bytes: number): boolean {

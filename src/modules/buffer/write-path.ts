@@ -57,6 +57,11 @@ export interface WriteOptions {
   /** Tags under which `isTagged` finds the operation while it waits (scoped like `dedupeKey`). */
   tags?: string[];
   /**
+   * Operations of the same user queued in this buffer (by kind and tag) whose dedupe keys this
+   * one sets free once queued: a delete frees the idempotency key of its task's queued create.
+   */
+  releases?: Array<{ kind: string; tag: string }>;
+  /**
    * False for a write that is only valid against the data as it is now (`If-Match`): instead of
    * being buffered, it fails with 503 SERVICE_UNAVAILABLE and a Retry-After. Default true.
    */
@@ -157,6 +162,9 @@ export class WritePath {
           : { dedupeKey: scopedKey(op.userId, op.kind, options.dedupeKey) }),
         ...(options.tags
           ? { tags: options.tags.map((tag) => scopedTag(op.userId, op.kind, tag)) }
+          : {}),
+        ...(options.releases
+          ? { releases: options.releases.map(({ kind, tag }) => scopedTag(op.userId, kind, tag)) }
           : {}),
       });
       if (!duplicate) this.counters.buffered += 1;

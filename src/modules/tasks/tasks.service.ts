@@ -36,7 +36,7 @@ import {
 } from '../../infrastructure/database/connection-errors.js';
 import { createOperation, type BufferedOperation } from '../buffer/operation.js';
 import { WriteOrder, timeOfPosition } from '../buffer/write-order.js';
-import { WritePath } from '../buffer/write-path.js';
+import { WritePath, type WriteOptions } from '../buffer/write-path.js';
 import { normaliseIsoInstant } from './iso-time.js';
 import {
   DEFAULT_PAGE_SIZE,
@@ -260,13 +260,12 @@ export class TasksService {
       expectedVersion: null,
     };
     const op = createOperation(ctx, TASK_DELETE, deletePayload(deletion), this.clock.now());
-    // Queued under the task's id: a second delete of it while queued is the same one, and
-    // `createdWithKey` can tell at once that the task is going away.
+    // Queued under the task's id, so `createdWithKey` can tell at once that the task is going away.
     const outcome = await this.writes.execute(
       ctx,
       op,
       (manager) => this.deleteNow(manager, deletion),
-      { dedupeKey: id },
+      queuedDelete(id),
     );
     if (outcome.mode === 'buffered') return { buffered: true };
     if (outcome.result === true) return { buffered: false };
@@ -286,7 +285,7 @@ export class TasksService {
           await this.tasks.deleteMany(manager, [deletion]);
           return true;
         },
-        { dedupeKey: id, lockKeys: [taskLockKey(userId, id)] },
+        { ...queuedDelete(id), lockKeys: [taskLockKey(userId, id)] },
       );
       if (buried.mode === 'buffered' || buried.result)
         return { buffered: buried.mode === 'buffered' };
@@ -483,6 +482,14 @@ export class TasksService {
       idempotencyKey,
     };
   }
+}
+
+/**
+ * How a delete of task `id` is queued: under the task's id (a second delete of it while queued
+ * is the same one), setting free the idempotency key of the task's create if that waits here too.
+ */
+function queuedDelete(id: string): WriteOptions {
+  return { dedupeKey: id, releases: [{ kind: TASK_CREATE, tag: id }] };
 }
 
 function missOf(presence: { stored: boolean; deleted: boolean } | undefined): Miss {
