@@ -15,7 +15,7 @@ import { MethodNotAllowedError, RequestTimeoutError } from './common/errors/doma
 import { sendProblem } from './common/errors/send-problem.js';
 import { AnswerOnceFastifyAdapter } from './common/http/answer-once-fastify-adapter.js';
 import { ConnectionDrain } from './common/http/connection-drain.js';
-import { acceptJsonBodiesOnly } from './common/http/content-types.js';
+import { acceptJsonBodiesOnly, ignoreContentTypeWithoutBody } from './common/http/content-types.js';
 import { REQUEST_ID_HEADER, requestIdFor } from './common/http/request-id.js';
 import { SecurityHeaders } from './common/http/security-headers.js';
 import type { AppConfig } from './config/app-config.js';
@@ -91,9 +91,9 @@ export async function createApp(config: AppConfig, logger = createLogger(config)
 }
 
 /**
- * Per request, in one hook: the context with its deadline, the id header and the security
- * headers (helmet's, computed once; Swagger UI's pages get their own policy), and the logging
- * context the rest of the request runs in.
+ * Per request, in one hook: a content type named without a body forgotten, the context with its
+ * deadline, the id header and the security headers (helmet's, computed once; Swagger UI's pages
+ * get their own policy), and the logging context the rest of the request runs in.
  *
  * At the deadline the client gets 504 `TIMEOUT` at once, whatever the request is still doing
  * (a guard, the handler, a query); the work stops where it honours the context's signal, and
@@ -110,13 +110,15 @@ function installRequestHooks(
   acceptJsonBodiesOnly(fastify, config.http.bodyLimit);
   fastify.decorateRequest('ctx', null as unknown as RequestContext);
   fastify.addHook('onRequest', (request, reply, done) => {
+    ignoreContentTypeWithoutBody(request);
     // sendProblem leaves an answer already under way alone (a file still streaming to a slow
     // client): the deadline bounds the work, not the transfer.
     request.ctx = RequestContext.start(request.id, config.http.requestTimeoutMs, () =>
       sendProblem(new RequestTimeoutError(), request, reply, (err) => logger.error({ err, requestId: request.id }, 'timeout')),
     );
     setStandardHeaders(request, reply);
-    reply.raw.once('close', () => {
+    // An answer closes once: `on` spares the wrapper `once` would make for every request.
+    reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) request.ctx.abort('client-closed');
     });
     const allowed = request.is404 ? methodsServed(fastify, request.url) : [];

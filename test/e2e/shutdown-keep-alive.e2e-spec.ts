@@ -5,7 +5,9 @@
  * open, and each answer says `Connection: close` and is followed by the server closing that
  * connection; once the listener is closed a new connection is refused, while a request sent on
  * a connection still open is answered. And the count of connections waiting in the kernel's
- * accept queue, which the server reads before closing its listener, is right.
+ * accept queue, which the server reads before closing its listener, is right. A client that
+ * pipelines has every answer under way marked in the drain and unmarked after it, not only the
+ * latest.
  *
  * Under load: twenty keep-alive clients (Node's fetch) keep sending GETs and POSTs through
  * SIGTERM and ignore readiness, until the process has exited. Whatever reached the process is
@@ -17,11 +19,14 @@
  * CI budget: 170 s
  */
 import { spawn } from 'node:child_process';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ConnectionDrain } from '../../src/common/http/connection-drain.js';
 import { freePort, spawnServer, waitForStatus, type ServerProcess } from '../support/server-process.js';
 import { databaseUrlFor, dropDatabase, REDIS_URL, uniqueName, withDatabase } from '../support/test-app.js';
 import { waitUntil } from '../support/wait.js';
@@ -111,6 +116,44 @@ describe('shutdown under keep-alive clients that ignore readiness (e2e)', () => 
       server.child.kill('SIGKILL');
     }
   }, 60_000);
+
+  it('marks every answer under way on a pipelining connection when the drain begins, and unmarks them all after it', async () => {
+    // The drain alone, on a plain HTTP server whose answers the test sends when it chooses.
+    const waiting: ServerResponse[] = [];
+    const server = createServer((_request, response) => void waiting.push(response));
+    const drain = new ConnectionDrain(200);
+    drain.attach(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = await RawConnection.open((server.address() as AddressInfo).port);
+    try {
+      client.send('/first');
+      client.send('/second');
+      await waitUntil('both requests reach the server', () => waiting.length === 2);
+
+      drain.closeAfterEachAnswer();
+      expect(waiting.map((answer) => answer.getHeader('connection'))).toEqual(['close', 'close']);
+      // After the drain, answers keep their connections open again: the earlier one too, or it
+      // would close the connection under the later one.
+      const closing = drain.closeListenerWhenQuiet();
+      expect(waiting.map((answer) => answer.getHeader('connection'))).toEqual([undefined, undefined]);
+      for (const answer of waiting) answer.end('ok');
+      // Both answered (the first did not close the connection under the second), neither with
+      // `Connection: close` (this plain server names no Connection header otherwise).
+      expect([await client.answer(), await client.answer()]).toEqual([
+        { status: 200, connection: undefined },
+        { status: 200, connection: undefined },
+      ]);
+
+      await closing;
+      // The listener is closed; the connection, idle since, is closed after the grace.
+      await client.closedByServer;
+      expect(client.unread).toBe('');
+    } finally {
+      client.destroy();
+      server.closeAllConnections();
+      server.close();
+    }
+  });
 
   it('sees the connections waiting in the kernel to be accepted, which closing the listener would reset', async () => {
     // A server whose event loop is blocked accepts nothing: what connects meanwhile waits.
@@ -285,9 +328,19 @@ class RawConnection {
 
   /** Sends a GET and reads its answer: the status and the Connection header. */
   async get(target: string): Promise<{ status: number; connection: string | undefined }> {
+    this.send(target);
+    return this.answer(`GET ${target}`);
+  }
+
+  /** Sends a GET without waiting for an answer (a client that pipelines). */
+  send(target: string): void {
     this.socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+  }
+
+  /** The next answer: its status and Connection header. */
+  async answer(what = 'an answer'): Promise<{ status: number; connection: string | undefined }> {
     let answer: { status: number; connection: string | undefined } | undefined;
-    await waitUntil(`an answer to GET ${target}`, () => (answer = this.takeAnswer()) !== undefined, 5_000);
+    await waitUntil(`an answer to ${what}`, () => (answer = this.takeAnswer()) !== undefined, 5_000);
     return answer!;
   }
 

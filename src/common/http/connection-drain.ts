@@ -38,16 +38,31 @@ const TICK_MS = 10;
 /** How many times the event loop's worst lag the waits for clients last, at least. */
 const LAG_FACTOR = 4;
 
+/**
+ * A connection, as cheaply as every request allows: until shutdown begins, its latest answer is
+ * remembered (and the earlier ones while a client pipelines), and no listener is added to any
+ * answer; from then on, each answer's end is heard (`watch`), for the times the waits need.
+ */
 interface Connection {
-  /** Answers under way on it (more than one only when a client pipelines). */
-  readonly answers: Set<ServerResponse>;
-  /** When it last went idle: its accept, or the end of its last answer. */
+  readonly drain: ConnectionDrain;
+  /** Its latest answer. */
+  last: ServerResponse | undefined;
+  /** Earlier answers still under way when a later request came (a client that pipelines). */
+  earlier: ServerResponse[] | undefined;
+  /** When it last went idle, as far as it matters: its accept, or the end of an answer heard. */
   idleSince: number;
 }
+
+/** Where a tracked socket keeps its `Connection`: found from an answer without a look-up. */
+const CONNECTION = Symbol('connection');
+
+type TrackedSocket = Socket & { [CONNECTION]?: Connection };
 
 export class ConnectionDrain {
   private readonly connections = new Map<Socket, Connection>();
   private draining = false;
+  /** Set once shutdown begins: from then on each answer's end is heard (`watchAnswers`). */
+  private watching = false;
   private lastAcceptAt = 0;
   /** When an answer that told its client to close last ended: that client reconnects next. */
   private lastClosingAnswerAt = 0;
@@ -70,10 +85,15 @@ export class ConnectionDrain {
   attach(server: Server): void {
     this.server = server;
     server.on('connection', (socket: Socket) => this.track(socket));
-    // First in line, so that even an answer sent before any other listener runs is marked.
-    server.prependListener('request', (request: IncomingMessage, response: ServerResponse) =>
-      this.onRequest(request, response),
-    );
+    // First in line, so that even an answer sent before any other listener runs is marked. The
+    // server's one listener (the framework's) is wrapped rather than joined by a second: an
+    // event with several listeners copies their array on every emit, one request each.
+    const listeners = server.listeners('request') as Array<(request: IncomingMessage, response: ServerResponse) => void>;
+    server.removeAllListeners('request');
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      this.onRequest(request, response);
+      for (const listener of listeners) listener.call(server, request, response);
+    });
     // `server.close()` calls this, meant to destroy every idle connection at once.
     server.closeIdleConnections = () => this.onListenerClose();
   }
@@ -81,8 +101,9 @@ export class ConnectionDrain {
   /** From now on every answer tells its client to close the connection. */
   closeAfterEachAnswer(): void {
     this.draining = true;
-    for (const { answers } of this.connections.values()) {
-      for (const answer of answers) markLast(answer);
+    this.watchAnswers();
+    for (const connection of this.connections.values()) {
+      for (const answer of underWay(connection)) markLast(answer);
     }
   }
 
@@ -118,8 +139,17 @@ export class ConnectionDrain {
 
   private keepConnectionsOpen(): void {
     this.draining = false;
-    for (const { answers } of this.connections.values()) {
-      for (const answer of answers) if (!answer.headersSent) answer.removeHeader('connection');
+    for (const connection of this.connections.values()) {
+      for (const answer of underWay(connection)) if (!answer.headersSent) answer.removeHeader('connection');
+    }
+  }
+
+  /** From now on the end of every answer is heard; those under way now included. */
+  private watchAnswers(): void {
+    if (this.watching) return;
+    this.watching = true;
+    for (const connection of this.connections.values()) {
+      for (const answer of underWay(connection)) answer.on('close', ConnectionDrain.onAnswerClosed);
     }
   }
 
@@ -128,23 +158,34 @@ export class ConnectionDrain {
     return Math.max(this.lastAcceptAt, this.lastClosingAnswerAt);
   }
 
-  private track(socket: Socket): void {
+  private track(socket: TrackedSocket): void {
     this.lastAcceptAt = Date.now();
-    this.connections.set(socket, { answers: new Set(), idleSince: this.lastAcceptAt });
+    const connection: Connection = { drain: this, last: undefined, earlier: undefined, idleSince: this.lastAcceptAt };
+    this.connections.set(socket, connection);
+    socket[CONNECTION] = connection;
     socket.once('close', () => this.connections.delete(socket));
   }
 
   private onRequest(request: IncomingMessage, response: ServerResponse): void {
-    const connection = this.connections.get(request.socket);
     if (this.draining) markLast(response);
+    const connection = (request.socket as TrackedSocket)[CONNECTION];
     if (!connection) return;
-    connection.answers.add(response);
-    // An answer closes once: `on` spares the wrapper `once` makes for every request.
-    response.on('close', () => {
-      connection.answers.delete(response);
-      connection.idleSince = Date.now();
-      if (response.getHeader('connection') === 'close') this.lastClosingAnswerAt = connection.idleSince;
-    });
+    const previous = connection.last;
+    if (previous !== undefined && !hasEnded(previous)) {
+      connection.earlier = [...(connection.earlier ?? []).filter((answer) => !hasEnded(answer)), previous];
+    }
+    connection.last = response;
+    // An answer closes once: `on` spares the wrapper `once` makes, and one shared listener the
+    // closure each answer would allocate.
+    if (this.watching) response.on('close', ConnectionDrain.onAnswerClosed);
+  }
+
+  /** Listens to an answer's `close` once shutdown has begun (`this` is the answer). */
+  private static onAnswerClosed(this: ServerResponse): void {
+    const connection = (this.req.socket as TrackedSocket)[CONNECTION];
+    if (!connection) return;
+    connection.idleSince = Date.now();
+    if (this.getHeader('connection') === 'close') connection.drain.lastClosingAnswerAt = connection.idleSince;
   }
 
   private onListenerClose(): void {
@@ -174,9 +215,20 @@ export class ConnectionDrain {
     const quietSince = Date.now() - this.grace();
     for (const [socket, connection] of this.connections) {
       const idleSince = Math.max(connection.idleSince, this.listenerClosedAt);
-      if (connection.answers.size === 0 && idleSince <= quietSince) socket.destroy();
+      if (idleSince <= quietSince && underWay(connection).length === 0) socket.destroy();
     }
   }
+}
+
+/** The connection's answers not yet ended, oldest first (more than one only when pipelining). */
+function underWay(connection: Connection): ServerResponse[] {
+  const answers = [...(connection.earlier ?? []), ...(connection.last ? [connection.last] : [])];
+  return answers.filter((answer) => !hasEnded(answer));
+}
+
+/** Sent in full, or never to be (its connection was destroyed). */
+function hasEnded(answer: ServerResponse): boolean {
+  return answer.writableFinished || answer.destroyed;
 }
 
 function markLast(response: ServerResponse): void {

@@ -62,6 +62,10 @@ type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefi
 
 const deadlines = new AsyncLocalStorage<RequestContext>();
 
+/** pg's own checkout and statement, past this driver's overrides (see `PgDriver.query`). */
+const poolConnect = pg.Pool.prototype.connect as (this: pg.Pool) => Promise<pg.PoolClient>;
+const clientQuery = pg.Client.prototype.query as (this: pg.ClientBase, config: pg.QueryConfig) => Promise<pg.QueryResult>;
+
 /** Runs `work` with `ctx`'s deadline bounding every pool checkout it makes. */
 export function runWithDeadline<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
   return deadlines.run(ctx, work);
@@ -140,19 +144,35 @@ export class PgDriver {
    * "What TypeORM costs a request"). Resolves with the result; a failure of the statement itself
    * (not of the checkout) is passed through `statementFailure`, as the runner wraps it.
    */
-  async query(text: string, values: readonly unknown[], statementFailure = (error: unknown): unknown => error): Promise<pg.QueryResult> {
+  async query(
+    text: string,
+    values: readonly unknown[],
+    statementFailure = (error: unknown): unknown => error,
+    ctx: RequestContext | undefined = deadlines.getStore(),
+  ): Promise<pg.QueryResult> {
     const pool = this.current;
     // Before TypeORM has created its pool (a replica starting while the probe already answers):
     // a connection error, as TypeORM's own "Driver not Connected" is, so the write is buffered.
     if (!pool) throw new Error('the database is not connected');
-    const client = await pool.connect();
+    // The pool's and the client's own methods, not this driver's overrides: an autocommit
+    // statement needs neither the release wrapper (no ROLLBACK can fail here) nor the
+    // transaction watch, and each override is a promise more on the hottest path.
+    const client = await this.acquire(pool, () => poolConnect.call(pool), ctx);
     // As TypeORM's runner does: a connection that fails while checked out is not pooled again
     // (and its error event, unheard, would end the process).
     let broken: Error | undefined;
     const onError = (error: Error) => (broken = error);
     client.on('error', onError);
     try {
-      return await client.query(text, values as unknown[]);
+      const name = values.length > 0 ? this.statementName(text) : undefined;
+      if (name === undefined) return await clientQuery.call(client, { text, values: values as unknown[] });
+      try {
+        return await clientQuery.call(client, { name, text, values: values as unknown[] });
+      } catch (error) {
+        if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
+        this.forgetStatement(text);
+        return await clientQuery.call(client, { text, values: values as unknown[] });
+      }
     } catch (error) {
       throw statementFailure(error);
     } finally {
@@ -161,14 +181,20 @@ export class PgDriver {
     }
   }
 
+  /**
+   * A connection from `connect`, waiting for a free one until `ctx`'s deadline (or
+   * `maxCheckoutWaitMs` without one). An idle connection is handed over at once, with no wait to
+   * bound (the common case, and a timer less per statement).
+   */
+  private acquire(pool: pg.Pool, connect: () => Promise<pg.PoolClient>, ctx: RequestContext | undefined): Promise<pg.PoolClient> {
+    const waitMs = ctx ? ctx.remainingMs() : this.settings.maxCheckoutWaitMs;
+    if (ctx?.aborted || waitMs <= 0) return Promise.reject(new RequestTimeoutError());
+    return pool.idleCount > pool.waitingCount ? connect() : boundedWait(connect(), ctx, waitMs);
+  }
+
   /** A checkout, bounded by the deadline of the work that asked, whose release closes unsafe clients. */
   async checkout(pool: pg.Pool, connect: () => Promise<pg.PoolClient>): Promise<pg.PoolClient> {
-    const ctx = deadlines.getStore();
-    const waitMs = ctx ? ctx.remainingMs() : this.settings.maxCheckoutWaitMs;
-    if (ctx?.aborted || waitMs <= 0) throw new RequestTimeoutError();
-    // An idle connection is handed over at once, with no wait to bound (the common case, and
-    // a timer less per statement).
-    const client = pool.idleCount > pool.waitingCount ? await connect() : await boundedWait(connect(), ctx, waitMs);
+    const client = await this.acquire(pool, connect, deadlines.getStore());
     const release = client.release.bind(client) as Release;
     client.release = ((error?: Error | boolean) => {
       const unsafe = (client as unknown as TaskdClientState).unsafeToReuse;
