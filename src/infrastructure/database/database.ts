@@ -87,14 +87,8 @@ export class Database {
   }
 
   /** Runs `work` (statements of a request, each on its own) under the rules of the header. */
-  async run<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
-    ctx.throwIfAborted();
-    this.assertUp();
-    try {
-      return await runWithDeadline(ctx, work);
-    } catch (error) {
-      throw this.translate(error);
-    }
+  run<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
+    return this.guarded(ctx, () => runWithDeadline(ctx, work));
   }
 
   /**
@@ -102,13 +96,7 @@ export class Database {
    * header), with the deadline handed to the checkout directly: the hottest read.
    */
   async read<Row>(ctx: RequestContext, sql: string, params: unknown[]): Promise<Row[]> {
-    ctx.throwIfAborted();
-    this.assertUp();
-    try {
-      return (await this.driver.query(sql, params, statementFailure(sql, params), ctx)).rows as Row[];
-    } catch (error) {
-      throw this.translate(error);
-    }
+    return (await this.guarded(ctx, () => this.driver.query(sql, params, statementFailure(sql, params), ctx))).rows as Row[];
   }
 
   /**
@@ -122,6 +110,17 @@ export class Database {
         return work(manager);
       }),
     );
+  }
+
+  /** `work`, refused at once past the deadline or while the breaker is open; failures translated. */
+  private async guarded<T>(ctx: RequestContext, work: () => Promise<T>): Promise<T> {
+    ctx.throwIfAborted();
+    this.assertUp();
+    try {
+      return await work();
+    } catch (error) {
+      throw this.translate(error);
+    }
   }
 
   private assertUp(): void {

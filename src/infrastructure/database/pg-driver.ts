@@ -165,19 +165,33 @@ export class PgDriver {
     client.on('error', onError);
     try {
       const name = values.length > 0 ? this.statementName(text) : undefined;
-      if (name === undefined) return await clientQuery.call(client, { text, values: values as unknown[] });
-      try {
-        return await clientQuery.call(client, { name, text, values: values as unknown[] });
-      } catch (error) {
-        if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
-        this.forgetStatement(text);
-        return await clientQuery.call(client, { text, values: values as unknown[] });
-      }
+      return await this.sendNamed(name, text, values as unknown[], (config) => clientQuery.call(client, config));
     } catch (error) {
       throw statementFailure(error);
     } finally {
       client.removeListener('error', onError);
       client.release(broken);
+    }
+  }
+
+  /**
+   * Sends `text` as the prepared statement `name`, or unnamed without one. PostgreSQL refuses a
+   * stale prepared form before executing anything: it is forgotten (prepared afresh next time)
+   * and the text sent once more, unnamed.
+   */
+  async sendNamed(
+    name: string | undefined,
+    text: string,
+    values: unknown[] | undefined,
+    send: (config: pg.QueryConfig) => Promise<pg.QueryResult>,
+  ): Promise<pg.QueryResult> {
+    if (name === undefined) return send({ text, values });
+    try {
+      return await send({ name, text, values });
+    } catch (error) {
+      if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
+      this.forgetStatement(text);
+      return send({ text, values });
     }
   }
 
@@ -261,14 +275,7 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
       if (control === 'begin') this.inTransaction = true;
       try {
         const name = parameterised && !this.inTransaction ? driver.statementName(text) : undefined;
-        if (name === undefined) return await this.send({ text, values });
-        try {
-          return await this.send({ name, text, values });
-        } catch (error) {
-          if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
-          driver.forgetStatement(text);
-          return await this.send({ text, values });
-        }
+        return await driver.sendNamed(name, text, values, (config) => this.send(config));
       } catch (error) {
         if (control === 'rollback') this.unsafeToReuse = true;
         throw error;

@@ -479,8 +479,7 @@ export class LmdbBuffer {
   private decideAdd(value: Buffer, stored: StoredEntry, exempt: boolean): AddDecision {
     if (stored.dedupeKey !== undefined) {
       const existingKey = this.dedupe.get(stored.dedupeKey);
-      const existing =
-        existingKey === undefined ? undefined : (this.queue.get(existingKey) ?? this.parked.get(existingKey));
+      const existing = existingKey === undefined ? undefined : this.storedAt(existingKey);
       if (existingKey !== undefined && existing) {
         return { status: 'duplicate', entry: decodeEntry(existingKey, existing) };
       }
@@ -498,12 +497,17 @@ export class LmdbBuffer {
     return { status: 'added', entry: { key, bytes: value.length, ...withoutParking(stored) } };
   }
 
+  /** The stored form of entry `seq`, queued or parked. */
+  private storedAt(seq: number): Buffer | undefined {
+    return this.queue.get(seq) ?? this.parked.get(seq);
+  }
+
   /** Inside a write transaction: the dedupe keys of the entries found under `lookups` go free. */
   private releaseDedupeKeys(lookups: string[]): void {
     for (const lookup of lookups) {
       const seq = this.dedupe.get(lookup);
       if (seq === undefined) continue;
-      const raw = this.queue.get(seq) ?? this.parked.get(seq);
+      const raw = this.storedAt(seq);
       const dedupeKey = raw && decodeEntry(seq, raw).dedupeKey;
       if (dedupeKey !== undefined && this.dedupe.get(dedupeKey) === seq) void this.dedupe.remove(dedupeKey);
     }
