@@ -18,6 +18,8 @@ export type FaultMode = 'pass' | 'refuse' | 'blackhole';
 interface Link {
   client: net.Socket;
   upstream: net.Socket | undefined;
+  /** Forwarding both ways now: `pass()` leaves it alone (a second pipe would send every byte twice). */
+  joined: boolean;
 }
 
 export class FaultProxy {
@@ -68,7 +70,8 @@ export class FaultProxy {
   pass(): void {
     this.mode = 'pass';
     for (const link of this.links) {
-      if (link.upstream) this.join(link.client, link.upstream);
+      if (link.joined) continue;
+      if (link.upstream) this.join(link, link.upstream);
       else this.connectUpstream(link);
     }
   }
@@ -81,6 +84,7 @@ export class FaultProxy {
     this.mode = 'blackhole';
     for (const link of this.links) {
       // Unpiped as well as paused: a pipe would resume its source when the other side drains.
+      link.joined = false;
       link.client.unpipe();
       link.upstream?.unpipe();
       link.client.pause();
@@ -110,7 +114,7 @@ export class FaultProxy {
       client.destroy();
       return;
     }
-    const link: Link = { client, upstream: undefined };
+    const link: Link = { client, upstream: undefined, joined: false };
     this.links.add(link);
     client.once('close', () => this.drop(link, false));
     if (this.mode === 'blackhole') {
@@ -126,13 +130,14 @@ export class FaultProxy {
     link.upstream = upstream;
     upstream.on('error', () => undefined);
     upstream.once('close', () => this.drop(link, false));
-    this.join(link.client, upstream);
+    this.join(link, upstream);
   }
 
   /** Forwards both ways (piping resumes a paused socket, delivering what waited in it). */
-  private join(client: net.Socket, upstream: net.Socket): void {
-    client.pipe(upstream);
-    upstream.pipe(client);
+  private join(link: Link, upstream: net.Socket): void {
+    link.joined = true;
+    link.client.pipe(upstream);
+    upstream.pipe(link.client);
   }
 
   private drop(link: Link, withReset: boolean): void {

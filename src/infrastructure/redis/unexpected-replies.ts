@@ -1,8 +1,8 @@
 /**
  * A reply that no command waits for. ioredis matches replies to commands by order; when a
- * connection receives one more reply than it has commands waiting (observed after reconnects
- * behind a proxy that accepts and drops connections, at a rate of a few per cent of the
- * `auth-dependencies` runs), ioredis 6 reports a "command queue state error", and for a nil reply
+ * connection receives one more reply than it has commands waiting (a network path that
+ * duplicates bytes does it: the e2e suites' fault proxy once forwarded each command twice after a
+ * repeated `pass()`), ioredis 6 reports a "command queue state error", and for a nil reply
  * (an XREADGROUP with nothing new, a GET of a missing key) throws a TypeError while building
  * that report, outside any command: an uncaught exception that ends the process. Either way the
  * replies after it may no longer belong to the commands they are given to.
