@@ -6,7 +6,9 @@
  *   is closed when released, never handed out again;
  * - a checkout waits for a free connection no longer than the deadline of the work that asked
  *   (504 for a request), or the configured bound without one, and is not a connection failure;
- * - parameterised statements outside a transaction are prepared once per connection (named).
+ * - parameterised statements outside a transaction are prepared once per connection (named);
+ * - an error on a connection checked out but not yet listened to does not end the process, and
+ *   that connection is not pooled again.
  *
  * CI budget: 30 s
  */
@@ -17,7 +19,7 @@ import { RequestTimeoutError } from '../../src/common/errors/domain-errors.js';
 import { isConnectionError } from '../../src/infrastructure/database/connection-errors.js';
 import { PgDriver, PoolCheckoutTimeoutError, runWithDeadline } from '../../src/infrastructure/database/pg-driver.js';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { databaseUrlFor, PG_URL } from '../support/test-app.js';
+import { databaseUrlFor, PG_URL, withDatabase } from '../support/test-app.js';
 
 jest.setTimeout(30_000);
 
@@ -110,6 +112,27 @@ describe('the pg driver (e2e)', () => {
       expect(driver.usage()).toEqual({ inUse: 0, idle: 1, waiting: 0 });
     } finally {
       ctx.release();
+      await pool.end();
+    }
+  });
+
+  it('survives a connection error on a checked-out connection nobody listens to yet, and never pools that connection again', async () => {
+    // pg-pool takes its own error listener off a connection it hands out; whoever checked it out
+    // adds one a moment later. An error in between (a FATAL read with the same packet as the
+    // connection's readiness, a backend terminated) had no listener and ended the process.
+    const driver = new PgDriver({ connectTimeoutMs: 1_000, maxCheckoutWaitMs: 5_000 });
+    const pool = poolOf(driver, { connectionString: databaseUrlFor('postgres'), max: 1 });
+    try {
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await withDatabase('postgres', (admin) => admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]));
+      await expect(client.query('SELECT 1')).rejects.toThrow();
+      client.release();
+      const next = await pool.connect();
+      expect((await next.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid).not.toBe(rows[0]!.pid);
+      next.release();
+      expect(pool.totalCount).toBe(1);
+    } finally {
       await pool.end();
     }
   });

@@ -257,6 +257,12 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
 
     constructor(config?: string | pg.ClientConfig) {
       super(typeof config === 'string' ? config : { ...config, connectionTimeoutMillis: connectTimeoutMs });
+      // Always heard: pg-pool takes its listener off a connection it hands out, and whoever
+      // checked it out adds one a moment later; an error in between (a FATAL in the packet that
+      // made it ready, a terminated backend) would otherwise end the process. The connection is
+      // then not queryable: its next statement fails as a connection error, and the pool closes
+      // it on release instead of pooling it.
+      this.on('error', ignoreError);
     }
 
     override query(...args: unknown[]): never {
@@ -292,6 +298,8 @@ function clientClassFor(driver: PgDriver): typeof pg.Client {
     }
   } as unknown as typeof pg.Client;
 }
+
+function ignoreError(): void {}
 
 interface TaskdClientState {
   /** Set when a ROLLBACK failed: the session may still be inside its transaction. */
