@@ -9,7 +9,10 @@
  * - a replica SIGKILL'd during the outage and restarted on its volume loses nothing and applies
  *   nothing twice;
  * - the same Idempotency-Key through two replicas during the outage gives one task; with Redis
- *   down as well, two ids that both find it.
+ *   down as well, two ids that both find it;
+ * - with Redis down and the replicas' clocks 800 ms apart, an update right after its task's
+ *   create wins through the replica whose clock runs behind, directly or from the buffers; an
+ *   update accepted without Redis waits for its create, even once Redis is back.
  *
  * CI budget: 150 s
  */
@@ -227,6 +230,93 @@ describe('replicas with Redis down as well (e2e)', () => {
       const found = await client.send(set.get(n), 'GET', `${TASKS}/${id}`);
       expect({ status: found.status, id: (found.body as { id: string }).id }).toEqual({ status: 200, id: stored[0]!.id });
     }
+  });
+});
+
+describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
+  let redisProxy: FaultProxy;
+  let set: ReplicaSet;
+  let client: Client;
+
+  // Within CLOCK_SKEW_MAX_MS: replica 0 runs 400 ms ahead, replica 1 400 ms behind.
+  beforeAll(async () => {
+    redisProxy = await FaultProxy.towards(REDIS_URL);
+    set = await ReplicaSet.start({ count: 2, redisUrl: `redis://${redisProxy.hostPort}/0`, clockSkewMs: [400, -400] });
+    // Signed up while Redis answers (logins are throttled through it).
+    client = await Client.signUp(set.get(0), 'skew');
+  }, 90_000);
+
+  afterAll(async () => {
+    await set?.close();
+    await redisProxy?.close();
+  });
+
+  afterEach(() => {
+    redisProxy.pass();
+    for (const replica of [set.get(0), set.get(1)]) replica.restore();
+  });
+
+  async function titleOf(set: ReplicaSet, id: string): Promise<string | undefined> {
+    return (await withDatabase(set.databaseName, (client) => client.query<{ title: string }>('SELECT title FROM tasks WHERE id = $1', [id]))).rows[0]?.title;
+  }
+
+  // A create comes before every write of its task, whatever the clocks say: its fields take no
+  // position, so an update positioned by a clock that runs behind still wins over them.
+  it('applies an update made right after the create through the replica whose clock runs behind', async () => {
+    const [ahead, behind] = [set.get(0), set.get(1)];
+    redisProxy.cut();
+    const created = await client.send(ahead, 'POST', TASKS, { title: 'as created' });
+    expect(created.status).toBe(201);
+    const { id } = created.body as { id: string };
+
+    const updated = await client.send(behind, 'PATCH', `${TASKS}/${id}`, { title: 'as edited' });
+
+    expect({ status: updated.status, title: (updated.body as { title: string }).title }).toEqual({ status: 200, title: 'as edited' });
+    expect((await client.send(ahead, 'GET', `${TASKS}/${id}`)).body).toMatchObject({ title: 'as edited', version: 2 });
+    expect(await titleOf(set, id)).toBe('as edited');
+  });
+
+  it('does the same when both writes wait in the replicas\' buffers, whichever replays first', async () => {
+    const [ahead, behind] = [set.get(0), set.get(1)];
+    ahead.cut();
+    behind.cut();
+    redisProxy.cut();
+    const created = await client.send(ahead, 'POST', TASKS, { title: 'as created offline' });
+    expect(created.status).toBe(202);
+    const { id } = created.body as { id: string };
+    expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { title: 'as edited offline' })).status).toBe(202);
+
+    // The update's replica comes back first: its update waits (parked) for the create.
+    behind.restore();
+    await set.until('park the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
+    ahead.restore();
+    await set.drained();
+
+    expect(await titleOf(set, id)).toBe('as edited offline');
+  });
+
+  // The create could not be recorded as pending (Redis was down when it was buffered); Redis is
+  // back when the update is replayed, and says the task is pending nowhere. The update was
+  // positioned without Redis, so Redis may not know of its task: it waits for the create.
+  it('keeps an update made without Redis until its create lands, though Redis is back and knows nothing of the create', async () => {
+    const [ahead, behind] = [set.get(0), set.get(1)];
+    ahead.cut();
+    behind.cut();
+    redisProxy.cut();
+    const created = await client.send(ahead, 'POST', TASKS, { title: 'created while all was down' });
+    expect(created.status).toBe(202);
+    const { id } = created.body as { id: string };
+    expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { status: 'done' })).status).toBe(202);
+
+    redisProxy.pass();
+    behind.restore();
+    await set.until('replay the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
+    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
+    ahead.restore();
+    await set.drained();
+
+    const stored = await withDatabase(set.databaseName, (db) => db.query<{ status: string }>('SELECT status FROM tasks WHERE id = $1', [id]));
+    expect(stored.rows).toEqual([{ status: 'done' }]);
   });
 });
 

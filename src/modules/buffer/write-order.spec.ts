@@ -15,7 +15,7 @@ import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals
 import { Logger } from '@nestjs/common';
 import type { AppConfig } from '../../config/app-config.js';
 import type { RedisScript, RedisService } from '../../infrastructure/redis/redis.service.js';
-import { comparePositions, POSITION_LUA, positionAt, positionKey, timeOfPosition, WriteOrder } from './write-order.js';
+import { comparePositions, POSITION_LUA, positionAt, positionedWithoutRedis, positionKey, timeOfPosition, WriteOrder } from './write-order.js';
 
 const USER = '0193a000-0000-7000-8000-000000000001';
 const OTHER_USER = '0193a000-0000-7000-8000-000000000002';
@@ -119,6 +119,8 @@ describe('WriteOrder', () => {
       const own = await order.next(OTHER_USER);
       expect(own).toBe(positionOf((T0 + 2_000) * 1_000 + 3, TAG));
       expect(comparePositions(own, seen)).toBe(1);
+      // Only the replica's own positions say that Redis was not asked.
+      expect([positionedWithoutRedis(own), positionedWithoutRedis(seen)]).toEqual([true, false]);
     });
 
     it("runs a feature's script with its own keys and arguments after the position's, and hands back its results", async () => {

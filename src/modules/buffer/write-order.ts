@@ -1,6 +1,6 @@
 /**
- * Positions: every write's place in the order of acceptance, across replicas
- * (docs/design/replicas.md, section 1). A position is a signed 64-bit integer, carried as its
+ * Positions: every update's, delete's and rename's place in the order of acceptance, across
+ * replicas (docs/design/replicas.md, section 1; a create needs none). A position is a signed 64-bit integer, carried as its
  * decimal string: microseconds since the epoch × 1024 + a tag.
  *
  * While Redis answers, a per-user script hands out `max(last + 1, the caller's clock)` (tag 0),
@@ -150,6 +150,15 @@ export function timeOfPosition(position: Position): string {
   const millis = micros / 1_000n;
   const extra = String(micros % 1_000n).padStart(3, '0');
   return new Date(Number(millis)).toISOString().replace(/Z$/, `${extra}Z`);
+}
+
+/**
+ * True for a position this replica issued from its own clock (a tag of 1–1023): Redis could not
+ * be reached when the write was accepted, so Redis may not know of the writes before it either
+ * (a create buffered elsewhere then was never recorded as pending).
+ */
+export function positionedWithoutRedis(position: Position): boolean {
+  return BigInt(position) % TAG_SPAN !== 0n;
 }
 
 /** Negative, zero or positive as `a` is before, the same as, or after `b`. */

@@ -2,7 +2,7 @@
  * What the replicas must know of each other's tasks while creates wait in their buffers
  * (docs/design/replicas.md, sections 3 and 4), kept in Redis under each user's hash tag:
  *
- *   {u:<user>}:pending   hash: task id → position of a create waiting in some replica's buffer
+ *   {u:<user>}:pending   hash: task id → when a create waiting in some replica's buffer was accepted
  *   {u:<user>}:keys      hash: `k:<idempotency key>` → the reservation (task id, the task's body
  *                        as answered, and when it expires by Redis's clock); `t:<task id>` → its key
  *
@@ -29,29 +29,28 @@ export interface KeyReservation {
 const NOW_MS = `local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)`;
 
 /**
- * Position, and the key's live confirmed reservation if there is one; otherwise the key is
- * reserved for this create, tentatively: a tentative reservation only says a create with the key
- * is in flight (it may never be written: a crash, a failed insert), so the next create with the
- * key does not answer with it but takes the key over (if both get written, PostgreSQL's unique
- * index makes the second an alias of the first). It is confirmed once the create is in
- * PostgreSQL (CONFIRM_LUA) or on a replica's disk (REGISTER_LUA).
- * KEYS: pos, keys. ARGV: clock, ttl, key, task id, body, reservation ttl.
+ * The key's live confirmed reservation if there is one; otherwise the key is reserved for this
+ * create, tentatively: a tentative reservation only says a create with the key is in flight (it
+ * may never be written: a crash, a failed insert), so the next create with the key does not
+ * answer with it but takes the key over (if both get written, PostgreSQL's unique index makes
+ * the second an alias of the first). It is confirmed once the create is in PostgreSQL
+ * (CONFIRM_LUA) or on a replica's disk (REGISTER_LUA).
+ * KEYS: keys. ARGV: key, task id, body, reservation ttl.
  */
-const CREATE_LUA = `${POSITION_LUA}
+const RESERVE_LUA = `
+local now = redis.call('TIME')
 ${NOW_MS}
-local field = 'k:' .. ARGV[3]
-local held = redis.call('HGET', KEYS[2], field)
+local field = 'k:' .. ARGV[1]
+local held = redis.call('HGET', KEYS[1], field)
 if held then
   local reservation = cjson.decode(held)
-  if reservation.confirmed ~= false and tonumber(reservation.expiresAt) > now_ms then
-    return {string.format('%.0f', pos), now[1], now[2], held}
-  end
-  redis.call('HDEL', KEYS[2], field, 't:' .. reservation.id)
+  if reservation.confirmed ~= false and tonumber(reservation.expiresAt) > now_ms then return held end
+  redis.call('HDEL', KEYS[1], field, 't:' .. reservation.id)
 end
-local record = cjson.encode({id = ARGV[4], task = ARGV[5], confirmed = false, expiresAt = string.format('%.0f', now_ms + tonumber(ARGV[6]))})
-redis.call('HSET', KEYS[2], field, record, 't:' .. ARGV[4], ARGV[3])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
-return {string.format('%.0f', pos), now[1], now[2]}`;
+local record = cjson.encode({id = ARGV[2], task = ARGV[3], confirmed = false, expiresAt = string.format('%.0f', now_ms + tonumber(ARGV[4]))})
+redis.call('HSET', KEYS[1], field, record, 't:' .. ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return false`;
 
 /**
  * Confirms the key's reservation if it is this task's (its create is now in PostgreSQL), for
@@ -90,7 +89,7 @@ return {string.format('%.0f', pos), now[1], now[2]}`;
 /**
  * A create now on this replica's disk: recorded as pending and, with a key, reserves it unless
  * another live create holds it (then that reservation is returned and nothing recorded).
- * KEYS: pending, keys. ARGV: task id, position, ttl, key ('' for none), body.
+ * KEYS: pending, keys. ARGV: task id, when it was accepted, ttl, key ('' for none), body.
  */
 const REGISTER_LUA = `
 local now = redis.call('TIME')
@@ -137,7 +136,7 @@ return #ARGV - 1`;
 @Injectable()
 export class TaskCoordination {
   private readonly logger = new Logger(TaskCoordination.name);
-  private readonly createScript: RedisScript;
+  private readonly reserveScript: RedisScript;
   private readonly deleteScript: RedisScript;
   private readonly registerScript: RedisScript;
   private readonly appliedScript: RedisScript;
@@ -149,7 +148,7 @@ export class TaskCoordination {
     private readonly redis: RedisService,
     private readonly order: WriteOrder,
   ) {
-    this.createScript = redis.script(CREATE_LUA);
+    this.reserveScript = redis.script(RESERVE_LUA);
     this.deleteScript = redis.script(DELETE_LUA);
     this.registerScript = redis.script(REGISTER_LUA);
     this.appliedScript = redis.script(APPLIED_LUA);
@@ -158,24 +157,23 @@ export class TaskCoordination {
   }
 
   /**
-   * The position of a create, and, for a keyed one, the key's live reservation if any; when none,
+   * For a create with a key: the key's live reservation if another create holds it; when none,
    * the key is reserved for `task` (its id and its body as answered) for a short while, so that a
-   * retry through another replica answers the same task.
+   * retry through another replica answers the same task. Undefined also when Redis does not
+   * answer in time: the create goes on unreserved (the weaker promise of that case).
    */
-  async positionCreate(
-    userId: string,
-    key: string | null,
-    task?: Task,
-  ): Promise<{ position: Position; held: KeyReservation | undefined }> {
-    if (key === null || task === undefined)
-      return { position: await this.order.next(userId), held: undefined };
-    const { position, extra } = await this.order.nextVia(
-      this.createScript,
-      userId,
-      [keysKey(userId)],
-      [key, task.id, JSON.stringify(task), APPLIED_RESERVATION_GRACE_MS],
-    );
-    return { position, held: parseReservation(extra?.[0]) };
+  async reserveKey(userId: string, key: string, task: Task): Promise<KeyReservation | undefined> {
+    try {
+      const held = await this.run(() =>
+        this.reserveScript(
+          [keysKey(userId)],
+          [key, task.id, JSON.stringify(task), APPLIED_RESERVATION_GRACE_MS],
+        ),
+      );
+      return parseReservation(held);
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -204,17 +202,14 @@ export class TaskCoordination {
    * with another create's reservation when that one holds the key (it is the answer), otherwise
    * undefined (also when Redis cannot be reached).
    */
-  async registerBuffered(
-    task: Task & { position: Position },
-    key: string | null,
-  ): Promise<KeyReservation | undefined> {
+  async registerBuffered(task: Task, key: string | null): Promise<KeyReservation | undefined> {
     try {
       const held = await this.run(() =>
         this.registerScript(
           [pendingKey(task.userId), keysKey(task.userId)],
           [
             task.id,
-            task.position,
+            task.createdAt,
             this.config.replication.retentionMs,
             key ?? '',
             key === null ? '' : JSON.stringify(task),

@@ -142,14 +142,13 @@ describe('task operations', () => {
     });
 
     describe('payloads of version 1 (the release before positions)', () => {
-      it("positions a create at its createdAt, keeping every other field", () => {
+      it('keeps every field of a create, which needs no position (it comes before every write of its task)', () => {
         const { position: _none, ...v1 } = newTask({ createdAt: '2026-02-20T09:15:00.123Z' });
         const stored = operation(TASK_CREATE, v1, { version: undefined });
 
         const upgraded = registry.upgrade<TaskCreatePayload>(stored);
 
-        expect(upgraded).toEqual({ ...stored, version: 2, payload: { ...v1, position: positionAt('2026-02-20T09:15:00.123Z') } });
-        expect(upgraded.payload.position).toBe(expectedPosition('2026-02-20T09:15:00.123Z'));
+        expect(upgraded).toEqual({ ...stored, version: 2, payload: { ...v1, position: null } });
       });
 
       it('positions an update at its updatedAt, microseconds kept', () => {
@@ -274,6 +273,7 @@ describe('task operations', () => {
   });
 
   describe('triage', () => {
+    const CANNOT_SAY = `task ${TASK_ID} has no row, and Redis cannot say whether its create is in another buffer (Redis was down when this write was accepted, or is now)`;
     const update = (id = TASK_ID, at = MIDDLE, userId = OWNER) => operation<TaskUpdatePayload>(TASK_UPDATE, { id, changes: { title: 'x' }, position: at }, { userId });
     const remove = (id = TASK_ID, at = MIDDLE) => operation<TaskDeletePayload>(TASK_DELETE, { id, position: at });
 
@@ -394,8 +394,20 @@ describe('task operations', () => {
     it('parks an update of a task with no row when Redis cannot say whether its create is pending', async () => {
       known({}, undefined);
       await expect(verdicts(TASK_UPDATE, [{ op: update(), key: 1 }])).resolves.toEqual([
-        { verdict: 'park', reason: `task ${TASK_ID} has no row, and Redis cannot say whether its create is in another buffer` },
+        { verdict: 'park', reason: CANNOT_SAY },
       ]);
+    });
+
+    it('parks an update positioned without Redis although Redis says its create is pending nowhere (it could not be told then); a delete writes its tombstone', async () => {
+      // A replica's own position (tag 7): Redis was down when the write was accepted, so a create
+      // buffered elsewhere at that time was never recorded as pending.
+      const withoutRedis = String(BigInt(MIDDLE) + 7n);
+      known({});
+      await expect(verdicts(TASK_UPDATE, [{ op: update(TASK_ID, withoutRedis), key: 1 }])).resolves.toEqual([
+        { verdict: 'park', reason: CANNOT_SAY },
+      ]);
+      known({});
+      await expect(verdicts(TASK_DELETE, [{ op: remove(TASK_ID, withoutRedis), key: 1 }])).resolves.toEqual([{ verdict: 'apply' }]);
     });
 
     it('sets aside an update or a delete of a task that exists nowhere (never created, or not the caller\'s)', async () => {

@@ -26,7 +26,7 @@ import {
   type Triage,
 } from '../buffer/operation-registry.js';
 import { WritePath } from '../buffer/write-path.js';
-import { comparePositions, positionAt } from '../buffer/write-order.js';
+import { comparePositions, positionAt, positionedWithoutRedis } from '../buffer/write-order.js';
 import { TaskCoordination, taskRef } from './task-coordination.js';
 import type { NewTask, TaskDeletion, TaskPatch, TaskUpdate } from './task.js';
 import { TasksRepository } from './tasks.repository.js';
@@ -38,7 +38,7 @@ export const TASK_DELETE = 'task.delete';
 /** The payload versions of this release (2: positions). */
 const PAYLOAD_VERSION = 2;
 
-/** `task.create`: the complete new task, its final id and its position included. */
+/** `task.create`: the complete new task, its final id included (its position is null: see NewTask). */
 export type TaskCreatePayload = NewTask;
 
 /** `task.update`: the fields to set, at the update's position. */
@@ -68,7 +68,7 @@ interface DeletePayloadV1 {
 export const TASK_UPGRADES = {
   [TASK_CREATE]: (payload: unknown): TaskCreatePayload => {
     const v1 = payload as CreatePayloadV1;
-    return { ...v1, position: positionAt(v1.createdAt) };
+    return { ...v1, position: null };
   },
   [TASK_UPDATE]: (payload: unknown): TaskUpdatePayload => {
     const { id, changes, updatedAt } = payload as UpdatePayloadV1;
@@ -223,7 +223,13 @@ export class TaskOperations implements OnModuleInit {
       const createKey = this.writes.taggedKey(userId, TASK_CREATE, id);
       if (createKey !== undefined && createKey < key) return { verdict: 'apply' };
       const queuedHere = createKey !== undefined;
-      const elsewhere = pending === undefined ? undefined : pending.has(taskRef(userId, id));
+      // Redis's "pending nowhere" is only an answer for a write accepted while Redis answered: a
+      // create buffered while Redis was down was never recorded, and neither could this write
+      // have been told of it.
+      const elsewhere =
+        pending === undefined || positionedWithoutRedis(op.payload.position)
+          ? undefined
+          : pending.has(taskRef(userId, id));
       if (!queuedHere && elsewhere === false) {
         return {
           verdict: 'set-aside',
@@ -237,7 +243,7 @@ export class TaskOperations implements OnModuleInit {
         reason:
           queuedHere || elsewhere
             ? `task ${id} is still being created`
-            : `task ${id} has no row, and Redis cannot say whether its create is in another buffer`,
+            : `task ${id} has no row, and Redis cannot say whether its create is in another buffer (Redis was down when this write was accepted, or is now)`,
       };
     });
   }

@@ -70,8 +70,15 @@ export type TaskPatch = Partial<TaskFields>;
 export interface NewTask extends Task {
   /** The client's `Idempotency-Key`, unique per user; null when none was sent. */
   idempotencyKey: string | null;
-  /** The create's position: every field's, until a later write changes it. */
-  position: string;
+  /**
+   * Every field's position until a later write changes it: null (older than any position) for
+   * every create this release accepts. A create comes before every other write of its task
+   * whatever the clocks say (the task's id is chosen when the create is accepted, so no write can
+   * name it earlier), so its fields need no place in the order; one taken from a replica's clock
+   * could even beat a later update through a replica whose clock runs behind. Entries the previous
+   * release buffered carry a position, applied as given.
+   */
+  position: string | null;
 }
 
 /**

@@ -263,7 +263,7 @@ function columnValue(field: keyof TaskFields, value: unknown): unknown {
   return field === 'priority' ? priorityRank(value as TaskFields['priority']) : value;
 }
 
-/** One create: every field at the create's position, unless its id or key is taken or it was deleted. */
+/** One create: every field at its position (null: see NewTask), unless its id or key is taken or it was deleted. */
 export function insertStatement(task: NewTask): Statement {
   return {
     sql: `INSERT INTO tasks (${COLUMNS}, idempotency_key, ${POSITION_COLUMNS})

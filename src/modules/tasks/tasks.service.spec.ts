@@ -63,7 +63,7 @@ type Repository = StrictMock<
 >;
 type Coordination = StrictMock<
   TaskCoordination,
-  'positionCreate' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied' | 'release' | 'confirm'
+  'reserveKey' | 'positionDelete' | 'registerBuffered' | 'pendingOf' | 'applied' | 'release' | 'confirm'
 >;
 type Order = StrictMock<WriteOrder, 'next'>;
 
@@ -119,7 +119,7 @@ describe('TasksService', () => {
       'presenceOf',
     ]);
     coordination = strictMock<TaskCoordination, keyof Coordination>('coordination', [
-      'positionCreate',
+      'reserveKey',
       'positionDelete',
       'registerBuffered',
       'pendingOf',
@@ -154,20 +154,19 @@ describe('TasksService', () => {
     expect(unexpectedCalls.splice(0)).toEqual([]);
   });
 
-  /** The next create's position from Redis, with no reservation of its key. */
-  const positionsCreate = (...positions: string[]) => {
-    for (const at of positions) coordination.positionCreate.mockResolvedValueOnce({ position: at, held: undefined });
+  /** Redis reserves the key of each of the next `creates` keyed creates: none held it. */
+  const reservesKey = (creates = 1) => {
+    for (let n = 0; n < creates; n += 1) coordination.reserveKey.mockResolvedValueOnce(undefined);
   };
 
   describe('create', () => {
-    it('builds the complete task at its position (UUIDv7 id, defaults, timestamps, version 1) and inserts it once, on the pool', async () => {
-      positionsCreate(P1);
+    it('builds the complete task (UUIDv7 id, defaults, timestamps, version 1, no position) and inserts it once, on the pool, without a word to Redis', async () => {
       repository.insert.mockResolvedValueOnce(true);
 
       const { task, replayed, buffered } = await service.create(ctx, { title: 'Write the report' });
 
       expect({ replayed, buffered }).toEqual({ replayed: false, buffered: false });
-      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, null, expect.objectContaining({ title: 'Write the report' }));
+      expect(coordination.reserveKey).not.toHaveBeenCalled();
       expect(repository.insert).toHaveBeenCalledTimes(1);
       const [manager, inserted] = repository.insert.mock.calls[0]!;
       expect(manager).toBe(POOL);
@@ -183,7 +182,7 @@ describe('TasksService', () => {
         updatedAt: NOW.toISOString(),
         version: 1,
         idempotencyKey: null,
-        position: P1,
+        position: null,
       });
       // The answer is the task as stored: no key, no position.
       const { idempotencyKey: _key, position: _position, ...shown } = inserted;
@@ -193,7 +192,7 @@ describe('TasksService', () => {
     });
 
     it('stores the given fields, the due date in canonical UTC form, and the idempotency key', async () => {
-      positionsCreate(P1);
+      reservesKey();
       repository.insert.mockResolvedValueOnce(true);
       coordination.confirm.mockResolvedValueOnce(undefined);
 
@@ -204,8 +203,8 @@ describe('TasksService', () => {
       );
 
       // The key reserved for this very task (its id and body as answered), should none hold it.
-      const [, , reserved] = coordination.positionCreate.mock.calls[0]!;
-      expect(coordination.positionCreate).toHaveBeenCalledWith(USER, 'key-1', expect.objectContaining({ title: 'Call Ada' }));
+      const [, , reserved] = coordination.reserveKey.mock.calls[0]!;
+      expect(coordination.reserveKey).toHaveBeenCalledWith(USER, 'key-1', expect.objectContaining({ title: 'Call Ada' }));
       expect(reserved!.id).toBe(repository.insert.mock.calls[0]![1].id);
       // Confirmed once in PostgreSQL: from now on a retry anywhere answers this task.
       expect(coordination.confirm).toHaveBeenCalledWith(USER, 'key-1', reserved!.id);
@@ -220,26 +219,24 @@ describe('TasksService', () => {
     });
 
     it('gives each task its own id', async () => {
-      positionsCreate(P1, P2);
       repository.insert.mockResolvedValue(true);
       const first = await service.create(ctx, { title: 'a' });
       const second = await service.create(ctx, { title: 'b' });
       expect(first.task.id).not.toBe(second.task.id);
-      expect(repository.insert.mock.calls.map(([, task]) => task.position)).toEqual([P1, P2]);
+      expect(repository.insert.mock.calls.map(([, task]) => task.position)).toEqual([null, null]);
     });
 
     it('refuses a due date that is not an ISO 8601 date-time, before any I/O', async () => {
       await expect(service.create(ctx, { title: 'x', dueAt: '2025-02-30T00:00:00Z' })).rejects.toBeInstanceOf(ValidationFailedError);
-      expect(coordination.positionCreate).not.toHaveBeenCalled();
+      expect(coordination.reserveKey).not.toHaveBeenCalled();
     });
 
     it('refuses an unauthenticated context before any I/O', async () => {
       await expect(service.create(contextFor(undefined), { title: 'x' })).rejects.toBeInstanceOf(UnauthenticatedError);
-      expect(coordination.positionCreate).not.toHaveBeenCalled();
+      expect(coordination.reserveKey).not.toHaveBeenCalled();
     });
 
     it('answers UNAUTHENTICATED when the account is gone (foreign key violation)', async () => {
-      positionsCreate(P1);
       repository.insert.mockRejectedValueOnce(Object.assign(new Error('violates foreign key constraint'), { code: '23503' }));
       await expect(service.create(ctx, { title: 'x' })).rejects.toBeInstanceOf(UnauthenticatedError);
       expect(buffer.add).not.toHaveBeenCalled();
@@ -254,7 +251,7 @@ describe('TasksService', () => {
       const asReserved = storedTask({ version: 1, title: 'first' });
 
       beforeEach(() => {
-        coordination.positionCreate.mockResolvedValueOnce({ position: P2, held: reservation() });
+        coordination.reserveKey.mockResolvedValueOnce(reservation());
       });
 
       it('answers the stored task (201, replayed) once PostgreSQL has it, creating nothing', async () => {
@@ -278,14 +275,14 @@ describe('TasksService', () => {
         repository.findById.mockResolvedValueOnce(undefined);
         coordination.pendingOf.mockResolvedValueOnce(new Set());
         coordination.release.mockResolvedValueOnce(undefined);
-        positionsCreate(P3);
+        reservesKey();
         repository.insert.mockResolvedValueOnce(true);
         coordination.confirm.mockResolvedValueOnce(undefined);
 
         const { task, replayed, buffered } = await service.create(ctx, { title: 'second' }, 'key-1');
         expect({ title: task.title, replayed, buffered }).toEqual({ title: 'second', replayed: false, buffered: false });
         expect(coordination.release).toHaveBeenCalledWith(USER, 'key-1', TASK_ID);
-        expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', position: P3 });
+        expect(repository.insert.mock.calls[0]![1]).toMatchObject({ idempotencyKey: 'key-1', position: null });
       });
 
       it('answers the task as reserved without reading while PostgreSQL is down', async () => {
@@ -304,7 +301,7 @@ describe('TasksService', () => {
 
         database.up = true;
         const broken = new Error('relation "tasks" does not exist');
-        coordination.positionCreate.mockResolvedValueOnce({ position: P3, held: reservation() });
+        coordination.reserveKey.mockResolvedValueOnce(reservation());
         repository.findById.mockRejectedValueOnce(broken);
         await expect(service.create(ctx, { title: 'third' }, 'key-1')).rejects.toBe(broken);
       });
@@ -313,7 +310,7 @@ describe('TasksService', () => {
     describe('a key PostgreSQL already holds', () => {
       it('answers the task holding it (replayed), storing nothing new, and drops the reservation it made for itself', async () => {
         const existing = storedTask({ title: 'first' });
-        positionsCreate(P1);
+        reservesKey();
         repository.insert.mockResolvedValueOnce(false);
         coordination.release.mockResolvedValue(undefined);
         repository.findByIdempotencyKey.mockResolvedValueOnce(existing);
@@ -324,8 +321,8 @@ describe('TasksService', () => {
         expect(buffer.add).not.toHaveBeenCalled();
       });
 
-      it('tries again at a new position when the task holding it was deleted in between', async () => {
-        positionsCreate(P1, P2);
+      it('tries again, as a new task, when the task holding it was deleted in between', async () => {
+        reservesKey(2);
         coordination.release.mockResolvedValue(undefined);
         coordination.confirm.mockResolvedValue(undefined);
         repository.insert.mockResolvedValueOnce(false).mockResolvedValueOnce(true);
@@ -334,12 +331,12 @@ describe('TasksService', () => {
         const { task, replayed } = await service.create(ctx, { title: 'x' }, 'key-1');
 
         expect(replayed).toBe(false);
-        expect(repository.insert.mock.calls.map(([, inserted]) => inserted.position)).toEqual([P1, P2]);
+        expect(new Set(repository.insert.mock.calls.map(([, inserted]) => inserted.id)).size).toBe(2);
         expect(task.id).toBe(repository.insert.mock.calls[1]![1].id);
       });
 
       it('gives up with a retryable 503 when the key keeps changing hands', async () => {
-        positionsCreate(P1, P2, P3);
+        reservesKey(3);
         coordination.release.mockResolvedValue(undefined);
         repository.insert.mockResolvedValue(false);
         repository.findByIdempotencyKey.mockResolvedValue(undefined);
@@ -357,7 +354,7 @@ describe('TasksService', () => {
         coordination.positionDelete.mockResolvedValueOnce(P1);
         await expect(service.delete(ctx, doomed.id)).resolves.toEqual({ buffered: true });
         database.up = true;
-        positionsCreate(P2);
+        reservesKey();
         repository.insert.mockResolvedValueOnce(false);
         repository.findByIdempotencyKey.mockResolvedValueOnce(doomed);
         coordination.registerBuffered.mockResolvedValueOnce(undefined);
@@ -367,7 +364,7 @@ describe('TasksService', () => {
         expect(created).toMatchObject({ task: { title: 'again' }, buffered: true, replayed: false });
         expect(buffer.ops().map((op) => op.kind)).toEqual(['task.delete', 'task.create']);
         const [queued] = buffer.ops<NewTask>('task.create');
-        expect(queued!.payload).toMatchObject({ id: created.task.id, title: 'again', idempotencyKey: 'key-2', position: P2 });
+        expect(queued!.payload).toMatchObject({ id: created.task.id, title: 'again', idempotencyKey: 'key-2', position: null });
         expect(coordination.registerBuffered).toHaveBeenCalledWith(queued!.payload, 'key-2');
       });
     });
@@ -378,7 +375,6 @@ describe('TasksService', () => {
       });
 
       it('queues the complete task, records it as pending in Redis, and answers it as it will be stored', async () => {
-        positionsCreate(P1);
         coordination.registerBuffered.mockResolvedValueOnce(undefined);
 
         const { task, replayed, buffered } = await service.create(ctx, { title: 'Offline', dueAt: '2026-03-01T18:30:00+01:00' });
@@ -386,7 +382,7 @@ describe('TasksService', () => {
         expect({ replayed, buffered }).toEqual({ replayed: false, buffered: true });
         const [op] = buffer.ops<NewTask>('task.create');
         expect(op).toMatchObject({ kind: 'task.create', userId: USER, acceptedAt: NOW.toISOString(), version: 2 });
-        expect(op!.payload).toEqual({ ...task, idempotencyKey: null, position: P1 });
+        expect(op!.payload).toEqual({ ...task, idempotencyKey: null, position: null });
         expect(task).toEqual({
           id: expect.stringMatching(UUID_V7),
           userId: USER,
@@ -404,7 +400,6 @@ describe('TasksService', () => {
       });
 
       it('is found by its id under its kind while it waits (for updates and deletes of it)', async () => {
-        positionsCreate(P1);
         coordination.registerBuffered.mockResolvedValueOnce(undefined);
         const { task } = await service.create(ctx, { title: 'Offline' });
         const writes = new WritePath(database.asDatabase(), buffer.asBuffer(), new OperationRegistry(), counters);
@@ -414,7 +409,7 @@ describe('TasksService', () => {
       });
 
       it('answers the task another replica reserved the key for first (a lost race), replayed', async () => {
-        positionsCreate(P1);
+        reservesKey();
         const winner = { ...storedTask({ id: OTHER_REPLICAS_TASK, title: 'through the other replica', version: 1 }), idempotencyKey: 'key-1', position: P2 };
         coordination.registerBuffered.mockResolvedValueOnce({ id: OTHER_REPLICAS_TASK, task: winner });
 
@@ -426,14 +421,14 @@ describe('TasksService', () => {
       });
 
       it('answers its own task when the reservation Redis returns is its own', async () => {
-        positionsCreate(P1);
+        reservesKey();
         coordination.registerBuffered.mockImplementationOnce(async (task) => ({ id: task.id, task }));
 
         await expect(service.create(ctx, { title: 'mine' }, 'key-1')).resolves.toMatchObject({ task: { title: 'mine' }, replayed: false, buffered: true });
       });
 
       it('answers a retry with the same key with the queued task, queueing and recording nothing more (Redis down too)', async () => {
-        positionsCreate(P1, P2, P3);
+        reservesKey(3);
         coordination.registerBuffered.mockResolvedValue(undefined);
 
         const first = await service.create(ctx, { title: 'once' }, 'key-1');
@@ -449,7 +444,6 @@ describe('TasksService', () => {
       });
 
       it("answers 429 when the user's share of the buffer is used up", async () => {
-        positionsCreate(P1);
         buffer.refuseNext = new UserShareExceededError();
 
         await expect(service.create(ctx, { title: 'one too many' })).rejects.toBeInstanceOf(RateLimitedError);
@@ -458,7 +452,6 @@ describe('TasksService', () => {
     });
 
     it('queues the task when the insert loses the connection (it may have committed: its replay is harmless)', async () => {
-      positionsCreate(P1);
       repository.insert.mockImplementationOnce(async () => {
         throw database.connectionLost();
       });
@@ -467,7 +460,7 @@ describe('TasksService', () => {
       const { task, buffered } = await service.create(ctx, { title: 'x' });
 
       expect(buffered).toBe(true);
-      expect(buffer.ops<NewTask>('task.create')[0]!.payload).toMatchObject({ id: task.id, position: P1 });
+      expect(buffer.ops<NewTask>('task.create')[0]!.payload).toMatchObject({ id: task.id, position: null });
       expect(repository.insert).toHaveBeenCalledTimes(1);
     });
 
@@ -476,7 +469,6 @@ describe('TasksService', () => {
       order.next.mockResolvedValueOnce(P1);
       await service.update(ctx, TASK_ID, { title: 'queued earlier' });
       database.up = true;
-      positionsCreate(P2);
       repository.insert.mockResolvedValueOnce(true);
 
       await expect(service.create(ctx, { title: 'now' })).resolves.toMatchObject({ buffered: false });
@@ -594,7 +586,6 @@ describe('TasksService', () => {
 
     it("queues (202) an update of a task whose create waits in this replica's buffer, without asking Redis", async () => {
       database.up = false;
-      positionsCreate(P1);
       coordination.registerBuffered.mockResolvedValueOnce(undefined);
       const { task } = await service.create(ctx, { title: 'created offline' });
       database.up = true;
@@ -818,7 +809,6 @@ describe('TasksService', () => {
 
     it("writes the tombstone directly for a task whose create waits in this replica's buffer, without asking Redis", async () => {
       database.up = false;
-      positionsCreate(P1);
       coordination.registerBuffered.mockResolvedValueOnce(undefined);
       const { task } = await service.create(ctx, { title: 'created offline' });
       database.up = true;

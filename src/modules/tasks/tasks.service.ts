@@ -138,20 +138,17 @@ export class TasksService {
     const fields = creationFields(input);
     const key = idempotencyKey ?? null;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt += 1) {
-      const unpositioned = this.newTask(userId, fields, key);
-      const { position, held } = await this.coordination.positionCreate(
-        userId,
-        key,
-        storedForm({ ...unpositioned, position: '0' }),
-      );
-      if (held && held.id !== unpositioned.id) {
+      // No position: a create comes before every other write of its task (see NewTask).
+      const task = this.newTask(userId, fields, key);
+      const held =
+        key === null ? undefined : await this.coordination.reserveKey(userId, key, storedForm(task));
+      if (held && held.id !== task.id) {
         const answer = await this.answerReservation(ctx, userId, held);
         if (answer) return answer;
         // Its task is gone (deleted while Redis could not hear of it): the key is free again.
         await this.coordination.release(userId, key!, held.id);
         continue;
       }
-      const task: NewTask = { ...unpositioned, position };
       const op = createOperation<TaskCreatePayload>(ctx, TASK_CREATE, task, this.clock.now());
       const outcome = await this.writes.execute(
         ctx,
@@ -465,11 +462,7 @@ export class TasksService {
     return { task: existing, replayed: true, buffered: false };
   }
 
-  private newTask(
-    userId: string,
-    fields: TaskFields,
-    idempotencyKey: string | null,
-  ): Omit<NewTask, 'position'> {
+  private newTask(userId: string, fields: TaskFields, idempotencyKey: string | null): NewTask {
     // Milliseconds, as the API shows them: createdAt is a sort key, and cursors carry it.
     const now = this.clock.now().toISOString();
     return {
@@ -480,6 +473,7 @@ export class TasksService {
       updatedAt: now,
       version: 1,
       idempotencyKey,
+      position: null,
     };
   }
 }
