@@ -263,16 +263,19 @@ function columnValue(field: keyof TaskFields, value: unknown): unknown {
   return field === 'priority' ? priorityRank(value as TaskFields['priority']) : value;
 }
 
-/** One create: every field at its position (null: see NewTask), unless its id or key is taken or it was deleted. */
-export function insertStatement(task: NewTask): Statement {
-  return {
-    sql: `INSERT INTO tasks (${COLUMNS}, idempotency_key, ${POSITION_COLUMNS})
+// The same text for every create: built once, not on every request.
+const INSERT_SQL = `INSERT INTO tasks (${COLUMNS}, idempotency_key, ${POSITION_COLUMNS})
           SELECT $1::uuid, $2::uuid, $3::varchar, $4::varchar, $5::varchar, $6::smallint,
                  $7::timestamptz, $8::timestamptz, $9::timestamptz, $10::integer, $11::varchar,
                  ${TASK_FIELD_NAMES.map(() => '$12::bigint').join(', ')}
            WHERE NOT EXISTS (SELECT 1 FROM task_tombstones WHERE user_id = $2 AND id = $1)
           ON CONFLICT DO NOTHING
-          RETURNING id`,
+          RETURNING id`;
+
+/** One create: every field at its position (null: see NewTask), unless its id or key is taken or it was deleted. */
+export function insertStatement(task: NewTask): Statement {
+  return {
+    sql: INSERT_SQL,
     params: [
       task.id,
       task.userId,
