@@ -12,7 +12,8 @@
  *   down as well, two ids that both find it;
  * - with Redis down and the replicas' clocks 800 ms apart, an update right after its task's
  *   create wins through the replica whose clock runs behind, directly or from the buffers; an
- *   update accepted without Redis waits for its create, even once Redis is back.
+ *   update accepted without Redis waits for its create, even once Redis is back; a create
+ *   buffered without Redis is recorded as pending once Redis answers.
  *
  * CI budget: 150 s
  */
@@ -289,15 +290,18 @@ describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
     // The update's replica comes back first: its update waits (parked) for the create.
     behind.restore();
     await set.until('park the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
+    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
     ahead.restore();
     await set.drained();
 
     expect(await titleOf(set, id)).toBe('as edited offline');
   });
 
-  // The create could not be recorded as pending (Redis was down when it was buffered); Redis is
-  // back when the update is replayed, and says the task is pending nowhere. The update was
-  // positioned without Redis, so Redis may not know of its task: it waits for the create.
+  // The create could not be recorded as pending (Redis was down when it was buffered), and its
+  // replica is down when Redis comes back, so nobody records it: Redis says the task is pending
+  // nowhere when the update is replayed. The update was positioned without Redis, so Redis may
+  // not know of its task: it waits for the create. Restarted, the create's replica records the
+  // creates it finds in its buffer, and replays them.
   it('keeps an update made without Redis until its create lands, though Redis is back and knows nothing of the create', async () => {
     const [ahead, behind] = [set.get(0), set.get(1)];
     ahead.cut();
@@ -307,18 +311,56 @@ describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
     expect(created.status).toBe(202);
     const { id } = created.body as { id: string };
     expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { status: 'done' })).status).toBe(202);
+    await ahead.stop('SIGKILL');
 
     redisProxy.pass();
+    await waitFor(async () => (await redisStatus(behind)) === 'up', 15_000);
+    behind.restore();
+    await set.until('replay the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
+    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
+    ahead.restore();
+    await ahead.start();
+    await set.drained();
+
+    const stored = await withDatabase(set.databaseName, (db) => db.query<{ status: string }>('SELECT status FROM tasks WHERE id = $1', [id]));
+    expect(stored.rows).toEqual([{ status: 'done' }]);
+  });
+
+  // Redis comes back while PostgreSQL is still down: the create buffered without it is recorded
+  // as pending then, so an update made through another replica after Redis's return (positioned
+  // by Redis) waits for it instead of being set aside as a write of a task that exists nowhere.
+  it('records a create buffered without Redis as pending once Redis answers, so later updates through another replica wait for it', async () => {
+    const [ahead, behind] = [set.get(0), set.get(1)];
+    ahead.cut();
+    behind.cut();
+    redisProxy.cut();
+    const created = await client.send(ahead, 'POST', TASKS, { title: 'created before Redis came back' });
+    expect(created.status).toBe(202);
+    const { id } = created.body as { id: string };
+
+    redisProxy.pass();
+    const redis = new Redis(REDIS_URL);
+    try {
+      await waitFor(async () => (await redis.hget(`${set.redisKeyPrefix}{u:${client.userId}}:pending`, id)) !== null, 15_000);
+    } finally {
+      redis.disconnect();
+    }
+    expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { priority: 'high' })).status).toBe(202);
     behind.restore();
     await set.until('replay the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
     expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
     ahead.restore();
     await set.drained();
 
-    const stored = await withDatabase(set.databaseName, (db) => db.query<{ status: string }>('SELECT status FROM tasks WHERE id = $1', [id]));
-    expect(stored.rows).toEqual([{ status: 'done' }]);
+    const stored = await withDatabase(set.databaseName, (db) => db.query<{ priority: number }>('SELECT priority FROM tasks WHERE id = $1', [id]));
+    expect(stored.rows).toEqual([{ priority: 3 }]);
   });
 });
+
+async function redisStatus(replica: Replica): Promise<string | undefined> {
+  const ready = (await (await replica.fetch('/health/ready')).json()) as { details?: { redis?: { status?: string } } };
+  return ready.details?.redis?.status;
+}
 
 async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;

@@ -1,5 +1,5 @@
 /**
- * WriteOrder: every write's position (docs/design/replicas.md, section 1), against a stand-in of
+ * WriteOrder: the position of every write but a create (docs/design/replicas.md, section 1), against a stand-in of
  * RedisService that runs the position script's rule (`max(last + 1, the caller's clock)` per
  * user, and Redis's TIME) in memory, on jest's fake clock. No I/O.
  *

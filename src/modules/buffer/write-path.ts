@@ -1,5 +1,6 @@
 /**
- * The one write path: a write use case builds its operation (positioned: see WriteOrder), then
+ * The one write path: a write use case builds its operation (positioned, but for a create: see
+ * WriteOrder), then
  * hands it here with the code that applies it. The change goes to PostgreSQL directly when it
  * can be reached, and to the durable buffer otherwise:
  *
@@ -97,6 +98,14 @@ export class WritePath {
   /** True while an operation of `kind` for `userId` tagged `tag` waits in this replica's buffer. */
   isTagged(userId: string, kind: string, tag: string): boolean {
     return this.buffer.isQueuedUnder(scopedTag(userId, kind, tag));
+  }
+
+  /** The operations of `kind` waiting in this replica's buffer, in their order. */
+  queuedOf(kind: string): BufferedOperation[] {
+    return this.buffer
+      .getBatch(this.buffer.depth)
+      .filter((entry) => entry.op.kind === kind)
+      .map((entry) => entry.op);
   }
 
   /** The queue key of the waiting operation of `kind` for `userId` tagged `tag`, if one waits. */

@@ -9,7 +9,9 @@
  * Every call degrades to "nothing known" when Redis does not answer: the write goes on with the
  * weaker promises the design states for that case.
  */
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { runAsJob } from '../../common/context/background-job.js';
 import { APP_CONFIG, type AppConfig } from '../../config/app-config.js';
 import { RedisService, type RedisScript } from '../../infrastructure/redis/redis.service.js';
 import { within } from '../../common/util/within.js';
@@ -19,6 +21,11 @@ import type { Task } from './task.js';
 /** How long a reservation outlives its create's replay, for retries on other replicas. */
 const APPLIED_RESERVATION_GRACE_MS = 10 * 60_000;
 const REDIS_TIMEOUT_MS = 200;
+/** How often creates this replica could not record as pending are recorded again. */
+const RECORD_AGAIN_EVERY_MS = 1_000;
+const RECORD_AGAIN_INTERVAL = 'tasks-record-pending';
+/** Pending records written in one round trip. */
+const RECORD_AGAIN_BATCH = 500;
 
 /** A key's reservation: the task that holds it, as answered to the create that reserved it. */
 export interface KeyReservation {
@@ -133,9 +140,24 @@ for i = 2, #ARGV do
 end
 return #ARGV - 1`;
 
+/** A buffered create Redis has not heard of yet. */
+export interface UnrecordedCreate {
+  userId: string;
+  id: string;
+  createdAt: string;
+}
+
 @Injectable()
-export class TaskCoordination {
+export class TaskCoordination implements OnApplicationBootstrap {
   private readonly logger = new Logger(TaskCoordination.name);
+  /**
+   * Creates in this replica's buffer that Redis may not know as pending (their record failed,
+   * or this process started with them on disk), by `taskRef`: recorded as soon as Redis
+   * answers, so that another replica's replay does not take their task for one that exists
+   * nowhere and set its updates aside.
+   */
+  private readonly unrecorded = new Map<string, UnrecordedCreate>();
+  private recording = false;
   private readonly reserveScript: RedisScript;
   private readonly deleteScript: RedisScript;
   private readonly registerScript: RedisScript;
@@ -147,6 +169,7 @@ export class TaskCoordination {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly redis: RedisService,
     private readonly order: WriteOrder,
+    private readonly scheduler: SchedulerRegistry,
   ) {
     this.reserveScript = redis.script(RESERVE_LUA);
     this.deleteScript = redis.script(DELETE_LUA);
@@ -197,6 +220,50 @@ export class TaskCoordination {
       .position;
   }
 
+  onApplicationBootstrap(): void {
+    this.scheduler.addInterval(
+      RECORD_AGAIN_INTERVAL,
+      setInterval(() => {
+        if (this.unrecorded.size > 0 && !this.recording)
+          void runAsJob('tasks-record-pending', () => this.recordUnrecorded());
+      }, RECORD_AGAIN_EVERY_MS),
+    );
+  }
+
+  /** Creates to record as pending once Redis answers (those found in the buffer at start-up). */
+  recordLater(creates: Iterable<UnrecordedCreate>): void {
+    for (const create of creates) this.unrecorded.set(taskRef(create.userId, create.id), create);
+  }
+
+  /**
+   * Records the creates Redis may not know as pending, a batch per round trip, while Redis
+   * answers; those it could not take wait for the next run. No key is reserved here: the create
+   * was answered as its own task already, and PostgreSQL's unique index settles its key.
+   */
+  async recordUnrecorded(): Promise<void> {
+    this.recording = true;
+    try {
+      await this.recordBatches();
+    } finally {
+      this.recording = false;
+    }
+  }
+
+  private async recordBatches(): Promise<void> {
+    while (this.unrecorded.size > 0 && this.redis.isUp()) {
+      const batch = [...this.unrecorded].slice(0, RECORD_AGAIN_BATCH);
+      const pipeline = this.redis.client.pipeline();
+      for (const [, { userId, id, createdAt }] of batch) {
+        pipeline.hset(pendingKey(userId), id, createdAt);
+        pipeline.pexpire(pendingKey(userId), this.config.replication.retentionMs);
+      }
+      const replies = await this.run(() => pipeline.exec()).catch(() => null);
+      if (!replies || replies.some(([error]) => error)) return;
+      for (const [ref] of batch) this.unrecorded.delete(ref);
+      this.logger.log({ creates: batch.length }, 'buffered creates recorded as pending now that Redis answers');
+    }
+  }
+
   /**
    * Records a create that is on this replica's disk as pending, and reserves its key. Resolves
    * with another create's reservation when that one holds the key (it is the answer), otherwise
@@ -218,9 +285,10 @@ export class TaskCoordination {
       );
       return parseReservation(held);
     } catch (error) {
+      this.unrecorded.set(taskRef(task.userId, task.id), { userId: task.userId, id: task.id, createdAt: task.createdAt });
       this.logger.warn(
         { err: summary(error), taskId: task.id },
-        'a buffered create could not be recorded as pending in Redis',
+        'a buffered create could not be recorded as pending in Redis: it will be once Redis answers',
       );
       return undefined;
     }

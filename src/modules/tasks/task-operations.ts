@@ -17,7 +17,7 @@
  * value from the payload, and every statement filters by it: a buffered change to another
  * user's task matches no row and so can never apply.
  */
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Injectable, type OnApplicationBootstrap, type OnModuleInit } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { BufferedOperation } from '../buffer/operation.js';
 import {
@@ -117,13 +117,26 @@ export function deletionOf(op: BufferedOperation<TaskDeletePayload>): TaskDeleti
 }
 
 @Injectable()
-export class TaskOperations implements OnModuleInit {
+export class TaskOperations implements OnModuleInit, OnApplicationBootstrap {
   constructor(
     private readonly registry: OperationRegistry,
     private readonly tasks: TasksRepository,
     private readonly coordination: TaskCoordination,
     private readonly writes: WritePath,
   ) {}
+
+  /**
+   * The creates this process finds in its buffer may never have been recorded as pending (Redis
+   * was down when they were buffered, before a restart): they are recorded once Redis answers.
+   */
+  onApplicationBootstrap(): void {
+    this.coordination.recordLater(
+      this.writes.queuedOf(TASK_CREATE).map((op) => {
+        const { id, createdAt } = op.payload as Pick<NewTask, 'id' | 'createdAt'>;
+        return { userId: op.userId, id, createdAt };
+      }),
+    );
+  }
 
   onModuleInit(): void {
     this.registry.register<TaskCreatePayload>(

@@ -193,7 +193,7 @@ export class TasksController {
     operationId: 'updateTask',
     summary: 'Change some fields of one of your tasks',
     description:
-      'Send only the fields to change, at least one. The version grows by one when a value actually changes; setting fields to the values they have changes nothing.\n\nWhile PostgreSQL is unavailable an update without `If-Match` is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the fields it will set and the resulting `updatedAt`. Applied later, it sets the given fields and grows the version by one, unless the task changed at a later time meanwhile. With `If-Match` it needs the stored version, so it answers 503 with `Retry-After` instead.',
+      'Send only the fields to change, at least one. The version grows by one when a value actually changes; setting fields to the values they have changes nothing.\n\nWhile PostgreSQL is unavailable an update without `If-Match` is accepted into the write buffer: 202 with `X-Write-Status: buffered` and the id, the fields it will set and the time of the change as `updatedAt` (applied, the stored `updatedAt` becomes the later of this time and the one it had). Applied later, it sets the given fields and grows the version by one, unless the task changed at a later time meanwhile. With `If-Match` it needs the stored version, so it answers 503 with `Retry-After` instead.',
   })
   @ApiHeader(IF_MATCH)
   @ApiBody({ type: UpdateTaskDto })
@@ -201,7 +201,7 @@ export class TasksController {
   @ApiAcceptedResponse({
     type: BufferedTaskChangeDto,
     headers: WRITE_STATUS_HEADER_DOC,
-    description: `The id, the fields the update will set and the resulting updatedAt. ${BUFFERED_DESCRIPTION}`,
+    description: `The id, the fields the update will set and the time of the change (updatedAt). ${BUFFERED_DESCRIPTION}`,
   })
   @ApiProblems(400, 401, 404, 412, 413, 415, 429, 503)
   async update(

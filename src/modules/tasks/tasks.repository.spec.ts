@@ -218,8 +218,9 @@ describe('task statements', () => {
       for (const field of TASK_FIELD_NAMES) {
         expect(sql).toMatch(new RegExp(`INSERT INTO tasks \\([^)]*\\b${TASK_FIELDS[field].column}\\b[^)]*\\b${TASK_FIELDS[field].positionColumn}\\b`));
       }
-      // Every position column takes the create's position.
+      // Every position column takes the create's position: none (NULL) for a create accepted now.
       expect(sql.match(/\$12::bigint/g)).toHaveLength(TASK_FIELD_NAMES.length);
+      expect(insertStatement({ ...task, position: null }).params.at(-1)).toBeNull();
       expect(sql).toContain('WHERE NOT EXISTS (SELECT 1 FROM task_tombstones WHERE user_id = $2 AND id = $1)');
       expect(sql).toContain('ON CONFLICT DO NOTHING RETURNING id');
       expectNoInterpolation(statement);

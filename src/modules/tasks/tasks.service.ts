@@ -1,7 +1,7 @@
 /**
- * The task use cases. A write takes its position first (its place in the order of acceptance,
- * across replicas: WriteOrder), builds the complete change as plain data (id, timestamps,
- * position), then hands it to the write path with the one repository call that applies it. The
+ * The task use cases. An update or delete takes its position first (its place in the order of
+ * acceptance, across replicas: WriteOrder; a create needs none), builds the complete change as
+ * plain data (id, timestamps, position), then hands it to the write path with the one repository call that applies it. The
  * write path applies it at once, or queues it in the offline buffer while PostgreSQL is down; the
  * handlers of `task-operations.ts` apply the same change later, with the same statements. What is
  * stored merges writes by position (docs/design/replicas.md), so a write may be applied before
