@@ -24,6 +24,7 @@ import { startRedis, type OwnRedis } from '../support/redis-server.js';
 import { Client, ReplicaSet, type Replica } from '../support/replicas.js';
 import { runOperatorCommand, type CommandRun } from '../support/operator-command.js';
 import { databaseUrlFor, REDIS_URL, withDatabase } from '../support/test-app.js';
+import { waitUntil } from '../support/wait.js';
 
 jest.setTimeout(120_000);
 
@@ -101,7 +102,7 @@ describe('a replica that leaves during an outage, with a durable Redis (e2e)', (
     const stream = new Redis(redis.url, { keyPrefix: set.redisKeyPrefix });
     try {
       // Taken and applied by B: nothing left in the stream, nothing on A's volume.
-      await waitFor(async () => (await stream.xlen('buffer:handoff')) === 0 && (await tasksOf(set, client.userId)).length === 2);
+      await waitUntil('B has applied the handed-off writes', async () => (await stream.xlen('buffer:handoff')) === 0 && (await tasksOf(set, client.userId)).length === 2);
     } finally {
       stream.disconnect();
     }
@@ -257,8 +258,27 @@ describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
     for (const replica of [set.get(0), set.get(1)]) replica.restore();
   });
 
-  async function titleOf(set: ReplicaSet, id: string): Promise<string | undefined> {
-    return (await withDatabase(set.databaseName, (client) => client.query<{ title: string }>('SELECT title FROM tasks WHERE id = $1', [id]))).rows[0]?.title;
+  /** A column of the stored task `id`, undefined when no such task is stored. */
+  async function storedColumn(id: string, column: 'title' | 'status' | 'priority'): Promise<unknown> {
+    const { rows } = await withDatabase(set.databaseName, (db) => db.query(`SELECT ${column} AS value FROM tasks WHERE id = $1`, [id]));
+    return rows[0]?.value;
+  }
+
+  /** Cuts both replicas from PostgreSQL and Redis from both, then creates a task through the one ahead (queued). */
+  async function createWithAllDown(title: string): Promise<string> {
+    set.get(0).cut();
+    set.get(1).cut();
+    redisProxy.cut();
+    const created = await client.send(set.get(0), 'POST', TASKS, { title });
+    expect(created.status).toBe(202);
+    return (created.body as { id: string }).id;
+  }
+
+  /** Gives PostgreSQL back to the replica behind alone: it replays, and its update of the task waits (parked) for the create. */
+  async function parkedBehind(): Promise<void> {
+    set.get(1).restore();
+    await set.until('park the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
+    expect(await set.get(1).buffer()).toMatchObject({ parked: 1, setAside: 0 });
   }
 
   // A create comes before every write of its task, whatever the clocks say: its fields take no
@@ -274,27 +294,18 @@ describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
 
     expect({ status: updated.status, title: (updated.body as { title: string }).title }).toEqual({ status: 200, title: 'as edited' });
     expect((await client.send(ahead, 'GET', `${TASKS}/${id}`)).body).toMatchObject({ title: 'as edited', version: 2 });
-    expect(await titleOf(set, id)).toBe('as edited');
+    expect(await storedColumn(id, 'title')).toBe('as edited');
   });
 
   it('does the same when both writes wait in the replicas\' buffers, whichever replays first', async () => {
-    const [ahead, behind] = [set.get(0), set.get(1)];
-    ahead.cut();
-    behind.cut();
-    redisProxy.cut();
-    const created = await client.send(ahead, 'POST', TASKS, { title: 'as created offline' });
-    expect(created.status).toBe(202);
-    const { id } = created.body as { id: string };
-    expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { title: 'as edited offline' })).status).toBe(202);
+    const id = await createWithAllDown('as created offline');
+    expect((await client.send(set.get(1), 'PATCH', `${TASKS}/${id}`, { title: 'as edited offline' })).status).toBe(202);
 
-    // The update's replica comes back first: its update waits (parked) for the create.
-    behind.restore();
-    await set.until('park the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
-    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
-    ahead.restore();
+    await parkedBehind();
+    set.get(0).restore();
     await set.drained();
 
-    expect(await titleOf(set, id)).toBe('as edited offline');
+    expect(await storedColumn(id, 'title')).toBe('as edited offline');
   });
 
   // The create could not be recorded as pending (Redis was down when it was buffered), and its
@@ -304,68 +315,44 @@ describe('replicas whose clocks disagree, with Redis down (e2e)', () => {
   // creates it finds in its buffer, and replays them.
   it('keeps an update made without Redis until its create lands, though Redis is back and knows nothing of the create', async () => {
     const [ahead, behind] = [set.get(0), set.get(1)];
-    ahead.cut();
-    behind.cut();
-    redisProxy.cut();
-    const created = await client.send(ahead, 'POST', TASKS, { title: 'created while all was down' });
-    expect(created.status).toBe(202);
-    const { id } = created.body as { id: string };
+    const id = await createWithAllDown('created while all was down');
     expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { status: 'done' })).status).toBe(202);
     await ahead.stop('SIGKILL');
 
     redisProxy.pass();
-    await waitFor(async () => (await redisStatus(behind)) === 'up', 15_000);
-    behind.restore();
-    await set.until('replay the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
-    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
+    await waitUntil('Redis answers the replica behind', async () => (await redisStatus(behind)) === 'up', 15_000);
+    await parkedBehind();
     ahead.restore();
     await ahead.start();
     await set.drained();
 
-    const stored = await withDatabase(set.databaseName, (db) => db.query<{ status: string }>('SELECT status FROM tasks WHERE id = $1', [id]));
-    expect(stored.rows).toEqual([{ status: 'done' }]);
+    expect(await storedColumn(id, 'status')).toBe('done');
   });
 
   // Redis comes back while PostgreSQL is still down: the create buffered without it is recorded
   // as pending then, so an update made through another replica after Redis's return (positioned
   // by Redis) waits for it instead of being set aside as a write of a task that exists nowhere.
   it('records a create buffered without Redis as pending once Redis answers, so later updates through another replica wait for it', async () => {
-    const [ahead, behind] = [set.get(0), set.get(1)];
-    ahead.cut();
-    behind.cut();
-    redisProxy.cut();
-    const created = await client.send(ahead, 'POST', TASKS, { title: 'created before Redis came back' });
-    expect(created.status).toBe(202);
-    const { id } = created.body as { id: string };
+    const id = await createWithAllDown('created before Redis came back');
 
     redisProxy.pass();
     const redis = new Redis(REDIS_URL);
     try {
-      await waitFor(async () => (await redis.hget(`${set.redisKeyPrefix}{u:${client.userId}}:pending`, id)) !== null, 15_000);
+      const pending = `${set.redisKeyPrefix}{u:${client.userId}}:pending`;
+      await waitUntil('the create is recorded as pending', async () => (await redis.hget(pending, id)) !== null, 15_000);
     } finally {
       redis.disconnect();
     }
-    expect((await client.send(behind, 'PATCH', `${TASKS}/${id}`, { priority: 'high' })).status).toBe(202);
-    behind.restore();
-    await set.until('replay the update', 30_000, (state) => state.postgres === 'up' && state.depth === 0, [1]);
-    expect(await behind.buffer()).toMatchObject({ parked: 1, setAside: 0 });
-    ahead.restore();
+    expect((await client.send(set.get(1), 'PATCH', `${TASKS}/${id}`, { priority: 'high' })).status).toBe(202);
+    await parkedBehind();
+    set.get(0).restore();
     await set.drained();
 
-    const stored = await withDatabase(set.databaseName, (db) => db.query<{ priority: number }>('SELECT priority FROM tasks WHERE id = $1', [id]));
-    expect(stored.rows).toEqual([{ priority: 3 }]);
+    expect(await storedColumn(id, 'priority')).toBe(3);
   });
 });
 
 async function redisStatus(replica: Replica): Promise<string | undefined> {
   const ready = (await (await replica.fetch('/health/ready')).json()) as { details?: { redis?: { status?: string } } };
   return ready.details?.redis?.status;
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }

@@ -118,6 +118,11 @@ export class MemoryBuffer {
     return this.find(key)?.key;
   }
 
+  /** The entries held, in arrival order, as `LmdbBuffer.queued` yields them. */
+  *queued(): Generator<AddResult['entry']> {
+    for (const held of this.held) yield this.entryOf(held);
+  }
+
   /** The operations held, in arrival order; of one kind when given. */
   ops<P = unknown>(kind?: string): BufferedOperation<P>[] {
     return this.held.filter((held) => kind === undefined || held.op.kind === kind).map((held) => held.op as BufferedOperation<P>);

@@ -108,6 +108,7 @@ describe('LmdbBuffer', () => {
 
       expect(buffer.getBatch(1_000).map((e) => e.op)).toEqual(ops);
       expect(buffer.getBatch(7).map((e) => e.op.id)).toEqual(ops.slice(0, 7).map((o) => o.id));
+      expect(Array.from(buffer.queued(), (e) => e.op)).toEqual(ops);
       expect(buffer.depth).toBe(300);
       expect(buffer.bytes).toBe(results.reduce((sum, r) => sum + r.entry.bytes, 0));
     });

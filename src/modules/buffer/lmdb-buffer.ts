@@ -250,6 +250,11 @@ export class LmdbBuffer {
     return seq !== undefined && (this.queue.doesExist(seq) || this.parked.doesExist(seq)) ? seq : undefined;
   }
 
+  /** Every waiting entry, oldest first, decoded one at a time as the caller reads on. */
+  *queued(): Generator<BufferEntry> {
+    for (const { key, value } of this.queue.getRange()) yield decodeEntry(key, value);
+  }
+
   /** The first `limit` waiting entries, oldest first. */
   getBatch(limit: number): BufferEntry[] {
     const batch: BufferEntry[] = [];

@@ -313,6 +313,15 @@ describe('WritePath', () => {
       expect(writePath.isQueuedUnder(USER, 'task.create', 'the-key')).toBe(false);
     });
 
+    it('lists the operations of one kind waiting in the buffer, in their order', async () => {
+      const { writePath } = setup({ up: false });
+      const [first, other, second] = [operation('task.create'), operation('profile.rename'), operation('task.create')];
+      for (const op of [first, other, second]) await writePath.enqueue(op);
+
+      expect(writePath.queuedOf('task.create').map((op) => op.id)).toEqual([first.id, second.id]);
+      expect(writePath.queuedOf('task.update')).toEqual([]);
+    });
+
     it("does not take a retry whose idempotency key reads like another create's tag for that create", async () => {
       const { writePath } = setup({ up: false });
       const first = await writePath.execute(ctx, operation(), never, { tags: ['0190c0de-task'] });

@@ -102,10 +102,9 @@ export class WritePath {
 
   /** The operations of `kind` waiting in this replica's buffer, in their order. */
   queuedOf(kind: string): BufferedOperation[] {
-    return this.buffer
-      .getBatch(this.buffer.depth)
-      .filter((entry) => entry.op.kind === kind)
-      .map((entry) => entry.op);
+    const ops: BufferedOperation[] = [];
+    for (const { op } of this.buffer.queued()) if (op.kind === kind) ops.push(op);
+    return ops;
   }
 
   /** The queue key of the waiting operation of `kind` for `userId` tagged `tag`, if one waits. */

@@ -251,7 +251,7 @@ export class TaskCoordination implements OnApplicationBootstrap {
 
   private async recordBatches(): Promise<void> {
     while (this.unrecorded.size > 0 && this.redis.isUp()) {
-      const batch = [...this.unrecorded].slice(0, RECORD_AGAIN_BATCH);
+      const batch = firstEntries(this.unrecorded, RECORD_AGAIN_BATCH);
       const pipeline = this.redis.client.pipeline();
       for (const [, { userId, id, createdAt }] of batch) {
         pipeline.hset(pendingKey(userId), id, createdAt);
@@ -382,4 +382,14 @@ function groupByUser(tasks: ReadonlyArray<{ userId: string; id: string }>): Map<
 
 function summary(error: unknown): { message: string } {
   return { message: error instanceof Error ? error.message : String(error) };
+}
+
+/** The first `count` entries of `map`, in insertion order, without copying the rest. */
+function firstEntries<K, V>(map: ReadonlyMap<K, V>, count: number): Array<[K, V]> {
+  const taken: Array<[K, V]> = [];
+  for (const entry of map) {
+    if (taken.length === count) break;
+    taken.push(entry);
+  }
+  return taken;
 }
