@@ -5,10 +5,12 @@
  * are whole milliseconds).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import pg from 'pg';
 
 export interface Figures {
   /** Answers received in all. */
@@ -80,15 +82,24 @@ export function productionCommand(dir = '.'): { env: Record<string, string>; arg
   return { env, args };
 }
 
+/** How a server is started beside its environment. */
+export interface StartOptions {
+  /** A command the server's command line is given to (a profiler: `valgrind --tool=…`). */
+  wrapper?: string[];
+  /** How long it may take to reach PostgreSQL. */
+  timeoutMs?: number;
+}
+
 /**
  * Starts the built server with its production command line; resolves once PostgreSQL is up for
  * it. `dir`: another checkout's, run by its own Node from its lockfile.
  */
-export async function startServer(env: Record<string, string>, dir?: string): Promise<Server> {
+export async function startServer(env: Record<string, string>, dir?: string, options: StartOptions = {}): Promise<Server> {
   const production = productionCommand(dir);
   const port = await freePort();
   const node = dir ? path.resolve(dir, 'node_modules/.bin/node') : process.execPath;
-  const child = spawn(node, production.args, {
+  const [command, ...args] = [...(options.wrapper ?? []), node, ...production.args] as [string, ...string[]];
+  const child = spawn(command, args, {
     ...(dir ? { cwd: dir } : {}),
     env: {
       PATH: process.env.PATH ?? '',
@@ -108,7 +119,7 @@ export async function startServer(env: Record<string, string>, dir?: string): Pr
       details?: { postgres?: { status?: string } };
     };
     return ready.details?.postgres?.status === 'up';
-  });
+  }, options.timeoutMs);
   return {
     url,
     pid: child.pid!,
@@ -157,7 +168,10 @@ export async function load(
     headers?: Record<string, string>;
     body?: string;
     connections: number;
+    /** Seconds, unless `amount` is given. */
     duration: number;
+    /** A number of requests to send instead of a duration. */
+    amount?: number;
     expect?: number;
   },
 ): Promise<Figures> {
@@ -167,7 +181,7 @@ export async function load(
     headers: { 'content-type': 'application/json', ...options.headers },
     body: options.body,
     connections: options.connections,
-    duration: options.duration,
+    ...(options.amount === undefined ? { duration: options.duration } : { amount: options.amount }),
   }) as Promise<autocannon.Result> & NodeJS.EventEmitter; // the tracker, thenable
   const times: number[] = [];
   instance.on(
@@ -197,4 +211,81 @@ export async function load(
     unexpected,
     errors: result.errors + result.timeouts,
   };
+}
+
+const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/** The routes the A/B benches load. */
+export type Route = 'live' | 'list' | 'create';
+
+/** A server with a user signed in and tasks to list. */
+export interface SeededServer {
+  server: Server;
+  token: string;
+  bufferPath: string;
+}
+
+/** The environment of the A/B benches' server number `index`: its own database, key prefix and buffer. */
+export function abEnvironment(index: number): Record<string, string> {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/taskd_bench_ab_${index}`;
+  return {
+    NODE_ENV: 'development',
+    DATABASE_URL: url.toString(),
+    REDIS_URL,
+    REDIS_KEY_PREFIX: `taskd-bench-ab-${index}:`,
+    BUFFER_PATH: mkdtempSync(path.join(tmpdir(), `taskd-bench-ab-${index}-`)),
+    JWT_SECRET: 'bench-ab-secret-'.padEnd(48, 'x'),
+    LOG_LEVEL: 'info',
+    REGISTER_MAX_PER_IP: '1000',
+  };
+}
+
+/**
+ * Server number `index` (of the checkout in `dir`, or this one) on a new database: a user
+ * registered and signed in, and 25 tasks, as `npm run bench` seeds its list.
+ */
+export async function startSeeded(index: number, dir?: string, options: StartOptions = {}): Promise<SeededServer> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS taskd_bench_ab_${index} WITH (FORCE)`);
+  await admin.end();
+  const env = abEnvironment(index);
+  const server = await startServer(env, dir, options);
+  const email = `bench-ab-${Date.now()}@example.com`;
+  const password = 'bench-password-1';
+  await api(server.url, 'POST', '/api/v1/auth/register', { email, password, name: 'Bench' });
+  const { json } = await api(server.url, 'POST', '/api/v1/auth/login', { email, password });
+  const token = json.accessToken as string;
+  for (let i = 0; i < 25; i++) {
+    const task = { title: `Seeded task ${i}`, description: 'x'.repeat(120), priority: ['low', 'medium', 'high'][i % 3] };
+    await api(server.url, 'POST', '/api/v1/tasks', task, token);
+  }
+  return { server, token, bufferPath: env.BUFFER_PATH! };
+}
+
+/** Loads one of the A/B routes: liveness, the first page of the list, or creates (201 expected). */
+export function loadRoute(
+  route: Route,
+  { server, token }: SeededServer,
+  shape: { connections: number; duration: number; amount?: number },
+): Promise<Figures> {
+  const auth = { authorization: `Bearer ${token}` };
+  if (route === 'live') return load(`${server.url}/health/live`, shape);
+  if (route === 'list') return load(`${server.url}/api/v1/tasks`, { headers: auth, ...shape });
+  return load(`${server.url}/api/v1/tasks`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ title: 'Benchmark task', description: 'created under load', priority: 'high' }),
+    expect: 201,
+    ...shape,
+  });
+}
+
+/** The middle value; of an even count, the mean of the two middle ones. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
