@@ -6,6 +6,7 @@
  *   is closed when released, never handed out again;
  * - a checkout waits for a free connection no longer than the deadline of the work that asked
  *   (504 for a request), or the configured bound without one, and is not a connection failure;
+ *   work without a deadline that opens a new connection waits for the attempt alone;
  * - parameterised statements outside a transaction are prepared once per connection (named);
  * - an error on a connection checked out but not yet listened to does not end the process, and
  *   that connection is not pooled again.
@@ -112,6 +113,25 @@ describe('the pg driver (e2e)', () => {
       expect(driver.usage()).toEqual({ inUse: 0, idle: 1, waiting: 0 });
     } finally {
       ctx.release();
+      await pool.end();
+    }
+  });
+
+  it('lets work without a deadline open a new connection as slowly as the connect timeout allows, past the checkout bound', async () => {
+    // The checkout bound is for a busy pool: at start-up (TypeORM's first connection, the
+    // migrations) a bound shorter than opening a connection would keep the service from ever
+    // connecting on a loaded machine.
+    const driver = new PgDriver({ connectTimeoutMs: 5_000, maxCheckoutWaitMs: 50 });
+    const url = new URL(databaseUrlFor('postgres', proxy.hostPort));
+    const pool = poolOf(driver, { connectionString: url.toString(), max: 1 });
+    try {
+      proxy.blackhole();
+      const opening = pool.connect().then((client) => (client.release(), 'connected'), (error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      proxy.pass();
+      expect(await opening).toBe('connected');
+    } finally {
+      proxy.pass();
       await pool.end();
     }
   });

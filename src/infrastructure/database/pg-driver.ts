@@ -198,12 +198,18 @@ export class PgDriver {
   /**
    * A connection from `connect`, waiting for a free one until `ctx`'s deadline (or
    * `maxCheckoutWaitMs` without one). An idle connection is handed over at once, with no wait to
-   * bound (the common case, and a timer less per statement).
+   * bound (the common case, and a timer less per statement). Work without a deadline that opens
+   * a new connection (the pool has room) waits for the attempt alone, which the client bounds
+   * (DATABASE_CONNECT_TIMEOUT_MS): the checkout bound is for a busy pool, and a connection
+   * slower to open than it (a loaded machine, a short REQUEST_TIMEOUT_MS) must not keep the
+   * service from ever connecting.
    */
   private acquire(pool: pg.Pool, connect: () => Promise<pg.PoolClient>, ctx: RequestContext | undefined): Promise<pg.PoolClient> {
     const waitMs = ctx ? ctx.remainingMs() : this.settings.maxCheckoutWaitMs;
     if (ctx?.aborted || waitMs <= 0) return Promise.reject(new RequestTimeoutError());
-    return pool.idleCount > pool.waitingCount ? connect() : boundedWait(connect(), ctx, waitMs);
+    if (pool.idleCount > pool.waitingCount) return connect();
+    if (!ctx && pool.totalCount < (pool.options.max ?? PG_POOL_DEFAULT_MAX)) return connect();
+    return boundedWait(connect(), ctx, waitMs);
   }
 
   /** A checkout, bounded by the deadline of the work that asked, whose release closes unsafe clients. */
@@ -217,6 +223,9 @@ export class PgDriver {
     return client;
   }
 }
+
+/** pg-pool's size when none is given. */
+const PG_POOL_DEFAULT_MAX = 10;
 
 /** The checkout `pending`, or a timeout error once `waitMs` has passed (its connection then goes straight back). */
 function boundedWait(pending: Promise<pg.PoolClient>, ctx: RequestContext | undefined, waitMs: number): Promise<pg.PoolClient> {
