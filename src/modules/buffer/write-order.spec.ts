@@ -79,7 +79,8 @@ describe('WriteOrder', () => {
     new WriteOrder({ replication: { replicaTag: TAG, clockSkewMaxMs, retentionMs: 7 * DAY_MS } } as AppConfig, redis.asRedis());
 
   beforeEach(() => {
-    jest.useFakeTimers({ now: T0 });
+    // Immediates stay real: a time limit's rejection waits for one (within.ts).
+    jest.useFakeTimers({ now: T0, doNotFake: ['setImmediate', 'clearImmediate'] });
     redis = new RedisStandIn();
     order = newOrder();
     warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
