@@ -39,10 +39,7 @@ const CONNECTIONS = 10;
 const IDLE_MS = 10_000;
 
 /** Instructions a request, by part, each less the same part's work at rest over the load's duration. */
-interface Count {
-  request: number;
-  compiler: number;
-  collector: number;
+interface Count extends Parts {
   /** Instructions a second of the server at rest: its periodic jobs (heartbeats, replay, reloads). */
   idlePerSecond: number;
 }
