@@ -295,9 +295,11 @@ describe('requests generated from the document (e2e)', () => {
       expect({ type, status: res.statusCode, code: res.json().code }).toEqual({ type, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
     }
     const created = await t.app.inject({ method: 'POST', url: '/api/v1/tasks', headers: alice.auth, payload: { title: 'to delete' } });
-    for (const type of ['application/json', 'text/plain', 'nonsense']) {
-      const res = await t.app.inject({ method: 'GET', url: '/api/v1/tasks', headers: { ...alice.auth, 'content-type': type } });
-      expect({ type, status: res.statusCode }).toEqual({ type, status: 200 });
+    for (const type of ['application/json', 'text/plain', 'nonsense', ';;']) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const res = await t.app.inject({ method, url: '/api/v1/tasks', headers: { ...alice.auth, 'content-type': type } });
+        expect({ type, method, status: res.statusCode }).toEqual({ type, method, status: 200 });
+      }
     }
     const deleted = await t.app.inject({
       method: 'DELETE',

@@ -34,8 +34,14 @@ export function acceptJsonBodiesOnly(fastify: FastifyInstance, bodyLimit: number
   });
 }
 
-/** Nothing to parse: the content type it names, however malformed, is not looked at. */
+/**
+ * Nothing to parse: the content type it names, however malformed, is not looked at. Fastify never
+ * parses a GET's or a HEAD's body, so theirs is left alone: deleting a header turns the headers
+ * object into a slower dictionary for the rest of the request, and many clients name
+ * `application/json` on every request.
+ */
 export function ignoreContentTypeWithoutBody(request: FastifyRequest): void {
+  if (request.method === 'GET' || request.method === 'HEAD') return;
   if (request.headers['content-type'] !== undefined && hasNoBody(request)) delete request.headers['content-type'];
 }
 

@@ -28,6 +28,8 @@ const ENTRY_OVERHEAD_BYTES = 4096;
 
 @Injectable()
 export class HealthIndicators {
+  private processUp: HealthIndicatorResult<'process'> | undefined;
+
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly indicators: HealthIndicatorService,
@@ -39,8 +41,14 @@ export class HealthIndicators {
     private readonly revocationService: RevocationService,
   ) {}
 
+  /** Up whenever it can be asked, so built once: liveness answers it on every probe. */
   process(): HealthIndicatorResult<'process'> {
-    return this.indicators.check('process').up();
+    if (this.processUp === undefined) {
+      const up = this.indicators.check('process').up();
+      Object.freeze(up.process);
+      this.processUp = Object.freeze(up);
+    }
+    return this.processUp;
   }
 
   async postgres(): Promise<HealthIndicatorResult<'postgres'>> {
