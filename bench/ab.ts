@@ -5,11 +5,17 @@
  * load each, then in rounds that alternate which goes first. Prints every load and the medians
  * of req/s, p99, CPU per request (from /proc) and peak RSS (VmHWM) per route and server. Then
  * start-up: each server started again `--startups` times, alternating, on its migrated database,
- * timed from the spawn to ready with PostgreSQL connected (polled every 20 ms).
+ * timed from the spawn to ready with PostgreSQL connected (polled every 20 ms). Then, with
+ * `--fresh-pairs N`, fresh processes as `npm run bench` sees them: N pairs, in alternating
+ * order, of one server at a time started on a new database and given each route's load once,
+ * without warm-up; the figures of every load, VmHWM after each, and their medians. (In the
+ * rounds above the two servers share the machine for the whole run, each warmed up, and each
+ * reports one running maximum of RSS; a fresh process per pair samples the peak, whose spread
+ * is large.)
  *
  *   git worktree add ../taskd-before <commit> && (cd ../taskd-before && npm ci && npm run build)
  *   npm run bench:ab -- --against ../taskd-before [--rounds 5] [--duration 10] [--routes live,list,create]
- *     [--startups 5]
+ *     [--startups 5] [--fresh-pairs 0]
  *
  * Run to run, one build's figures move by ±5–8% on a two-core machine: compare medians of
  * several rounds, and CPU per request more than req/s.
@@ -38,6 +44,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '10' },
     routes: { type: 'string', default: 'live,list,create' },
     startups: { type: 'string', default: '5' },
+    'fresh-pairs': { type: 'string', default: '0' },
   },
 });
 if (!args.against) throw new Error('--against <directory of another built checkout> is required');
@@ -45,20 +52,24 @@ const ROUNDS = Number(args.rounds);
 const DURATION = Number(args.duration);
 const ROUTES = args.routes.split(',') as Route[];
 const STARTUPS = Number(args.startups);
+const FRESH_PAIRS = Number(args['fresh-pairs']);
 
-interface Subject extends SeededServer {
+/** A build measured: this checkout (index 0) or the other (index 1, in `dir`). */
+interface Subject {
   name: string;
   index: number;
   dir: string | undefined;
 }
+
+interface Running extends Subject, SeededServer {}
 
 interface Sample extends Figures {
   cpuMicrosPerRequest: number;
   peakRssMb: number;
 }
 
-async function start(name: string, index: number, dir?: string): Promise<Subject> {
-  return { name, index, dir, ...(await startSeeded(index, dir)) };
+async function start(subject: Subject): Promise<Running> {
+  return { ...subject, ...(await startSeeded(subject.index, subject.dir)) };
 }
 
 /** Milliseconds from the spawn of another process of `subject`'s to its readiness, PostgreSQL connected. */
@@ -72,17 +83,68 @@ async function startupMs(subject: Subject): Promise<number> {
   return Math.round(elapsed);
 }
 
-async function measure(subject: Subject, route: Route): Promise<Sample> {
+async function measure(subject: Running, route: Route): Promise<Sample> {
   const { pid } = subject.server;
   const before = cpuMs(pid);
   const figures = await loadRoute(route, subject, { connections: CONNECTIONS, duration: DURATION });
   const cpuMicrosPerRequest = Math.round(((cpuMs(pid) - before) * 1000) / Math.max(figures.requests, 1));
+  return { ...figures, cpuMicrosPerRequest, peakRssMb: peakRssMb(pid) };
+}
+
+/** The process's peak resident set so far (VmHWM), in MB. */
+function peakRssMb(pid: number): number {
   const hwm = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return { ...figures, cpuMicrosPerRequest, peakRssMb: Math.round(Number(hwm ?? 0) / 1024) };
+  return Math.round(Number(hwm ?? 0) / 1024);
+}
+
+/**
+ * Each route's load once, in order, on a fresh process of `subject`'s alone on the machine, as
+ * `npm run bench` loads a server it has just started (no warm-up): the figures of each load,
+ * with VmHWM after it.
+ */
+async function freshRun(subject: Subject): Promise<Sample[]> {
+  const fresh = await start(subject);
+  const samples: Sample[] = [];
+  for (const route of ROUTES) samples.push(await measure(fresh, route));
+  await fresh.server.stop();
+  rmSync(fresh.bufferPath, { recursive: true, force: true });
+  return samples;
+}
+
+async function freshPairs(subjects: Subject[]): Promise<void> {
+  const runs = new Map<string, Sample[][]>(subjects.map((subject) => [subject.name, []]));
+  for (let pair = 0; pair < FRESH_PAIRS; pair++) {
+    for (const subject of pair % 2 === 0 ? subjects : [...subjects].reverse()) {
+      const samples = await freshRun(subject);
+      runs.get(subject.name)!.push(samples);
+      const loads = samples.map((sample, i) => `${ROUTES[i]} ${sample.reqPerSec} req/s, p99 ${sample.p99} ms, ${sample.cpuMicrosPerRequest} µs, ${sample.peakRssMb} MB`);
+      process.stdout.write(`pair ${pair + 1} ${subject.name}: ${loads.join('; ')}\n`);
+    }
+  }
+  process.stdout.write(`\nfresh processes, medians of ${FRESH_PAIRS} alternating pairs (peak RSS after the last load):\n`);
+  for (const [name, list] of runs) {
+    const figures = ROUTES.map((route, i) => {
+      const loads = list.map((samples) => samples[i]!);
+      return `${route} ${Math.round(median(loads.map((l) => l.reqPerSec)))} req/s, p99 ${median(loads.map((l) => l.p99)).toFixed(2)} ms, ${Math.round(median(loads.map((l) => l.cpuMicrosPerRequest)))} µs`;
+    });
+    const peaks = list.map((samples) => samples.at(-1)!.peakRssMb).sort((a, b) => a - b);
+    process.stdout.write(`${name.slice(-27).padEnd(28)} ${figures.join('; ')}; peak RSS ${median(peaks)} MB (${peaks.join(', ')})\n`);
+  }
 }
 
 async function main(): Promise<void> {
-  const subjects = [await start('this checkout', 0), await start(args.against!, 1, args.against)];
+  const subjects: Subject[] = [
+    { name: 'this checkout', index: 0, dir: undefined },
+    { name: args.against!, index: 1, dir: args.against },
+  ];
+  if (ROUNDS > 0) await rounds(subjects);
+  if (STARTUPS > 0) await startupTimes(subjects);
+  if (FRESH_PAIRS > 0) await freshPairs(subjects);
+}
+
+/** Both servers running side by side, loaded in turn. */
+async function rounds(builds: Subject[]): Promise<void> {
+  const subjects = [await start(builds[0]!), await start(builds[1]!)];
   const samples = new Map<string, Sample[]>();
   for (const route of ROUTES) for (const subject of subjects) await measure(subject, route);
   for (let round = 0; round < ROUNDS; round++) {
@@ -109,7 +171,9 @@ async function main(): Promise<void> {
   }
   await Promise.all(subjects.map((subject) => subject.server.stop()));
   for (const subject of subjects) rmSync(subject.bufferPath, { recursive: true, force: true });
-  if (STARTUPS === 0) return;
+}
+
+async function startupTimes(subjects: Subject[]): Promise<void> {
   const startups = new Map<string, number[]>(subjects.map((subject) => [subject.name, []]));
   for (let round = 0; round < STARTUPS; round++) {
     for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
