@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import {
   abEnvironment,
   cpuMs,
+  inTurn,
   killAll,
   loadRoute,
   median,
@@ -114,7 +115,7 @@ async function freshRun(subject: Subject): Promise<Sample[]> {
 async function freshPairs(subjects: Subject[]): Promise<void> {
   const runs = new Map<string, Sample[][]>(subjects.map((subject) => [subject.name, []]));
   for (let pair = 0; pair < FRESH_PAIRS; pair++) {
-    for (const subject of pair % 2 === 0 ? subjects : [...subjects].reverse()) {
+    for (const subject of inTurn(subjects, pair)) {
       const samples = await freshRun(subject);
       runs.get(subject.name)!.push(samples);
       const loads = samples.map((sample, i) => `${ROUTES[i]} ${sample.reqPerSec} req/s, p99 ${sample.p99} ms, ${sample.cpuMicrosPerRequest} µs, ${sample.peakRssMb} MB`);
@@ -149,7 +150,7 @@ async function rounds(builds: Subject[]): Promise<void> {
   for (const route of ROUTES) for (const subject of subjects) await measure(subject, route);
   for (let round = 0; round < ROUNDS; round++) {
     for (const route of ROUTES) {
-      for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
+      for (const subject of inTurn(subjects, round)) {
         const sample = await measure(subject, route);
         const key = `${route}\t${subject.name}`;
         samples.set(key, [...(samples.get(key) ?? []), sample]);
@@ -176,7 +177,7 @@ async function rounds(builds: Subject[]): Promise<void> {
 async function startupTimes(subjects: Subject[]): Promise<void> {
   const startups = new Map<string, number[]>(subjects.map((subject) => [subject.name, []]));
   for (let round = 0; round < STARTUPS; round++) {
-    for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
+    for (const subject of inTurn(subjects, round)) {
       startups.get(subject.name)!.push(await startupMs(subject));
     }
   }

@@ -32,7 +32,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { killAll, loadRoute, median, sleep, startSeeded, type Figures, type Route } from './support/harness.js';
+import { inTurn, killAll, loadRoute, median, sleep, startSeeded, type Figures, type Route } from './support/harness.js';
 
 const CONNECTIONS = 10;
 /** How long the background work of an idle server is counted for, before each load. */
@@ -188,7 +188,7 @@ async function main(): Promise<void> {
   const counts = new Map<string, Count[]>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const route of ROUTES) {
-      for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
+      for (const subject of inTurn(subjects, round)) {
         const count = await instructionsPerRequest(route, subject.dir);
         const key = `${route}\t${subject.name}`;
         counts.set(key, [...(counts.get(key) ?? []), count]);

@@ -28,6 +28,7 @@ import { TITLE_SEARCH_INDEXES } from '../src/modules/tasks/title-search.js';
 import {
   api,
   cpuMs,
+  inTurn,
   killAll,
   load,
   startServer,
@@ -488,7 +489,7 @@ async function loadRoutes(small: Prepared, large: Prepared): Promise<void> {
       });
     }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of round % 2 === 0 ? [small, large] : [large, small]) {
+      for (const target of inTurn([small, large], round)) {
         runs[target.size.name].push(await measureLoad(target, urlOf(target, i)));
       }
     }

@@ -283,6 +283,11 @@ export function loadRoute(
   });
 }
 
+/** `items` in the order of round `round` of an A/B series: as given in even rounds, reversed in odd ones. */
+export function inTurn<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...items] : [...items].reverse();
+}
+
 /** The middle value; of an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
