@@ -62,6 +62,36 @@ describe('loadConfig', () => {
     expect(message.split('\n')).toHaveLength(1);
   });
 
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT must be a whole number from 0 to 65535'],
+    [{ PORT: '80.5' }, 'PORT must be a whole number from 0 to 65535'],
+    [{ PORT: '   ' }, 'PORT must be a whole number from 0 to 65535'],
+    [{ HOST: '  ' }, 'HOST must be at least 1 character long'],
+    [{ REDIS_KEY_PREFIX: 'p'.repeat(65) }, 'REDIS_KEY_PREFIX must be at most 64 characters long'],
+    [{ DATABASE_URL: 'mysql://localhost/x' }, 'DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
+    [{ WRITE_RETENTION: '0s' }, 'WRITE_RETENTION must be longer than zero'],
+    [{ JWT_ACCESS_TTL: '500ms' }, 'JWT_ACCESS_TTL must be at least 1s'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
+    [{ PUBLIC_URL: 'https://tasks.example.com/?a=1' }, 'PUBLIC_URL must be an absolute http(s) URL without query or fragment, such as https://tasks.example.com'],
+    [{ LOGIN_BLOCK_SECONDS: '600', LOGIN_BLOCK_MAX_SECONDS: '60' }, 'LOGIN_BLOCK_MAX_SECONDS must not be shorter than LOGIN_BLOCK_SECONDS'],
+  ])('says what is wrong with %j: %s', (env, message) => {
+    expect((failure(env) as Error).message).toBe(`Invalid configuration: ${message}`);
+  });
+
+  it('names the first variable in the schema\'s order that is wrong, before the rules between variables', () => {
+    expect((failure({ LOG_LEVEL: 'loud', PORT: 'x', REFRESH_TTL: '40d' }) as Error).message).toMatch(/^Invalid configuration: PORT /);
+  });
+
+  it('reads values without surrounding spaces, except the secret, which is taken as given', () => {
+    const secret = ' Zq81LmX0pQ72vR5sT9uW3yA6bC4dEkkk ';
+    const config = loadConfig({ PORT: ' 8080 ', LOG_LEVEL: ' debug ', JWT_ACCESS_TTL: ' 5m ', PUBLIC_URL: ' https://tasks.example.com/ ', JWT_SECRET: secret });
+    expect(config.http.port).toBe(8080);
+    expect(config.logLevel).toBe('debug');
+    expect(config.auth.accessTtlMs).toBe(5 * 60_000);
+    expect(config.http.publicUrl).toBe('https://tasks.example.com');
+    expect(config.auth.jwtSecret).toBe(secret);
+  });
+
   it('reads TRUST_PROXY as false, true or the trusted proxies\' addresses and CIDRs', () => {
     expect(loadConfig({}).http.trustProxy).toBe(false);
     expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism, hostname } from 'node:os';
-import { envSchema, type Env } from './env.schema.js';
+import { parseEnv, type Env } from './env.schema.js';
 
 export const APP_CONFIG = Symbol('APP_CONFIG');
 
@@ -83,13 +83,9 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): AppConfig {
-  const parsed = envSchema.safeParse(withoutEmptyValues(source));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const variable = issue.path.join('.') || 'environment';
-    throw new ConfigError(`Invalid configuration: ${variable} ${describe(issue.message)}`);
-  }
-  return toAppConfig(parsed.data);
+  const parsed = parseEnv(withoutEmptyValues(source));
+  if (!('env' in parsed)) throw new ConfigError(`Invalid configuration: ${parsed.variable} ${parsed.problem}`);
+  return toAppConfig(parsed.env);
 }
 
 function toAppConfig(env: Env): AppConfig {
@@ -182,9 +178,4 @@ function parseOrigins(raw: string): string[] | '*' {
     .split(',')
     .map((origin) => origin.trim())
     .filter(Boolean);
-}
-
-function describe(message: string): string {
-  // zod phrases some messages as "Invalid input: expected number, received NaN"
-  return message.replace(/^Invalid input: /, 'is invalid: ').replace(/^(?!is |must )/, 'is invalid: ');
 }

@@ -370,7 +370,7 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
   });
 
   describe('configuration', () => {
-    const schemaKeys = Object.keys(envSchema.shape);
+    const schemaKeys = Object.keys(envSchema);
     const secretData = (secret.stringData ?? {}) as Record<string, string>;
 
     it('names only variables the service reads, credentials only in the Secret', () => {
