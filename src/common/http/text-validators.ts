@@ -145,6 +145,11 @@ export function Trimmed(): PropertyDecorator {
   };
 }
 
+/** Whether DTOs of class `metatype` have `Trimmed` fields. */
+export function hasTrimmedFields(metatype: unknown): boolean {
+  return typeof metatype === 'function' && trimmedByClass.has(metatype);
+}
+
 /** Trims the `Trimmed` fields of a validated DTO in place. */
 export function trimFields(dto: unknown): void {
   if (typeof dto !== 'object' || dto === null) return;

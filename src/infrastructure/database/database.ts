@@ -96,7 +96,14 @@ export class Database {
    * header), with the deadline handed to the checkout directly: the hottest read.
    */
   async read<Row>(ctx: RequestContext, sql: string, params: unknown[]): Promise<Row[]> {
-    return (await this.guarded(ctx, () => this.driver.query(sql, params, statementFailure(sql, params), ctx))).rows as Row[];
+    // `guarded`'s rules, written out: an async frame and a closure less on the hottest read.
+    ctx.throwIfAborted();
+    this.assertUp();
+    try {
+      return (await this.driver.query(sql, params, statementFailure(sql, params), ctx)).rows as Row[];
+    } catch (error) {
+      throw this.translate(error);
+    }
   }
 
   /**

@@ -179,20 +179,19 @@ export class PgDriver {
    * stale prepared form before executing anything: it is forgotten (prepared afresh next time)
    * and the text sent once more, unnamed.
    */
-  async sendNamed(
+  sendNamed(
     name: string | undefined,
     text: string,
     values: unknown[] | undefined,
     send: (config: pg.QueryConfig) => Promise<pg.QueryResult>,
   ): Promise<pg.QueryResult> {
     if (name === undefined) return send({ text, values });
-    try {
-      return await send({ name, text, values });
-    } catch (error) {
+    // A `catch`, not an async frame: every statement goes through here.
+    return send({ name, text, values }).catch((error: unknown) => {
       if (!STALE_STATEMENT_SQLSTATES.has((error as { code?: string }).code ?? '')) throw error;
       this.forgetStatement(text);
       return send({ text, values });
-    }
+    });
   }
 
   /**
