@@ -13,7 +13,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { api, killAll, sleep, startSeeded, type Route } from './support/harness.js';
+import { api, killAll, ROUTE_REQUESTS, sleep, startSeeded } from './support/harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -25,14 +25,6 @@ if (!args.against) throw new Error('--against <directory of another built checko
 const REQUESTS = Number(args.requests);
 const WARM_UP = 50;
 const PRELOAD = path.resolve('bench/support/count-promises.mjs');
-const CREATE = { title: 'Benchmark task', description: 'created under load', priority: 'high' };
-
-const REQUEST_OF: Record<Route, { method: string; path: string; body?: object }> = {
-  live: { method: 'GET', path: '/health/live' },
-  list: { method: 'GET', path: '/api/v1/tasks' },
-  create: { method: 'POST', path: '/api/v1/tasks', body: CREATE },
-};
-
 async function count(name: string, index: number, dir: string | undefined): Promise<void> {
   const out = path.join(tmpdir(), `taskd-bench-promises-${index}.txt`);
   rmSync(out, { force: true });
@@ -43,8 +35,8 @@ async function count(name: string, index: number, dir: string | undefined): Prom
   const perRequest: string[] = [];
   try {
     for (const route of ['live', 'list', 'create'] as const) {
-      const { method, path: target, body } = REQUEST_OF[route];
-      const send = () => api(server.url, method, target, body, token);
+      const { method, path: target, body } = ROUTE_REQUESTS[route];
+      const send = () => api(server.url, method, target, body === undefined ? undefined : JSON.parse(body), token);
       for (let i = 0; i < WARM_UP; i++) await send();
       process.kill(server.pid, 'SIGUSR2');
       await sleep(200);

@@ -265,22 +265,27 @@ export async function startSeeded(index: number, dir?: string, options: StartOpt
   return { server, token, bufferPath: env.BUFFER_PATH! };
 }
 
-/** Loads one of the A/B routes: liveness, the first page of the list, or creates (201 expected). */
+/** The request of each A/B route: liveness, the first page of the list, or a create (201 expected). */
+export const ROUTE_REQUESTS: Record<Route, { method: 'GET' | 'POST'; path: string; body?: string; expect?: number }> = {
+  live: { method: 'GET', path: '/health/live' },
+  list: { method: 'GET', path: '/api/v1/tasks' },
+  create: {
+    method: 'POST',
+    path: '/api/v1/tasks',
+    body: JSON.stringify({ title: 'Benchmark task', description: 'created under load', priority: 'high' }),
+    expect: 201,
+  },
+};
+
+/** Loads one of the A/B routes (`ROUTE_REQUESTS`), authenticated but for liveness. */
 export function loadRoute(
   route: Route,
   { server, token }: SeededServer,
   shape: { connections: number; duration: number; amount?: number },
 ): Promise<Figures> {
-  const auth = { authorization: `Bearer ${token}` };
-  if (route === 'live') return load(`${server.url}/health/live`, shape);
-  if (route === 'list') return load(`${server.url}/api/v1/tasks`, { headers: auth, ...shape });
-  return load(`${server.url}/api/v1/tasks`, {
-    method: 'POST',
-    headers: auth,
-    body: JSON.stringify({ title: 'Benchmark task', description: 'created under load', priority: 'high' }),
-    expect: 201,
-    ...shape,
-  });
+  const { method, path: target, body, expect } = ROUTE_REQUESTS[route];
+  const headers: Record<string, string> = route === 'live' ? {} : { authorization: `Bearer ${token}` };
+  return load(`${server.url}${target}`, { method, headers, body, expect, ...shape });
 }
 
 /** `items` in the order of round `round` of an A/B series: as given in even rounds, reversed in odd ones. */

@@ -9,10 +9,10 @@
 import { isIP } from 'node:net';
 
 /** A value that breaks its variable's rule; the message follows the variable's name. */
-export class RuleBroken extends Error {}
+class RuleBroken extends Error {}
 
 /** How a variable is read: `undefined` when it is unset (an empty value counts as unset). */
-export interface Variable<T> {
+interface Variable<T> {
   read(raw: string | undefined): T;
 }
 
