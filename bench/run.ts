@@ -2,15 +2,21 @@
  * `npm run bench`: measures the built server against local PostgreSQL and Redis, beside a bare
  * Fastify + pg + JWT baseline serving the same list query and insert, in the same run.
  *
- *   node bench/run.ts [--duration 10] [--connections 50] [--json bench/results/latest.json]
+ *   npm run bench [-- --duration 10] [--connections 50] [--json bench/results/latest.json] [--server <dir>]
  *
- * Prints req/s, p50, p99 and the ratio to the baseline for each route, RSS under load, start-up
+ * Prints req/s, p50, p99 and the ratio to the baseline for each route, the CPU time a request
+ * costs in the server's process and in its PostgreSQL backends (for the baseline too: the
+ * service's own cost apart from the schema's), RSS under load, start-up
  * time, login throughput and its effect on a cheap authenticated route, a login's p99 alone and
  * during a flood of registrations, buffered-write throughput and the replay drain rate; writes
  * the same figures as JSON. The service and the
  * baseline both reach PostgreSQL directly while they are compared; the buffered writes are
  * measured on a second instance that reaches it through a TCP proxy, which is cut and then
  * restored. Uses its own database (`taskd_bench`, recreated) and Redis key prefix.
+ *
+ * `--server <dir>`: the server of another built checkout (an earlier release, say), started with
+ * its own production command line and Node, measured by this runner beside the same baseline;
+ * alternate runs with and without it to compare two builds with one yardstick.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,12 +26,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { cpuMs, databaseCpuMeter } from './support/harness.js';
 
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
     json: { type: 'string', default: 'bench/results/latest.json' },
+    server: { type: 'string' },
   },
 });
 const DURATION = Number(args.duration);
@@ -33,7 +41,9 @@ const CONNECTIONS = Number(args.connections);
 const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = 'taskd_bench';
 const JWT_SECRET = 'bench-secret-0123456789-0123456789-0123456789';
-const NODE = process.execPath;
+/** The checkout whose server is measured: this one, or `--server`'s with its own Node. */
+const SERVER_DIR = path.resolve(args.server ?? '.');
+const SERVER_NODE = args.server ? path.join(SERVER_DIR, 'node_modules/.bin/node') : process.execPath;
 /** Logins in flight at once while measuring a login's p99 alone and during a flood. */
 const LOGIN_UNDER_FLOOD_CONNECTIONS = 2;
 /** Registrations a second in the flood: several times what argon2 hashes on two cores. */
@@ -49,9 +59,16 @@ interface Figures {
   statuses: Record<string, number>;
 }
 
+/** CPU time a request cost, in microseconds: the server's process and its PostgreSQL backends. */
+interface CpuPerRequest {
+  server: number;
+  database: number;
+}
+
 interface Row extends Figures {
   name: string;
-  baseline?: Figures;
+  cpu?: CpuPerRequest;
+  baseline?: Figures & { cpu: CpuPerRequest };
 }
 
 const rows: Row[] = [];
@@ -105,10 +122,18 @@ function rssMb(pid: number): { total: number; anon: number } {
 /** Child processes still running, killed if the bench fails. */
 const running = new Set<ChildProcess>();
 
-async function startServer(entry: string[], env: Record<string, string>, readyPath: string): Promise<Server & { startupMs: number }> {
+/** The service's production command line, from `SERVER_DIR`, with its Node. */
+interface Command {
+  node: string;
+  args: string[];
+  cwd: string;
+}
+
+async function startServer(command: Command, env: Record<string, string>, readyPath: string): Promise<Server & { startupMs: number }> {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(NODE, entry, {
+  const child = spawn(command.node, command.args, {
+    cwd: command.cwd,
     env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -281,7 +306,7 @@ function sleep(ms: number): Promise<void> {
  * flags, to try others.
  */
 function productionCommand(): { env: Record<string, string>; args: string[] } {
-  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(path.join(SERVER_DIR, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   const words = pkg.scripts['start:prod']!.split(/\s+/);
   const env: Record<string, string> = {};
   while (/^[A-Z_][A-Z0-9_]*=/.test(words[0] ?? '')) {
@@ -329,8 +354,9 @@ async function main(): Promise<void> {
     // session, the one whose access token every authenticated load here uses.
     SESSION_MAX_PER_USER: '100000',
   });
-  const SERVICE_COMMAND = production.args;
-  notes.appNodeFlags = SERVICE_COMMAND.slice(0, -1).join(' ');
+  const SERVICE_COMMAND: Command = { node: SERVER_NODE, args: production.args, cwd: SERVER_DIR };
+  if (args.server) notes.server = args.server;
+  notes.appNodeFlags = production.args.slice(0, -1).join(' ');
   notes.appEnvironment = Object.entries(production.env).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)';
   const app = await startServer(SERVICE_COMMAND, serviceEnv(direct), '/health/ready');
   notes.appStartupMs = Math.round(app.startupMs);
@@ -347,19 +373,34 @@ async function main(): Promise<void> {
   }
   const auth = { authorization: `Bearer ${token}` };
 
-  const baseline = await startServer(['bench/baseline.ts'], { DATABASE_URL: direct.toString(), JWT_SECRET }, '/live');
+  const baseline = await startServer({ node: process.execPath, args: ['bench/baseline.ts'], cwd: process.cwd() }, { DATABASE_URL: direct.toString(), JWT_SECRET }, '/live');
   notes.baselineStartupMs = Math.round(baseline.startupMs);
 
   process.stderr.write('measuring…\n');
   const createBody = JSON.stringify({ title: 'Benchmark task', description: 'created under load', priority: 'high' });
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  // A load with the CPU it cost a request in `server`'s process and in the database's backends
+  // (the other server's are idle meanwhile).
+  const metered = async (server: Server, name: string, url: string, options: Parameters<typeof load>[2]) => {
+    const database = await databaseCpuMeter(admin, DB_NAME);
+    const before = cpuMs(server.child.pid!);
+    const figures = await load(name, url, options);
+    const serverMs = cpuMs(server.child.pid!) - before;
+    const databaseMs = await database.stop();
+    const answers = Math.max(1, Object.values(figures.statuses).reduce((sum, count) => sum + count, 0));
+    const perRequest = (ms: number) => Math.round((ms * 1000) / answers);
+    return { ...figures, cpu: { server: perRequest(serverMs), database: perRequest(databaseMs) } };
+  };
   const compare = async (name: string, appUrl: string, baseUrl: string, options: Parameters<typeof load>[2] = {}) => {
-    const base = await load(`${name} (baseline)`, baseUrl, options);
-    const mine = await load(name, appUrl, options);
+    const base = await metered(baseline, `${name} (baseline)`, baseUrl, options);
+    const mine = await metered(app, name, appUrl, options);
     rows.push({ name, ...mine, baseline: base });
   };
   await compare('GET /health/live', `${app.url}/health/live`, `${baseline.url}/live`);
   await compare('GET /api/v1/tasks (20 rows)', `${app.url}/api/v1/tasks`, `${baseline.url}/tasks`, { headers: auth });
   await compare('POST /api/v1/tasks', `${app.url}/api/v1/tasks`, `${baseline.url}/tasks`, { method: 'POST', headers: auth, body: createBody, expect: 201 });
+  await admin.end();
 
   // Login: argon2id-bound. Then a cheap authenticated route alone and beside a login burst.
   const loginBody = JSON.stringify({ email, password });
@@ -482,6 +523,15 @@ function report(): void {
           ? `${pad(b.reqPerSec, 12)}${pad(b.p99, 10)}${pad((r.reqPerSec / b.reqPerSec).toFixed(2), 8)}${pad((r.p99 / Math.max(b.p99, 1)).toFixed(2), 7)}`
           : ''),
     );
+  }
+  // "CPU ×": the server's CPU a request over the baseline's, whose code is the same whatever the
+  // build; a figure that does not move with the machine's speed as req/s does.
+  lines.push('', `${'CPU a request, µs'.padEnd(48)}${pad('server', 9)}${pad('its PG', 8)}${pad('base', 8)}${pad('its PG', 8)}${pad('CPU ×', 8)}`);
+  for (const r of rows) {
+    if (r.cpu && r.baseline) {
+      const times = (r.cpu.server / Math.max(r.baseline.cpu.server, 1)).toFixed(2);
+      lines.push(`${r.name.padEnd(48)}${pad(r.cpu.server, 9)}${pad(r.cpu.database, 8)}${pad(r.baseline.cpu.server, 8)}${pad(r.baseline.cpu.database, 8)}${pad(times, 8)}`);
+    }
   }
   lines.push('');
   for (const [key, value] of Object.entries(notes)) lines.push(`${key.padEnd(36)} ${value}`);

@@ -299,3 +299,30 @@ export function median(values: number[]): number {
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
+
+/**
+ * Meters the CPU time PostgreSQL's client backends on `database` spend from now until `stop()`,
+ * in milliseconds (from /proc; PostgreSQL on this machine): the backends there now and those
+ * that open meanwhile. Background processes (WAL writer, checkpointer, autovacuum) are not
+ * counted, nor a backend that exits before `stop()`.
+ */
+export async function databaseCpuMeter(admin: pg.Client, database: string): Promise<{ stop(): Promise<number> }> {
+  const backends = async () =>
+    (
+      await admin.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`,
+        [database],
+      )
+    ).rows.map((row) => row.pid);
+  const start = new Map((await backends()).map((pid) => [pid, cpuMs(pid)]));
+  return {
+    async stop() {
+      let total = 0;
+      for (const pid of await backends()) {
+        const now = cpuMs(pid);
+        if (now > 0) total += now - (start.get(pid) ?? 0);
+      }
+      return total;
+    },
+  };
+}
