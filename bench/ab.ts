@@ -24,7 +24,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   abEnvironment,
+  abKeyPrefix,
   cpuMs,
+  deleteRedisKeys,
   inTurn,
   killAll,
   loadRoute,
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
   if (ROUNDS > 0) await rounds(subjects);
   if (STARTUPS > 0) await startupTimes(subjects);
   if (FRESH_PAIRS > 0) await freshPairs(subjects);
+  for (const subject of subjects) await deleteRedisKeys(abKeyPrefix(subject.index));
 }
 
 /** Both servers running side by side, loaded in turn. */

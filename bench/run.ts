@@ -26,7 +26,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { cpuMs, databaseCpuMeter } from './support/harness.js';
+import { cpuMs, databaseCpuMeter, deleteRedisKeys } from './support/harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +40,9 @@ const DURATION = Number(args.duration);
 const CONNECTIONS = Number(args.connections);
 const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = 'taskd_bench';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+/** The bench's own keys, deleted at the end. */
+const REDIS_KEY_PREFIX = 'taskd-bench:';
 const JWT_SECRET = 'bench-secret-0123456789-0123456789-0123456789';
 /** The checkout whose server is measured: this one, or `--server`'s with its own Node. */
 const SERVER_DIR = path.resolve(args.server ?? '.');
@@ -339,8 +342,8 @@ async function main(): Promise<void> {
     ...production.env,
     NODE_ENV: 'development',
     DATABASE_URL: databaseUrl.toString(),
-    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0',
-    REDIS_KEY_PREFIX: 'taskd-bench:',
+    REDIS_URL,
+    REDIS_KEY_PREFIX,
     BUFFER_PATH: bufferPath,
     JWT_SECRET,
     LOG_LEVEL: 'info',
@@ -504,6 +507,7 @@ async function main(): Promise<void> {
   proxy.close();
   rmSync(bufferPath, { recursive: true, force: true });
   await recreateDatabase();
+  await deleteRedisKeys(REDIS_KEY_PREFIX, REDIS_URL);
 
   report();
 }

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 
 export interface Figures {
@@ -226,6 +227,11 @@ export interface SeededServer {
   bufferPath: string;
 }
 
+/** The Redis key prefix of the A/B benches' server number `index`. */
+export function abKeyPrefix(index: number): string {
+  return `taskd-bench-ab-${index}:`;
+}
+
 /** The environment of the A/B benches' server number `index`: its own database, key prefix and buffer. */
 export function abEnvironment(index: number): Record<string, string> {
   const url = new URL(ADMIN_URL);
@@ -234,7 +240,7 @@ export function abEnvironment(index: number): Record<string, string> {
     NODE_ENV: 'development',
     DATABASE_URL: url.toString(),
     REDIS_URL,
-    REDIS_KEY_PREFIX: `taskd-bench-ab-${index}:`,
+    REDIS_KEY_PREFIX: abKeyPrefix(index),
     BUFFER_PATH: mkdtempSync(path.join(tmpdir(), `taskd-bench-ab-${index}-`)),
     JWT_SECRET: 'bench-ab-secret-'.padEnd(48, 'x'),
     LOG_LEVEL: 'info',
@@ -325,4 +331,20 @@ export async function databaseCpuMeter(admin: pg.Client, database: string): Prom
       return total;
     },
   };
+}
+
+/** Deletes a bench's Redis keys (those under `prefix`): sessions live for weeks otherwise. */
+export async function deleteRedisKeys(prefix: string, url = REDIS_URL): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * Starts the real application (Fastify, PostgreSQL, Redis, LMDB) for an e2e suite, isolated:
  * a database of its own (created by the service itself, dropped at the end), a Redis key
- * prefix of its own, and a fresh LMDB directory. Only databases named `taskd_test_…` are ever
+ * prefix of its own (its keys deleted at the end, with the database), and a fresh LMDB
+ * directory. Only databases named `taskd_test_…` are ever
  * dropped, so a suite can never touch development data. Every response `app.inject` returns is
  * checked against the app's own OpenAPI document (`contract.ts`): a response the document does
  * not promise fails the test that received it.
@@ -11,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
 import { createApp } from '../../src/bootstrap.js';
@@ -95,7 +97,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     url,
     async close(closeOptions = {}) {
       await app.close();
-      if (!closeOptions.keepDatabase) await dropDatabase(databaseName);
+      if (!closeOptions.keepDatabase) {
+        await dropDatabase(databaseName);
+        await deleteRedisKeys(config.redis);
+      }
       if (!closeOptions.keepBuffer) rmSync(bufferPath, { recursive: true, force: true });
       // Also those a test caught (Promise.allSettled, say) instead of failing on them.
       if (contract.violations.length > 0) throw new ContractViolation(contract.violations);
@@ -114,6 +119,28 @@ export async function databaseUp(app: NestFastifyApplication, timeoutMs: number)
 export async function dropDatabase(name: string): Promise<void> {
   if (!name.startsWith(TEST_DB_PREFIX)) throw new Error(`refusing to drop a non-test database: ${name}`);
   await withAdminClient((client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+}
+
+/**
+ * Deletes the keys under `prefix` (a suite's own): the Redis server is shared, and keys left
+ * behind by every run would make each scan of it slower (sessions live for weeks).
+ */
+async function deleteRedisKeys({ url, keyPrefix: prefix }: AppConfig['redis']): Promise<void> {
+  if (!prefix.startsWith(TEST_DB_PREFIX)) return;
+  // The server itself, not a fault-injection proxy the app may have been given; its logical database.
+  const server = Object.assign(new URL(REDIS_URL), { pathname: new URL(url).pathname });
+  const redis = new Redis(server.toString(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** A short-lived client on the suite's own database, for assertions on what is stored. */
