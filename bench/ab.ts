@@ -25,8 +25,8 @@ import { parseArgs } from 'node:util';
 import {
   abEnvironment,
   abKeyPrefix,
+  REDIS_URL,
   cpuMs,
-  deleteRedisKeys,
   inTurn,
   killAll,
   loadRoute,
@@ -37,6 +37,7 @@ import {
   type Route,
   type SeededServer,
 } from './support/harness.js';
+import { deleteRedisKeys } from '../test/support/redis-keys.js';
 
 const CONNECTIONS = 50;
 
@@ -143,7 +144,7 @@ async function main(): Promise<void> {
   if (ROUNDS > 0) await rounds(subjects);
   if (STARTUPS > 0) await startupTimes(subjects);
   if (FRESH_PAIRS > 0) await freshPairs(subjects);
-  for (const subject of subjects) await deleteRedisKeys(abKeyPrefix(subject.index));
+  for (const subject of subjects) await deleteRedisKeys(REDIS_URL, abKeyPrefix(subject.index));
 }
 
 /** Both servers running side by side, loaded in turn. */

@@ -26,7 +26,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { cpuMs, databaseCpuMeter, deleteRedisKeys } from './support/harness.js';
+import { deleteRedisKeys } from '../test/support/redis-keys.js';
+import { cpuMs, databaseCpuMeter } from './support/harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -507,7 +508,7 @@ async function main(): Promise<void> {
   proxy.close();
   rmSync(bufferPath, { recursive: true, force: true });
   await recreateDatabase();
-  await deleteRedisKeys(REDIS_KEY_PREFIX, REDIS_URL);
+  await deleteRedisKeys(REDIS_URL, REDIS_KEY_PREFIX);
 
   report();
 }

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
 import { createApp } from '../../src/bootstrap.js';
@@ -20,6 +19,7 @@ import { loadConfig, type AppConfig } from '../../src/config/app-config.js';
 import { createLogger } from '../../src/logger.js';
 import { PostgresAvailability } from '../../src/infrastructure/database/postgres-availability.js';
 import { ContractViolation, enforceContract } from './contract.js';
+import { deleteRedisKeys } from './redis-keys.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -99,7 +99,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await app.close();
       if (!closeOptions.keepDatabase) {
         await dropDatabase(databaseName);
-        await deleteRedisKeys(config.redis);
+        await deleteSuiteKeys(config.redis);
       }
       if (!closeOptions.keepBuffer) rmSync(bufferPath, { recursive: true, force: true });
       // Also those a test caught (Promise.allSettled, say) instead of failing on them.
@@ -121,26 +121,11 @@ export async function dropDatabase(name: string): Promise<void> {
   await withAdminClient((client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
 }
 
-/**
- * Deletes the keys under `prefix` (a suite's own): the Redis server is shared, and keys left
- * behind by every run would make each scan of it slower (sessions live for weeks).
- */
-async function deleteRedisKeys({ url, keyPrefix: prefix }: AppConfig['redis']): Promise<void> {
-  if (!prefix.startsWith(TEST_DB_PREFIX)) return;
-  // The server itself, not a fault-injection proxy the app may have been given; its logical database.
+/** Deletes the suite's own keys (see `deleteRedisKeys`), on the server itself rather than a fault proxy the app was given. */
+async function deleteSuiteKeys({ url, keyPrefix }: AppConfig['redis']): Promise<void> {
+  if (!keyPrefix.startsWith(TEST_DB_PREFIX)) return;
   const server = Object.assign(new URL(REDIS_URL), { pathname: new URL(url).pathname });
-  const redis = new Redis(server.toString(), { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  await deleteRedisKeys(server.toString(), keyPrefix);
 }
 
 /** A short-lived client on the suite's own database, for assertions on what is stored. */
